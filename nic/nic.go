@@ -1,0 +1,84 @@
+// Package nic defines what every tamanet network driver offers the stack.
+//
+// A driver owns two descriptor rings. The receive side (Receive, Refill,
+// RxKick) is driven by one goroutine, the poll loop. The transmit side
+// (Transmit, Reclaim, TxKick) is driven by one goroutine at a time; the stack
+// serialises its writers with one lock per batch, not per ring operation.
+// The two sides may run concurrently with each other. Stats and LinkUp may be
+// called from any goroutine.
+//
+// Buffers move by ownership, never by copy:
+//
+//   - Receive hands the caller a filled pool buffer whose body is one
+//     Ethernet frame (no FCS); the caller must Put it back to the pool.
+//   - Refill takes fresh buffers from the pool and posts them to the device.
+//   - Transmit takes a buffer whose body is one Ethernet frame; on success
+//     the driver owns it until Reclaim returns it to the pool. On error the
+//     caller still owns it.
+//
+// No method allocates; this package has no gVisor types.
+package nic
+
+import (
+	"errors"
+
+	"github.com/tamanet/tamanet/alloc"
+)
+
+// ErrRingFull is returned by Transmit when no transmit slot is free. The
+// caller keeps the buffer; Reclaim may free slots.
+var ErrRingFull = errors.New("nic: transmit ring full")
+
+// ErrFrameSize is returned by Transmit for a frame shorter than an Ethernet
+// header or longer than the device accepts.
+var ErrFrameSize = errors.New("nic: frame size out of range")
+
+// ErrLinkDown is returned by Transmit while the link is down.
+var ErrLinkDown = errors.New("nic: link down")
+
+// Info describes a device. It does not change after initialisation.
+type Info struct {
+	// Name is the driver name shown in the ready line and stats
+	// ("virtio-net", "enet").
+	Name string
+	// MAC is the station address.
+	MAC [6]byte
+	// MTU is the largest Ethernet payload the device sends and receives.
+	MTU int
+	// Headroom is the prefix a transmit buffer must have free in front of
+	// the frame for the driver's own header (12 for virtio-net).
+	Headroom int
+	// RxRing and TxRing are the ring sizes in slots.
+	RxRing, TxRing int
+}
+
+// Device is a network driver as the stack sees it.
+type Device interface {
+	// Info returns the device's fixed properties.
+	Info() Info
+	// LinkUp reports the current link state.
+	LinkUp() bool
+
+	// Receive returns the next received frame, or nil when the receive
+	// ring has nothing completed. The caller owns the returned buffer.
+	Receive() *alloc.Buffer
+	// Refill posts fresh pool buffers to every free receive slot and
+	// returns how many it posted.
+	Refill() int
+	// RxKick tells the device about buffers posted since the last kick,
+	// if the device asked to be told.
+	RxKick()
+
+	// Transmit posts b, whose body is one Ethernet frame with at least
+	// Info().Headroom bytes free in front. On success the driver owns b.
+	Transmit(b *alloc.Buffer) error
+	// Reclaim returns completed transmit buffers to the pool and returns
+	// how many it freed.
+	Reclaim() int
+	// TxKick tells the device about frames posted since the last kick, if
+	// the device asked to be told.
+	TxKick()
+
+	// Stats fills s with a snapshot of the counters.
+	Stats(s *Stats)
+}
