@@ -1,0 +1,104 @@
+# tamanet — build, boot and test the unikernel.
+#
+#   make                 build build/tamanet-$(TARGET)
+#   make qemu            build and boot it under QEMU on a private tap network
+#   make test            host tests, then the end-to-end tests under QEMU
+#   make bench           per-packet benchmarks and the QEMU system benchmark
+#
+# Variables: TARGET=microvm|mx6ullevk|usbarmory, ACCEL=auto|kvm|tcg,
+# IP=10.0.0.1/24 GW=10.0.0.2 MAC=02:00:00:00:00:01 (checked before building).
+
+TARGET ?= microvm
+ACCEL  ?= auto
+IP     ?= 10.0.0.1/24
+GW     ?= 10.0.0.2
+MAC    ?= 02:00:00:00:00:01
+BENCHCOUNT ?= 5
+CI_FUZZTIME ?= 5s
+
+GO     ?= go
+BUILD  := build
+IMAGE  := $(BUILD)/tamanet-$(TARGET)
+PKG    := github.com/tamanet/tamanet
+
+ifeq ($(TARGET),microvm)
+  GOARCH_T := amd64
+  GOENV_T  :=
+  TEXT     := 0x10010000
+  TAGS     := microvm
+else ifeq ($(TARGET),mx6ullevk)
+  GOARCH_T := arm
+  GOENV_T  := GOARM=7
+  TEXT     := 0x80010000
+  TAGS     := mx6ullevk,linkramsize
+else ifeq ($(TARGET),usbarmory)
+  GOARCH_T := arm
+  GOENV_T  := GOARM=7
+  TEXT     := 0x80010000
+  TAGS     := usbarmory,linkramsize
+else
+  $(error unknown TARGET=$(TARGET): use microvm, mx6ullevk or usbarmory)
+endif
+
+CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
+                  -X '$(PKG)/internal/config.defaultGW=$(GW)' \
+                  -X '$(PKG)/internal/config.defaultMAC=$(MAC)'
+LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
+
+.PHONY: all build image qemu e2e test test-host bench deps check-config fuzz vet clean FORCE
+
+all: build
+
+build: $(IMAGE)
+
+# The image is rebuilt every time: go's own cache makes that cheap, and it
+# keeps IP/GW/MAC changes from being missed.
+$(IMAGE): FORCE check-config
+	@mkdir -p $(BUILD)
+	TAMAGO=$$($(GO) tool -n github.com/usbarmory/tamago/cmd/tamago) && \
+	GOOS=tamago GOOSPKG=github.com/usbarmory/tamago GOARCH=$(GOARCH_T) $(GOENV_T) \
+	  $$TAMAGO build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/unikernel
+
+# Invalid IP/GW/MAC fail the build here, with the reason.
+check-config:
+	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)'
+
+qemu: deps build
+	$(GO) run ./qemu/cmd/tamanet-qemu -target $(TARGET) -image $(IMAGE) -accel $(ACCEL)
+
+e2e: deps
+	$(GO) test -count=1 -timeout 30m -v ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL)
+
+test-host:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) test -count=1 -timeout 20m ./...
+	./.ci/fuzz.sh $(CI_FUZZTIME)
+
+test: deps test-host
+	$(MAKE) --no-print-directory e2e TARGET=microvm
+	$(MAKE) --no-print-directory e2e TARGET=mx6ullevk
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./alloc ./nic/... ./stack/... | tee $(BUILD)/bench-host.txt
+	$(GO) run ./internal/benchsummary < $(BUILD)/bench-host.txt
+	$(GO) test -count=1 -timeout 30m -v -run '^TestSystemBenchmark$$' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL) -bench
+
+# Runs every fuzz target for FUZZTIME each.
+FUZZTIME ?= 10s
+fuzz:
+	@./.ci/fuzz.sh $(FUZZTIME)
+
+# Installs QEMU and the network tools with apt-get when run as root and they
+# are missing; otherwise says what is missing.
+deps:
+	@./qemu/deps.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:
