@@ -1,0 +1,109 @@
+// Command tamanet-qemu boots a tamanet image under QEMU on a tap device in a
+// private network namespace, waits for its ready line, tells how to reach
+// it, and stays attached to the serial console until QEMU exits or Ctrl-C.
+// The namespace and QEMU are always removed on the way out.
+//
+//	go run ./qemu/cmd/tamanet-qemu -target microvm -image build/tamanet-microvm -accel auto
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tamanet/tamanet/qemu/vm"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	target := flag.String("target", "microvm", "board: microvm or mx6ullevk")
+	image := flag.String("image", "", "firmware image (default build/tamanet-TARGET)")
+	accel := flag.String("accel", "auto", "accelerator: auto, kvm or tcg")
+	netns := flag.String("netns", "", "namespace name (default: first free tamanet0, tamanet1, ...)")
+	timeout := flag.Duration("timeout", 60*time.Second, "how long to wait for the ready line")
+	flag.Parse()
+
+	t, err := vm.ParseTarget(*target)
+	if err != nil {
+		return fail(err)
+	}
+	a, err := vm.ParseAccel(*accel)
+	if err != nil {
+		return fail(err)
+	}
+	if *image == "" {
+		*image = "build/tamanet-" + *target
+	}
+	if os.Geteuid() != 0 {
+		return fail(errors.New("needs root to create the network namespace and tap device"))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+
+	v, err := vm.Start(ctx, vm.Options{
+		Target:  t,
+		Image:   *image,
+		Accel:   a,
+		Netns:   *netns,
+		Console: os.Stdout,
+		Stdin:   os.Stdin,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := v.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "tamanet-qemu: cleanup: %v\n", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "tamanet-qemu: QEMU stopped, namespace %s deleted\n", v.Netns().Name)
+		}
+	}()
+	acc, note := v.Accel()
+	fmt.Fprintf(os.Stderr, "tamanet-qemu: namespace %s, tap0 10.0.0.2/24, accel %s (%s)\n", v.Netns().Name, acc, note)
+	fmt.Fprintf(os.Stderr, "tamanet-qemu: %s\n", v.CommandLine())
+
+	r, err := v.WaitReady(ctx, *timeout)
+	if err != nil {
+		// The serial output was already shown as it arrived; the
+		// error repeats it so a captured log has it in one place.
+		return fail(err)
+	}
+	ns := v.Netns().Name
+	ip := r.Addr()
+	fmt.Fprintf(os.Stderr, `
+tamanet-qemu: the unikernel is up at %[2]s (mac %[3]s, nic %[4]s). From another shell:
+    ip netns exec %[1]s ping %[2]s
+    ip netns exec %[1]s curl http://%[2]s/
+    ip netns exec %[1]s curl http://%[2]s/stats
+    ip netns exec %[1]s nc %[2]s 7        # TCP echo (also UDP: nc -u)
+    ip netns exec %[1]s nc %[2]s 19       # chargen
+Ctrl-C stops QEMU and deletes the namespace.
+
+`, ns, ip, r.MAC, r.NIC)
+
+	select {
+	case <-v.Done():
+		if err := v.Err(); err != nil {
+			fmt.Fprintf(os.Stderr, "tamanet-qemu: QEMU exited: %v\n", err)
+			return 1
+		}
+		return 0
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr, "\ntamanet-qemu: interrupted")
+		return 130
+	}
+}
+
+func fail(err error) int {
+	fmt.Fprintf(os.Stderr, "tamanet-qemu: %v\n", err)
+	return 1
+}

@@ -1,0 +1,106 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// netnsDir is where iproute2 keeps named namespaces.
+const netnsDir = "/var/run/netns"
+
+// DefaultHostAddr is the host side of the tap (DESIGN.md "Test network").
+const DefaultHostAddr = "10.0.0.2/24"
+
+// Netns is a named network namespace holding one tap device. All traffic
+// to and from the guest stays inside it.
+type Netns struct {
+	// Name is the namespace name for `ip netns exec`.
+	Name string
+	// Tap is the tap device's name inside the namespace.
+	Tap string
+}
+
+// ErrNetnsExists is returned when the namespace is already there, usually
+// left behind by a run that was killed.
+var ErrNetnsExists = errors.New("network namespace already exists")
+
+// NetnsExists reports whether a named namespace exists.
+func NetnsExists(name string) bool {
+	_, err := os.Stat(filepath.Join(netnsDir, name))
+	return err == nil
+}
+
+// FreeNetnsName returns the first of prefix0, prefix1, ... that does not
+// exist yet.
+func FreeNetnsName(prefix string) (string, error) {
+	for i := 0; i < 100; i++ {
+		n := fmt.Sprintf("%s%d", prefix, i)
+		if !NetnsExists(n) {
+			return n, nil
+		}
+	}
+	return "", fmt.Errorf("no free namespace name %s0..%s99: delete stale ones with `ip netns del`", prefix, prefix)
+}
+
+// ip runs one iproute2 command and returns its error with its output.
+func ip(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// CreateNetns creates namespace name with loopback up and a tap device tap
+// carrying hostAddr (e.g. "10.0.0.2/24"). It refuses an existing namespace
+// (ErrNetnsExists) rather than reuse or delete what another run may own. On
+// error nothing is left behind.
+func CreateNetns(ctx context.Context, name, tap, hostAddr string) (*Netns, error) {
+	if name == "" || strings.ContainsAny(name, "/ \t") {
+		return nil, fmt.Errorf("bad namespace name %q", name)
+	}
+	if NetnsExists(name) {
+		return nil, fmt.Errorf("%w: %s (left by a crashed run? remove it with `ip netns del %s`)", ErrNetnsExists, name, name)
+	}
+	if err := ip(ctx, "netns", "add", name); err != nil {
+		return nil, err
+	}
+	n := &Netns{Name: name, Tap: tap}
+	steps := [][]string{
+		{"-n", name, "link", "set", "lo", "up"},
+		{"-n", name, "tuntap", "add", "dev", tap, "mode", "tap"},
+		{"-n", name, "addr", "add", hostAddr, "dev", tap},
+		{"-n", name, "link", "set", tap, "up"},
+	}
+	for _, s := range steps {
+		if err := ip(ctx, s...); err != nil {
+			n.Delete()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// Command returns a command that runs name with args inside the namespace.
+func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// IP runs `ip -n NAME args...`.
+func (n *Netns) IP(ctx context.Context, args ...string) error {
+	return ip(ctx, append([]string{"-n", n.Name}, args...)...)
+}
+
+// Delete removes the namespace; its tap device goes with it. Deleting a
+// namespace that is already gone is not an error.
+func (n *Netns) Delete() error {
+	if !NetnsExists(n.Name) {
+		return nil
+	}
+	return ip(context.Background(), "netns", "del", n.Name)
+}
