@@ -1,0 +1,42 @@
+// Command check validates the unikernel's build-time network configuration.
+// The Makefile runs it before building the image, so that invalid IP, GW or
+// MAC values fail the build with the reason:
+//
+//	go run ./internal/config/check -ip 10.0.0.1/24 -gw 10.0.0.2 -mac 02:00:00:00:00:01
+//
+// It prints nothing and exits 0 when the values are valid, and prints the
+// error and exits 1 otherwise (2 for a usage error).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/tamanet/tamanet/internal/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ip := fs.String("ip", "", "IPv4 address with prefix length, e.g. 10.0.0.1/24")
+	gw := fs.String("gw", "", "default gateway inside the prefix, or empty for none")
+	mac := fs.String("mac", "", "unicast MAC address, e.g. 02:00:00:00:00:01")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "check: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if _, err := config.Parse(*ip, *gw, *mac); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01"}, 0, ""},
+		{[]string{"-ip", "10.0.0.1/24", "-gw", "", "-mac", "02:00:00:00:00:01"}, 0, ""},
+		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.1.2", "-mac", "02:00:00:00:00:01"}, 1, `GW "10.0.1.2": outside`},
+		{[]string{"-ip", "10.0.0.1", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01"}, 1, "missing prefix length"},
+		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "01:00:5e:00:00:01"}, 1, "multicast"},
+		{[]string{"-ip", "10.0.0.1/24", "extra"}, 2, "unexpected arguments"},
+		{[]string{"-bogus"}, 2, "flag provided but not defined"},
+	} {
+		var out strings.Builder
+		code := run(tc.args, &out)
+		if code != tc.code {
+			t.Errorf("run(%q) = %d, want %d (stderr %q)", tc.args, code, tc.code, out.String())
+		}
+		if tc.want == "" && out.Len() != 0 {
+			t.Errorf("run(%q) printed %q, want nothing", tc.args, out.String())
+		}
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("run(%q) printed %q, want it to contain %q", tc.args, out.String(), tc.want)
+		}
+	}
+}
