@@ -1,0 +1,412 @@
+// Package link is tamanet's gVisor link endpoint: a stack.LinkEndpoint over
+// a nic.Device that handles Ethernet itself.
+//
+// It has no goroutine and no channel. The receive side is pulled by the
+// caller's poll loop (Poll, or Reclaim + Receive + the device's Refill and
+// RxKick): each received pool buffer is checked (length, destination
+// address), copied once into a gVisor view — gVisor's buffer.View cannot
+// wrap memory it does not own — returned to the pool at once, and delivered
+// with DeliverNetworkPacket. ARP is gVisor's (CapabilityResolutionRequired).
+//
+// The transmit side is gVisor calling WritePackets from whatever goroutine
+// sends. One mutex per batch serialises writers, as the nic.Device contract
+// asks: each packet's Ethernet header and payload views are written once,
+// in place, into a pool buffer whose headroom the driver keeps for its own
+// header; the buffer is posted with Transmit; one TxKick ends the batch.
+//
+// Drops are counted by cause (nic.Cause) in the endpoint's own counters,
+// apart from the driver's.
+package link
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// vlanTag is the IEEE 802.1Q tag a frame may carry on top of the MTU.
+const vlanTag = 4
+
+// Options configures an Endpoint.
+type Options struct {
+	// Device is the driver. Required.
+	Device nic.Device
+	// Pool is the pool the driver's buffers come from; received buffers go
+	// back to it and transmit buffers are taken from it. Required.
+	Pool *alloc.Pool
+	// MAC overrides the device's station address when not empty.
+	MAC tcpip.LinkAddress
+	// MTU overrides the device's MTU (Ethernet payload bytes) when not 0.
+	MTU uint32
+}
+
+// Endpoint is a stack.LinkEndpoint over a nic.Device.
+type Endpoint struct {
+	dev        nic.Device
+	pool       *alloc.Pool
+	txHeadroom int
+
+	// mu guards the fields gVisor may change at run time. The receive
+	// path takes it once per batch, not per frame.
+	mu         sync.RWMutex
+	dispatcher stack.NetworkDispatcher
+	addr       tcpip.LinkAddress
+	mac        [6]byte
+	mtu        uint32
+
+	// txMu serialises the transmit side of the device: WritePackets
+	// (one lock per batch) and Reclaim.
+	txMu sync.Mutex
+
+	rx, tx nic.RingCounters
+}
+
+// Compile-time checks.
+var _ stack.LinkEndpoint = (*Endpoint)(nil)
+
+// New returns an endpoint over opts.Device.
+func New(opts *Options) (*Endpoint, error) {
+	if opts == nil || opts.Device == nil || opts.Pool == nil {
+		return nil, errors.New("link: Device and Pool are required")
+	}
+	info := opts.Device.Info()
+	e := &Endpoint{
+		dev:        opts.Device,
+		pool:       opts.Pool,
+		txHeadroom: info.Headroom,
+		mtu:        uint32(info.MTU),
+	}
+	if opts.MTU != 0 {
+		e.mtu = opts.MTU
+	}
+	if e.mtu < header.IPv4MinimumMTU {
+		return nil, fmt.Errorf("link: MTU %d below the IPv4 minimum %d", e.mtu, header.IPv4MinimumMTU)
+	}
+	// The largest frame plus the driver's headroom must fit one buffer.
+	if need := e.txHeadroom + header.EthernetMinimumSize + vlanTag + int(e.mtu); need > opts.Pool.BufferSize() {
+		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + MTU %d frame", opts.Pool.BufferSize(), e.txHeadroom, e.mtu)
+	}
+	addr := opts.MAC
+	if addr == "" {
+		addr = tcpip.LinkAddress(info.MAC[:])
+	}
+	if err := e.setAddr(addr); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Endpoint) setAddr(addr tcpip.LinkAddress) error {
+	if len(addr) != header.EthernetAddressSize {
+		return fmt.Errorf("link: MAC %q is not %d bytes", addr, header.EthernetAddressSize)
+	}
+	e.addr = addr
+	copy(e.mac[:], addr)
+	return nil
+}
+
+// Device returns the driver under the endpoint.
+func (e *Endpoint) Device() nic.Device { return e.dev }
+
+// MTU implements stack.LinkEndpoint: the Ethernet payload size.
+func (e *Endpoint) MTU() uint32 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.mtu
+}
+
+// SetMTU implements stack.LinkEndpoint.
+func (e *Endpoint) SetMTU(mtu uint32) {
+	if need := e.txHeadroom + header.EthernetMinimumSize + vlanTag + int(mtu); need > e.pool.BufferSize() {
+		return // a frame that size would not fit a buffer; keep the old MTU
+	}
+	e.mu.Lock()
+	e.mtu = mtu
+	e.mu.Unlock()
+}
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (e *Endpoint) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
+
+// LinkAddress implements stack.LinkEndpoint.
+func (e *Endpoint) LinkAddress() tcpip.LinkAddress {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.addr
+}
+
+// SetLinkAddress implements stack.LinkEndpoint. An address that is not six
+// bytes is ignored.
+func (e *Endpoint) SetLinkAddress(addr tcpip.LinkAddress) {
+	e.mu.Lock()
+	_ = e.setAddr(addr)
+	e.mu.Unlock()
+}
+
+// Capabilities implements stack.LinkEndpoint. Checksums are neither
+// offloaded nor trusted: gVisor computes and verifies them.
+func (e *Endpoint) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityResolutionRequired
+}
+
+// Attach implements stack.LinkEndpoint. A nil dispatcher detaches; frames
+// received while detached are dropped (nic.LinkDown).
+func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
+	e.mu.Lock()
+	e.dispatcher = d
+	e.mu.Unlock()
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (e *Endpoint) IsAttached() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint. The endpoint has no goroutines.
+func (e *Endpoint) Wait() {}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (e *Endpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+
+// AddHeader implements stack.LinkEndpoint.
+func (e *Endpoint) AddHeader(pkt *stack.PacketBuffer) {
+	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
+	eth.Encode(&header.EthernetFields{
+		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
+		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
+		Type:    pkt.NetworkProtocolNumber,
+	})
+}
+
+// ParseHeader implements stack.LinkEndpoint.
+func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
+	hdr, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	if !ok {
+		return false
+	}
+	pkt.NetworkProtocolNumber = header.Ethernet(hdr).Type()
+	return true
+}
+
+// Close implements stack.LinkEndpoint.
+func (e *Endpoint) Close() {}
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (e *Endpoint) SetOnCloseAction(func()) {}
+
+// Poll runs one bounded step of the receive side and returns the frames
+// received and the transmit buffers reclaimed: reclaim under the transmit
+// lock, receive and deliver up to budget frames, refill the receive ring,
+// and kick the device once if anything was posted. Only one goroutine may
+// call Poll or Receive.
+func (e *Endpoint) Poll(budget int) (rx, reclaimed int) {
+	reclaimed = e.Reclaim()
+	rx = e.Receive(budget)
+	if e.dev.Refill() > 0 {
+		e.dev.RxKick()
+	}
+	return rx, reclaimed
+}
+
+// Reclaim returns completed transmit buffers to the pool.
+func (e *Endpoint) Reclaim() int {
+	e.txMu.Lock()
+	n := e.dev.Reclaim()
+	e.txMu.Unlock()
+	return n
+}
+
+// Receive takes up to budget frames from the device and delivers each to
+// the attached dispatcher. It does not refill the device.
+func (e *Endpoint) Receive(budget int) int {
+	e.mu.RLock()
+	d, mac, mtu := e.dispatcher, e.mac, e.mtu
+	e.mu.RUnlock()
+	n := 0
+	for n < budget {
+		b := e.dev.Receive()
+		if b == nil {
+			break
+		}
+		n++
+		e.deliver(d, &mac, mtu, b)
+	}
+	return n
+}
+
+// deliver hands one received frame to d. It owns b and returns it to the
+// pool on every path, before gVisor sees the packet.
+func (e *Endpoint) deliver(d stack.NetworkDispatcher, mac *[6]byte, mtu uint32, b *alloc.Buffer) {
+	frame := b.Bytes()
+	cause := nic.NumCauses // no drop
+	var typ tcpip.PacketType
+	switch {
+	case d == nil:
+		cause = nic.LinkDown
+	case len(frame) < header.EthernetMinimumSize:
+		cause = nic.Runt
+	case len(frame) > header.EthernetMinimumSize+vlanTag+int(mtu):
+		cause = nic.Oversize
+	case frame[0]&1 != 0: // group bit: multicast or broadcast (IEEE 802 §8.2)
+		typ = tcpip.PacketMulticast
+		if isBroadcast(frame[:6]) {
+			typ = tcpip.PacketBroadcast
+		}
+	case [6]byte(frame[:6]) == *mac:
+		typ = tcpip.PacketHost // the zero value, spelled out
+	default:
+		cause = nic.Filtered
+	}
+	if cause != nic.NumCauses {
+		e.rx.Drop(cause)
+		_ = e.pool.Put(b)
+		return
+	}
+	proto := tcpip.NetworkProtocolNumber(binary.BigEndian.Uint16(frame[12:14]))
+	// The one copy: gVisor owns its views. The pool buffer goes back now.
+	v := buffer.NewViewWithData(frame)
+	e.rx.Count(len(frame))
+	_ = e.pool.Put(b)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	pkt.NetworkProtocolNumber = proto
+	pkt.PktType = typ
+	d.DeliverNetworkPacket(proto, pkt)
+	pkt.DecRef()
+}
+
+func isBroadcast(a []byte) bool {
+	return a[0]&a[1]&a[2]&a[3]&a[4]&a[5] == 0xff
+}
+
+// WritePackets implements stack.LinkWriter. It takes the transmit lock once
+// for the batch, writes each packet into its own pool buffer, posts it, and
+// kicks the device once. A packet that cannot be sent is dropped and
+// counted; the error of the last failure is returned with the number sent.
+func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	e.mu.RLock()
+	mtu := e.mtu
+	e.mu.RUnlock()
+	maxFrame := header.EthernetMinimumSize + vlanTag + int(mtu)
+
+	e.txMu.Lock()
+	sent := 0
+	full := false
+	var terr tcpip.Error
+	for _, pkt := range pkts.AsSlice() {
+		cause, ok := e.write(pkt, maxFrame, &full)
+		if ok {
+			sent++
+			continue
+		}
+		e.tx.Drop(cause)
+		switch cause {
+		case nic.Oversize:
+			terr = &tcpip.ErrMessageTooLong{}
+		case nic.LinkDown:
+			terr = &tcpip.ErrClosedForSend{}
+		case nic.Malformed:
+			terr = &tcpip.ErrMalformedHeader{}
+		default:
+			terr = &tcpip.ErrNoBufferSpace{}
+		}
+	}
+	if sent > 0 {
+		e.dev.TxKick()
+	}
+	e.txMu.Unlock()
+	return sent, terr
+}
+
+// write copies pkt into a pool buffer and posts it. Caller holds txMu.
+// Once the ring stays full after a reclaim, *full is set and the rest of
+// the batch is dropped without retrying.
+func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic.Cause, bool) {
+	if *full {
+		return nic.RingFull, false
+	}
+	size := pkt.Size()
+	if size > maxFrame {
+		return nic.Oversize, false
+	}
+	if size < header.EthernetMinimumSize {
+		return nic.Runt, false
+	}
+	b := e.pool.Get()
+	if b == nil {
+		return nic.NoBuffer, false
+	}
+	// b is ours until Transmit succeeds; every failure path puts it back.
+	if b.Headroom() < e.txHeadroom {
+		if err := b.Reserve(e.txHeadroom); err != nil {
+			_ = e.pool.Put(b)
+			return nic.NoBuffer, false
+		}
+	}
+	body, err := b.Append(size)
+	if err != nil {
+		_ = e.pool.Put(b)
+		return nic.Oversize, false
+	}
+	views, off := pkt.AsViewList()
+	n := 0
+	for v := views.Front(); v != nil && n < size; v = v.Next() {
+		s := v.AsSlice()
+		if off >= len(s) {
+			off -= len(s)
+			continue
+		}
+		n += copy(body[n:], s[off:])
+		off = 0
+	}
+	if n != size {
+		_ = e.pool.Put(b)
+		return nic.Malformed, false
+	}
+	err = e.dev.Transmit(b)
+	if err == nic.ErrRingFull {
+		e.dev.Reclaim()
+		err = e.dev.Transmit(b)
+		if err == nic.ErrRingFull {
+			*full = true
+		}
+	}
+	if err != nil {
+		_ = e.pool.Put(b)
+		switch err {
+		case nic.ErrRingFull:
+			return nic.RingFull, false
+		case nic.ErrLinkDown:
+			return nic.LinkDown, false
+		case nic.ErrFrameSize:
+			return nic.Oversize, false
+		}
+		return nic.TxError, false
+	}
+	e.tx.Count(size)
+	return 0, true
+}
+
+// Stats is a snapshot of the endpoint's own counters: frames delivered to
+// gVisor (Rx) and handed to the driver (Tx), and drops by cause.
+type Stats struct {
+	Rx nic.RingStats `json:"rx"`
+	Tx nic.RingStats `json:"tx"`
+}
+
+// Stats fills s.
+func (e *Endpoint) Stats(s *Stats) {
+	e.rx.Snapshot(&s.Rx)
+	e.tx.Snapshot(&s.Tx)
+}

@@ -1,0 +1,325 @@
+// Package stack runs gVisor's TCP/IP stack over a tamanet driver.
+//
+// New joins a nic.Device and its packet pool to a gVisor stack (IPv4, ARP,
+// ICMP, TCP, UDP) through the link endpoint of package
+// github.com/tamanet/tamanet/stack/link, configures one interface with a
+// static address and a default route, and returns a Stack. Nothing runs
+// until the caller drives the poll loop: either Poll, one bounded step at a
+// time, or Start / Run, which call Poll back to back while there is work
+// and otherwise sleep until the next tick or a Wake (e.g. from an interrupt
+// handler).
+//
+// Applications reach the stack through the standard net package: on
+// GOOS=tamago, Start installs Socket as net.SocketFunc. Socket, Listen,
+// Dial and ListenPacket are also callable directly, which is how host tests
+// use the stack.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic"
+	"github.com/tamanet/tamanet/stack/link"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// Defaults for Config.
+const (
+	// DefaultTick is how long the runner sleeps when a step found no work
+	// and nothing woke it. It bounds the receive latency of a board without
+	// an interrupt, and the cost of being idle (one step per tick).
+	DefaultTick = time.Millisecond
+	// DefaultRxBudget is how many frames one step receives at most, so one
+	// step stays bounded and transmit reclaim gets its turn under load.
+	DefaultRxBudget = 64
+)
+
+// NICID is the gVisor NIC id of the interface.
+const NICID tcpip.NICID = 1
+
+// Config is the interface configuration.
+type Config struct {
+	// Addr is the IPv4 address and prefix, e.g. 10.0.0.1/24. Required.
+	Addr netip.Prefix
+	// Gateway is the next hop of the default route. Optional; when set it
+	// must be an IPv4 address inside Addr's prefix.
+	Gateway netip.Addr
+	// MAC overrides the device's station address when not nil. It must be
+	// a 6-byte unicast address.
+	MAC net.HardwareAddr
+	// Tick is the idle poll period (default DefaultTick).
+	Tick time.Duration
+	// RxBudget is the most frames one Poll step receives (default
+	// DefaultRxBudget).
+	RxBudget int
+}
+
+// Validate reports the first problem with c, with defaults applied.
+func (c *Config) Validate() error {
+	a := c.Addr.Addr()
+	switch {
+	case !c.Addr.IsValid():
+		return errors.New("stack: no address configured (Config.Addr)")
+	case !a.Is4():
+		return fmt.Errorf("stack: address %v is not IPv4", c.Addr)
+	case c.Addr.Bits() < 1 || c.Addr.Bits() > 32:
+		return fmt.Errorf("stack: prefix length /%d out of range 1..32", c.Addr.Bits())
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Errorf("stack: %v is not a unicast address", a)
+	case c.Addr.Bits() <= 30 && (a == c.Addr.Masked().Addr() || a == lastAddr(c.Addr)):
+		return fmt.Errorf("stack: %v is the network or broadcast address of %v", a, c.Addr.Masked())
+	}
+	if c.Gateway.IsValid() {
+		switch {
+		case !c.Gateway.Is4():
+			return fmt.Errorf("stack: gateway %v is not IPv4", c.Gateway)
+		case c.Gateway == a:
+			return fmt.Errorf("stack: gateway %v is the interface's own address", c.Gateway)
+		case !c.Addr.Contains(c.Gateway):
+			return fmt.Errorf("stack: gateway %v is outside %v", c.Gateway, c.Addr.Masked())
+		}
+	}
+	if c.MAC != nil {
+		if len(c.MAC) != 6 {
+			return fmt.Errorf("stack: MAC %v is not 6 bytes", c.MAC)
+		}
+		if c.MAC[0]&1 != 0 {
+			return fmt.Errorf("stack: MAC %v is a group address", c.MAC)
+		}
+		if [6]byte(c.MAC) == [6]byte{} {
+			return errors.New("stack: MAC is all zeros")
+		}
+	}
+	if c.Tick < 0 {
+		return fmt.Errorf("stack: negative tick %v", c.Tick)
+	}
+	if c.RxBudget < 0 {
+		return fmt.Errorf("stack: negative rx budget %d", c.RxBudget)
+	}
+	return nil
+}
+
+// lastAddr returns the broadcast address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// Stack is one network interface running gVisor over a tamanet driver.
+type Stack struct {
+	cfg   Config
+	dev   nic.Device
+	pool  *alloc.Pool
+	ep    *link.Endpoint
+	gv    *gvstack.Stack
+	start time.Time
+
+	wake    chan struct{} // one slot: a pending wake-up
+	polling atomic.Bool   // guards Poll against concurrent callers
+
+	steps  atomic.Uint64 // Poll steps that ran
+	busy   atomic.Uint64 // steps that found work
+	sleeps atomic.Uint64 // idle sleeps of the runner
+	wakes  atomic.Uint64 // sleeps ended by Wake
+
+	runMu  sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New configures a gVisor stack on dev, whose buffers come from pool, and
+// posts the first receive buffers. The poll loop is not started.
+func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
+	if dev == nil || pool == nil {
+		return nil, errors.New("stack: nil device or pool")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = DefaultTick
+	}
+	if cfg.RxBudget == 0 {
+		cfg.RxBudget = DefaultRxBudget
+	}
+	opts := &link.Options{Device: dev, Pool: pool}
+	if cfg.MAC != nil {
+		opts.MAC = tcpip.LinkAddress(cfg.MAC)
+	}
+	ep, err := link.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	gv := gvstack.New(gvstack.Options{
+		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+		HandleLocal:        true,
+	})
+	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, gv: gv, start: time.Now(), wake: make(chan struct{}, 1)}
+	if err := s.configure(); err != nil {
+		gv.Close()
+		return nil, err
+	}
+	if ep.Device().Refill() > 0 {
+		ep.Device().RxKick()
+	}
+	return s, nil
+}
+
+func (s *Stack) configure() error {
+	sack := tcpip.TCPSACKEnabled(true)
+	if err := s.gv.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
+		return fmt.Errorf("stack: enable SACK: %v", err)
+	}
+	if err := s.gv.CreateNICWithOptions(NICID, s.ep, gvstack.NICOptions{Name: s.dev.Info().Name}); err != nil {
+		return fmt.Errorf("stack: create NIC: %v", err)
+	}
+	addr := tcpip.ProtocolAddress{
+		Protocol: ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddressWithPrefix{
+			Address:   tcpip.AddrFrom4(s.cfg.Addr.Addr().As4()),
+			PrefixLen: s.cfg.Addr.Bits(),
+		},
+	}
+	if err := s.gv.AddProtocolAddress(NICID, addr, gvstack.AddressProperties{}); err != nil {
+		return fmt.Errorf("stack: add address %v: %v", s.cfg.Addr, err)
+	}
+	routes := []tcpip.Route{{Destination: addr.AddressWithPrefix.Subnet(), NIC: NICID}}
+	if s.cfg.Gateway.IsValid() {
+		routes = append(routes, tcpip.Route{
+			Destination: header.IPv4EmptySubnet,
+			Gateway:     tcpip.AddrFrom4(s.cfg.Gateway.As4()),
+			NIC:         NICID,
+		})
+	}
+	s.gv.SetRouteTable(routes)
+	return nil
+}
+
+// GVisor returns the gVisor stack, for options and endpoints this package
+// does not wrap.
+func (s *Stack) GVisor() *gvstack.Stack { return s.gv }
+
+// NICID returns the gVisor NIC id of the interface.
+func (s *Stack) NICID() tcpip.NICID { return NICID }
+
+// Endpoint returns the link endpoint.
+func (s *Stack) Endpoint() *link.Endpoint { return s.ep }
+
+// Config returns the configuration with defaults applied.
+func (s *Stack) Config() Config { return s.cfg }
+
+// MAC returns the interface's station address.
+func (s *Stack) MAC() net.HardwareAddr { return net.HardwareAddr(s.ep.LinkAddress()) }
+
+// Poll runs one bounded step of the poll loop: reclaim transmit buffers
+// (under the transmit lock), receive and deliver up to RxBudget frames,
+// refill the receive ring, and kick the device once. It returns the frames
+// and buffers handled and when the next step is due: 0 when there was work
+// (more may be waiting), the tick otherwise. Poll is safe to call from any
+// goroutine; a call that overlaps another returns at once with no work.
+func (s *Stack) Poll() (work int, next time.Duration) {
+	if !s.polling.CompareAndSwap(false, true) {
+		return 0, s.cfg.Tick
+	}
+	rx, reclaimed := s.ep.Poll(s.cfg.RxBudget)
+	s.polling.Store(false)
+	s.steps.Add(1)
+	if work = rx + reclaimed; work > 0 {
+		s.busy.Add(1)
+		return work, 0
+	}
+	return 0, s.cfg.Tick
+}
+
+// Wake makes a sleeping runner take a step now. It never blocks and may be
+// called from an interrupt hook; wake-ups while one is pending coalesce.
+func (s *Stack) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run drives Poll until ctx is done: back to back while steps find work,
+// otherwise sleeping until the step is due or Wake is called.
+func (s *Stack) Run(ctx context.Context) {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
+	for {
+		_, next := s.Poll()
+		if next <= 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		s.sleeps.Add(1)
+		t.Reset(next)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+			s.wakes.Add(1)
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// Start runs the poll loop on a new goroutine (once; later calls do
+// nothing until Stop) and, on tamago, installs the stack as
+// net.SocketFunc.
+func (s *Stack) Start() {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		s.Run(ctx)
+	}(s.done)
+	installSocketFunc(s)
+}
+
+// Stop ends the poll loop started by Start and waits for it.
+func (s *Stack) Stop() {
+	s.runMu.Lock()
+	cancel, done := s.cancel, s.done
+	s.cancel, s.done = nil, nil
+	s.runMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// Close stops the poll loop and tears down the gVisor stack. The device
+// keeps the buffers it holds.
+func (s *Stack) Close() {
+	s.Stop()
+	s.gv.Close()
+	s.gv.Wait()
+}

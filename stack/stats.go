@@ -1,0 +1,142 @@
+package stack
+
+import (
+	"reflect"
+	"time"
+	"unicode"
+
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic"
+	"github.com/tamanet/tamanet/stack/link"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
+
+// Stats is a snapshot of everything the stack counts, shaped for JSON.
+type Stats struct {
+	// UptimeSeconds is the time since New.
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	// Pool is the packet pool.
+	Pool alloc.Stats `json:"pool"`
+	// NIC is the driver's per-ring counters and drops by cause.
+	NIC nic.Stats `json:"nic"`
+	// Endpoint is the link endpoint's counters: frames delivered to and
+	// taken from gVisor, and what it dropped (filtered, runt, no buffer,
+	// ring full, ...).
+	Endpoint link.Stats `json:"endpoint"`
+	// Poll is the poll loop's activity.
+	Poll PollStats `json:"poll"`
+	// TCPIP holds gVisor's non-zero counters, nested as in tcpip.Stats
+	// (e.g. tcpip["tcp"]["active_connection_openings"]) plus the NIC's
+	// under "nic".
+	TCPIP map[string]any `json:"tcpip"`
+}
+
+// PollStats counts poll loop steps.
+type PollStats struct {
+	Steps uint64 `json:"steps"`
+	// Busy counts steps that found work.
+	Busy uint64 `json:"busy"`
+	// Sleeps counts idle sleeps of the runner; Wakes those ended by Wake.
+	Sleeps uint64 `json:"sleeps"`
+	Wakes  uint64 `json:"wakes"`
+}
+
+// Stats returns a snapshot of the stack's counters. It allocates (the
+// gVisor part is a map) and is meant for a stats page, not a hot path.
+func (s *Stack) Stats() Stats {
+	st := Stats{
+		UptimeSeconds: time.Since(s.start).Seconds(),
+		Pool:          s.pool.Stats(),
+		Poll: PollStats{
+			Steps:  s.steps.Load(),
+			Busy:   s.busy.Load(),
+			Sleeps: s.sleeps.Load(),
+			Wakes:  s.wakes.Load(),
+		},
+	}
+	s.dev.Stats(&st.NIC)
+	s.ep.Stats(&st.Endpoint)
+	m := counters(reflect.ValueOf(s.gv.Stats()))
+	if m == nil {
+		m = map[string]any{}
+	}
+	if info, ok := s.gv.NICInfo()[NICID]; ok {
+		if n := counters(reflect.ValueOf(info.Stats)); n != nil {
+			m["nic"] = n
+		}
+	}
+	st.TCPIP = m
+	return st
+}
+
+var statCounterType = reflect.TypeOf((*tcpip.StatCounter)(nil))
+
+// counters walks a gVisor stats struct and returns its non-zero
+// *tcpip.StatCounter values in nested maps keyed by snake_case field name,
+// or nil when all are zero.
+func counters(v reflect.Value) map[string]any {
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	var m map[string]any
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		fv := v.Field(i)
+		var val any
+		switch {
+		case f.Type == statCounterType:
+			if fv.IsNil() {
+				continue
+			}
+			n := fv.Interface().(*tcpip.StatCounter).Value()
+			if n == 0 {
+				continue
+			}
+			val = n
+		case f.Type.Kind() == reflect.Struct || (f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct):
+			sub := counters(fv)
+			if sub == nil {
+				continue
+			}
+			val = sub
+		default:
+			continue
+		}
+		if m == nil {
+			m = make(map[string]any)
+		}
+		m[snake(f.Name)] = val
+	}
+	return m
+}
+
+// snake turns a Go field name into snake_case: "ICMP" -> "icmp",
+// "PacketsReceived" -> "packets_received", "V4" -> "v4".
+func snake(s string) string {
+	r := []rune(s)
+	out := make([]rune, 0, len(r)+4)
+	for i, c := range r {
+		if unicode.IsUpper(c) {
+			prevLower := i > 0 && (unicode.IsLower(r[i-1]) || unicode.IsDigit(r[i-1]))
+			nextLower := i > 0 && i+1 < len(r) && unicode.IsLower(r[i+1]) && unicode.IsUpper(r[i-1])
+			if prevLower || nextLower {
+				out = append(out, '_')
+			}
+			out = append(out, unicode.ToLower(c))
+			continue
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}
