@@ -1,0 +1,408 @@
+// Package e2e boots the real tamanet image under QEMU on a tap device in a
+// private network namespace and tests it from the host side with standard
+// tools and a Go client.
+//
+//	go test -count=1 -v ./qemu/e2e -args -target microvm -accel auto [-bench]
+//
+// TestMain boots the image once, then re-executes this test binary inside
+// the namespace (`ip netns exec`), so every test's sockets are in the
+// namespace and can reach nothing but the guest. Missing prerequisites (not
+// root, no /dev/net/tun, no QEMU, no TamaGo distribution) make every test
+// SKIP with the reason; anything else that goes wrong fails.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tamanet/tamanet/qemu/vm"
+)
+
+var (
+	targetFlag  = flag.String("target", "microvm", "board: microvm or mx6ullevk")
+	accelFlag   = flag.String("accel", "auto", "accelerator: auto, kvm or tcg")
+	imageFlag   = flag.String("image", "", "boot this image instead of building build/tamanet-TARGET")
+	benchFlag   = flag.Bool("bench", false, "run TestSystemBenchmark")
+	bootTimeout = flag.Duration("boot-timeout", 60*time.Second, "how long to wait for the ready line")
+)
+
+// Environment passed from the outer process to the one in the namespace.
+const (
+	envInner  = "TAMANET_E2E_INNER"
+	envSerial = "TAMANET_E2E_SERIAL"
+	envGuest  = "TAMANET_E2E_GUEST"
+	envMAC    = "TAMANET_E2E_MAC"
+	envNIC    = "TAMANET_E2E_NIC"
+	envTap    = "TAMANET_E2E_TAP"
+)
+
+// What the tests in the namespace know about the guest.
+var (
+	skipReason string // set when a prerequisite is missing
+	guestIP    string // e.g. "10.0.0.1"
+	guestMAC   net.HardwareAddr
+	guestNIC   string
+	tapName    string
+	serialPath string
+)
+
+const distribution = "tamago-go1.26.0"
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if os.Getenv(envInner) == "1" {
+		guestIP = os.Getenv(envGuest)
+		guestMAC, _ = net.ParseMAC(os.Getenv(envMAC))
+		guestNIC = os.Getenv(envNIC)
+		tapName = os.Getenv(envTap)
+		serialPath = os.Getenv(envSerial)
+		os.Exit(m.Run())
+	}
+	os.Exit(outer(m))
+}
+
+// outer boots the guest and runs the tests in its namespace. It always
+// stops QEMU and deletes the namespace before returning.
+func outer(m *testing.M) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	target, err := vm.ParseTarget(*targetFlag)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 2
+	}
+	accel, err := vm.ParseAccel(*accelFlag)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 2
+	}
+	if skipReason = prerequisites(target); skipReason != "" {
+		return m.Run()
+	}
+	image := *imageFlag
+	if image == "" {
+		var skip string
+		image, skip, err = buildImage(ctx, target)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
+			return 1
+		}
+		if skip != "" {
+			skipReason = skip
+			return m.Run()
+		}
+	}
+
+	dir, err := os.MkdirTemp("", "tamanet-e2e-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	serial, err := os.Create(filepath.Join(dir, "serial.log"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
+		return 1
+	}
+	defer serial.Close()
+
+	ns, err := vm.FreeNetnsName(fmt.Sprintf("tamanet-e2e-%d-", os.Getpid()))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
+		return 1
+	}
+	v, err := vm.Start(ctx, vm.Options{Target: target, Image: image, Accel: accel, Netns: ns, Console: serial})
+	if errors.Is(err, vm.ErrQEMUMissing) {
+		skipReason = "SKIP: " + err.Error()
+		return m.Run()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
+		return 1
+	}
+	defer v.Close()
+	a, note := v.Accel()
+	fmt.Printf("e2e: target %s, image %s, accel %s (%s), namespace %s\n", target, image, a, note, ns)
+	start := time.Now()
+	ready, err := v.WaitReady(ctx, *bootTimeout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: boot: %v\n", err)
+		return 1
+	}
+	fmt.Printf("e2e: ready after %v: ip=%s mac=%s nic=%s\n", time.Since(start).Round(time.Millisecond), ready.Prefix, ready.MAC, ready.NIC)
+	if ready.NIC != target.NIC() {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: ready line says nic=%s, want %s for %s\n", ready.NIC, target.NIC(), target)
+		return 1
+	}
+
+	// The tests run in the namespace, bounded by go test's own timeout
+	// less a margin for the cleanup here.
+	runCtx := ctx
+	if f := flag.Lookup("test.timeout"); f != nil {
+		if d, err := time.ParseDuration(f.Value.String()); err == nil && d > 2*time.Minute {
+			var cancel context.CancelFunc
+			runCtx, cancel = context.WithTimeout(ctx, d-time.Minute)
+			defer cancel()
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
+		return 1
+	}
+	cmd := v.Netns().Command(runCtx, self, os.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(),
+		envInner+"=1",
+		envSerial+"="+serial.Name(),
+		envGuest+"="+ready.Addr().String(),
+		envMAC+"="+ready.MAC,
+		envNIC+"="+ready.NIC,
+		envTap+"="+v.Netns().Tap,
+	)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
+	runErr := cmd.Run()
+
+	code := 0
+	if runErr != nil {
+		code = 1
+		if ee := (*exec.ExitError)(nil); errors.As(runErr, &ee) && ee.ExitCode() > 0 {
+			code = ee.ExitCode()
+		}
+	}
+	select {
+	case <-v.Done():
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: QEMU exited during the tests: %v\n", v.Err())
+		code = 1
+	default:
+	}
+	if p := findPanic(v.Serial()); p != "" {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: the serial log shows a panic:\n%s\n", p)
+		code = 1
+	}
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "e2e: tests failed (%v); guest log:\n%s\n", runErr, tail(v.Log(), 8000))
+	}
+	if err := v.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: cleanup: %v\n", err)
+		code = 1
+	}
+	return code
+}
+
+// prerequisites returns a SKIP reason, or "" when the host can run QEMU
+// on a tap in a namespace.
+func prerequisites(target vm.Target) string {
+	if os.Geteuid() != 0 {
+		return "SKIP: not root: the network namespace and tap device need root"
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return "SKIP: no /dev/net/tun: " + err.Error()
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return "SKIP: iproute2 (ip) not installed"
+	}
+	if _, err := exec.LookPath(target.QEMUBinary()); err != nil {
+		return "SKIP: " + target.QEMUBinary() + " not installed (make deps)"
+	}
+	return ""
+}
+
+// repoRoot walks up from the working directory to go.mod.
+func repoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		d = p
+	}
+}
+
+// buildImage builds build/tamanet-TARGET with the Makefile (go's cache
+// makes a rebuild of an unchanged tree cheap, and a stale image is never
+// tested). Without the TamaGo distribution a failed build is a SKIP.
+func buildImage(ctx context.Context, target vm.Target) (image, skip string, err error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", "", err
+	}
+	image = filepath.Join(root, "build", "tamanet-"+string(target))
+	cmd := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build", "TARGET="+string(target))
+	out, berr := cmd.CombinedOutput()
+	if berr == nil {
+		return image, "", nil
+	}
+	if !distributionPresent() {
+		return "", fmt.Sprintf("SKIP: TamaGo distribution %s not available: %v: %s", distribution, berr, tail(string(out), 600)), nil
+	}
+	return "", "", fmt.Errorf("make build TARGET=%s: %v\n%s", target, berr, out)
+}
+
+func distributionPresent() bool {
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return false
+		}
+		cache = filepath.Join(home, ".cache")
+	}
+	_, err := os.Stat(filepath.Join(cache, "tamago-go", distribution, "bin", "go"))
+	return err == nil
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "...\n" + s[len(s)-n:]
+}
+
+// panicRE matches what a Go runtime crash or a tamago exception prints.
+var panicRE = regexp.MustCompile(`(?m)^.*(panic:|fatal error:|unexpected fault|exception: |goroutine \d+ \[running\]).*$`)
+
+// findPanic returns the serial log from the first panic line on, or "".
+func findPanic(serial string) string {
+	loc := panicRE.FindStringIndex(serial)
+	if loc == nil {
+		return ""
+	}
+	return tail(serial[loc[0]:], 4000)
+}
+
+// needGuest skips the test when a prerequisite is missing.
+func needGuest(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	if guestIP == "" {
+		t.Fatal("no guest address: TestMain did not boot the image")
+	}
+}
+
+func guestAddr(port int) string { return net.JoinHostPort(guestIP, strconv.Itoa(port)) }
+
+// stats fetches /stats and flattens its numeric leaves into dotted paths
+// ("nic.rx.packets", "tcpip.tcp.checksum_errors").
+func stats(t *testing.T) map[string]float64 {
+	t.Helper()
+	var m map[string]float64
+	var err error
+	for try := 0; try < 3; try++ {
+		if m, err = fetchStats(); err == nil {
+			return m
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("GET /stats: %v", err)
+	return nil
+}
+
+var httpClient = &http.Client{
+	Timeout:   15 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true},
+}
+
+func fetchStats() (map[string]float64, error) {
+	resp, err := httpClient.Get("http://" + guestAddr(80) + "/stats")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s: %s", resp.Status, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return nil, fmt.Errorf("Content-Type %q", ct)
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %v: %s", err, tail(string(body), 400))
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not a JSON object: %s", tail(string(body), 400))
+	}
+	out := map[string]float64{}
+	flatten("", obj, out)
+	return out, nil
+}
+
+func flatten(prefix string, v any, out map[string]float64) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			flatten(p, e, out)
+		}
+	case []any:
+		for i, e := range x {
+			flatten(fmt.Sprintf("%s.%d", prefix, i), e, out)
+		}
+	case json.Number:
+		if f, err := x.Float64(); err == nil {
+			out[prefix] = f
+		}
+	}
+}
+
+// stat returns the counter at path, matched as a whole or as a suffix of
+// a longer path ("pool.in_use" finds "stack.pool.in_use"); ok is false when
+// it is absent.
+func stat(m map[string]float64, path string) (float64, bool) {
+	if v, ok := m[path]; ok {
+		return v, true
+	}
+	for k, v := range m {
+		if strings.HasSuffix(k, "."+path) {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+func mustStat(t *testing.T, m map[string]float64, path string) float64 {
+	t.Helper()
+	v, ok := stat(m, path)
+	if !ok {
+		t.Fatalf("/stats has no %s", path)
+	}
+	return v
+}
