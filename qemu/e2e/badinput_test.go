@@ -3,9 +3,11 @@ package e2e
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -180,6 +182,18 @@ func dropTotal(m map[string]float64) float64 {
 	return s
 }
 
+// dropDiff lists the drop counters that changed from a to b.
+func dropDiff(a, b map[string]float64) string {
+	var out []string
+	for k, v := range b {
+		if v != a[k] && dropTotal(map[string]float64{k: 1}) == 1 {
+			out = append(out, fmt.Sprintf("%s +%v", k, v-a[k]))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
 func containsPart(parts []string, p string) bool {
 	for _, x := range parts {
 		if x == p {
@@ -224,7 +238,8 @@ func TestBadInput(t *testing.T) {
 	// for at that moment.
 	group := func(name string, n int, frames func(i int) []byte, check func()) {
 		t.Helper()
-		before := dropTotal(stats(t))
+		first := stats(t)
+		before := dropTotal(first)
 		for i := range n {
 			raw.send(t, frames(i))
 		}
@@ -232,16 +247,18 @@ func TestBadInput(t *testing.T) {
 			check()
 		}
 		var after float64
+		var last map[string]float64
 		for try := 0; try < 20; try++ {
-			if after = dropTotal(stats(t)); after-before >= float64(n) {
+			last = stats(t)
+			if after = dropTotal(last); after-before >= float64(n) {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		if after-before < float64(n) {
-			t.Errorf("%s: %d frames sent, drop counters rose by %v", name, n, after-before)
+			t.Errorf("%s: %d frames sent, drop counters rose by %v (%s)", name, n, after-before, dropDiff(first, last))
 		} else {
-			t.Logf("%s: %d frames sent, drop counters rose by %v", name, n, after-before)
+			t.Logf("%s: %d frames sent, drop counters rose by %v (%s)", name, n, after-before, dropDiff(first, last))
 		}
 	}
 
