@@ -1,0 +1,672 @@
+// Package enettest is an NXP ENET device model for host tests: it plays the
+// MAC side of the ENET registers (i.MX6ULL RM 22.5), the legacy buffer
+// descriptor rings (RM 22.6.13) and a clause 22 PHY on MDIO, over the same
+// memory the driver lays its rings and buffers in.
+//
+// A Device implements enet.Regs. It follows what QEMU's imx.enet does with
+// legacy descriptors: RDAR makes the MAC look at the current receive
+// descriptor and it stays active while the next one is empty; TDAR sends
+// every ready transmit descriptor at once, in the writer's goroutine; the
+// MAC writes the frame plus its 4-byte FCS and sets LG/TR when a frame is
+// longer than RCR.MAX_FL/FTRL; clearing ECR.ETHEREN resets the descriptor
+// pointers to RDSR/TDSR; MMFR transfers complete at once and set EIR.MII.
+// Unlike QEMU it also checks the driver against the manual: ECR.DBSWP must
+// be set (little-endian descriptors), rings 8-byte aligned, receive buffers
+// 16-byte aligned, MMFR frames well formed; a violation is counted in
+// Stats.DeviceErrors.
+//
+// Every address the driver hands the model is resolved as an offset into
+// the DMA memory slice given to New (modulo 2^32: descriptors hold 32-bit
+// addresses); one outside it is counted, raises EIR.EBERR and stops the MAC
+// as the real one does, never a panic.
+//
+// Backends: Pipe links two models back to back, AttachTap links a model to a
+// Linux tap, SetOutput hands transmitted frames to a function. Frames that
+// arrive while no receive descriptor is empty wait in a bounded backlog.
+//
+// Faults are injected from a seeded generator: dropped, duplicated,
+// corrupted, reordered frames, bad lengths, receive error bits (LG, NO, CR,
+// OV, TR), transmit errors in EIR, and a stalled MAC. Every injection is
+// counted in Stats. The model allocates nothing per frame.
+//
+// The descriptor control word (length and status) is read and written with
+// sync/atomic on both sides: it is where ownership changes hands.
+package enettest
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"math/rand/v2"
+	"os"
+	"sync"
+
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic/enet/internal/bd"
+)
+
+// Register offsets and bits, written out from the manual (RM 22.5) rather
+// than imported from the driver, so the model checks the driver against the
+// manual and not against itself.
+const (
+	regEIR  = 0x004
+	regEIMR = 0x008
+	regRDAR = 0x010
+	regTDAR = 0x014
+	regECR  = 0x024
+	regMMFR = 0x040
+	regMSCR = 0x044
+	regMIBC = 0x064
+	regRCR  = 0x084
+	regTCR  = 0x0c4
+	regPALR = 0x0e4
+	regPAUR = 0x0e8
+	regOPD  = 0x0ec
+	regTFWR = 0x144
+	regRDSR = 0x180
+	regTDSR = 0x184
+	regMRBR = 0x188
+	regFTRL = 0x1b0
+	regSize = 0x400
+
+	eirBABT  = 1 << 29
+	eirGRA   = 1 << 28
+	eirTXF   = 1 << 27
+	eirTXB   = 1 << 26
+	eirRXF   = 1 << 25
+	eirRXB   = 1 << 24
+	eirMII   = 1 << 23
+	eirEBERR = 1 << 22
+	eirLC    = 1 << 21
+	eirRL    = 1 << 20
+	eirUN    = 1 << 19
+
+	active = 1 << 24 // RDAR/TDAR
+
+	ecrReset   = 1 << 0
+	ecrEtherEn = 1 << 1
+	ecrEN1588  = 1 << 4
+	ecrDBSWP   = 1 << 8
+
+	tcrGTS = 1 << 0
+)
+
+// Receive error bits of a legacy descriptor (RM Table 22-35), for
+// Faults.RxErrorBits and tests.
+const (
+	ErrLG = bd.LG // frame length violation
+	ErrNO = bd.NO // non-octet aligned
+	ErrCR = bd.CR // CRC error
+	ErrOV = bd.OV // overrun
+	ErrTR = bd.TR // truncated
+)
+
+// RxErrorBits lists the receive error bits.
+var RxErrorBits = [...]uint16{ErrLG, ErrNO, ErrCR, ErrOV, ErrTR}
+
+// txErrorBits are the EIR transmit errors Faults.TxError raises.
+var txErrorBits = [...]uint32{eirLC, eirRL, eirUN, eirBABT}
+
+// MaxFrame is the largest frame (without FCS) the model carries; QEMU's
+// imx.enet caps frames at 2032 bytes with FCS.
+const MaxFrame = 2028
+
+// PHY identifiers the model reports (an SMSC/Microchip LAN8720A, the PHY
+// of the USB armory Mk II LAN).
+const (
+	PHYID1 = 0x0007
+	PHYID2 = 0xc0f1
+)
+
+// Options configure a Device. Zero values take defaults.
+type Options struct {
+	// MAC held in PALR/PAUR after reset. Default 02:00:00:00:00:02.
+	MAC [6]byte
+	// PHYAddr is the MDIO address the PHY answers at. Default 0.
+	PHYAddr int
+	// NoPHY: no PHY on the bus (every read returns 0xffff).
+	NoPHY bool
+	// LinkDown starts the device with the link down.
+	LinkDown bool
+	// Partner is the link partner's ability word (ANLPAR). Default
+	// 100/10 full and half duplex.
+	Partner uint16
+	// PHYResetReads is how many BMCR reads still show RESET after a PHY
+	// reset. Default 0.
+	PHYResetReads int
+	// Backlog is how many frames wait for an empty descriptor before
+	// further ones are dropped. Default 256.
+	Backlog int
+	// TxAlign, when set, is the alignment the model demands of transmit
+	// buffers; a misaligned one is counted in Stats.DeviceErrors.
+	TxAlign int
+}
+
+// Faults configures fault injection. Rates are probabilities in [0, 1]
+// applied per frame: Drop, Duplicate, Corrupt, Reorder, BadLength and
+// RxError to frames arriving at this device, TxError to frames it sends.
+type Faults struct {
+	Seed      uint64
+	Drop      float64
+	Duplicate float64
+	Corrupt   float64 // flip one byte of the frame (the FCS is computed after, like a bad sender)
+	Reorder   float64 // hold a frame back and deliver it after the next
+	BadLength float64 // write a descriptor length the driver must refuse
+	RxError   float64 // set receive error bits in the last descriptor
+	// RxErrorBits are the bits RxError sets; 0 picks one of
+	// RxErrorBits at random per frame.
+	RxErrorBits uint16
+	TxError     float64 // raise one of EIR LC, RL, UN, BABT after a frame
+}
+
+// Stats counts what the model did and what it injected.
+type Stats struct {
+	RxFrames, RxBytes uint64 // written into receive buffers (without FCS)
+	TxFrames, TxBytes uint64 // taken from transmit descriptors
+	RDARWrites        uint64
+	TDARWrites        uint64
+	Interrupts        uint64
+	BacklogDrops      uint64 // arrived with no empty descriptor and a full backlog
+	Oversize          uint64 // longer than MaxFrame, not carried
+	DeviceErrors      uint64 // driver broke a rule of the manual (see package doc)
+	BusErrors         uint64 // addresses outside the DMA memory (EIR.EBERR)
+	MDIOReads         uint64
+	MDIOWrites        uint64
+	PHYResets         uint64
+
+	Dropped, Duplicated, Corrupted, Reordered uint64
+	BadLengths, RxErrors, TxErrors            uint64
+	Stalled                                   bool
+}
+
+// phy is a clause 22 PHY: BMCR, BMSR, ID, ANAR, ANLPAR.
+type phy struct {
+	bmcr, anar uint16
+	resetLeft  int
+	link       bool
+}
+
+// Device is an ENET device model. Its methods are safe for concurrent use.
+type Device struct {
+	mu   sync.Mutex
+	mem  []byte
+	base uint32
+	opt  Options
+
+	regs   [regSize / 4]uint32
+	rxPos  uint32 // address of the current receive descriptor
+	txPos  uint32 // address of the current transmit descriptor
+	phy    phy
+	halted bool // bus error: stopped until ETHEREN is cleared
+
+	backlog       [][]byte
+	blN           []int
+	blHead, blLen int
+	stalled       bool
+	faults        Faults
+	rng           *rand.Rand
+	pcg           *rand.PCG
+	held          []byte
+	heldN         int
+	scratch       []byte
+	irqPending    bool
+	irq           func()
+	stats         Stats
+
+	// txMu serialises transmit processing, which hands frames to the
+	// backend after dropping mu (so two piped models never hold each
+	// other's mu).
+	txMu   sync.Mutex
+	stage  [][]byte
+	stageN []int
+
+	peer   *Device
+	output func([]byte)
+	tap    *os.File
+	tapWG  sync.WaitGroup
+}
+
+// New returns a device model over mem, the DMA memory the driver allocates
+// rings and buffers from (alloc.Arena.Memory()).
+func New(mem []byte, opt Options) *Device {
+	if opt.MAC == ([6]byte{}) {
+		opt.MAC = [6]byte{0x02, 0, 0, 0, 0, 2}
+	}
+	if opt.Partner == 0 {
+		opt.Partner = 1<<8 | 1<<7 | 1<<6 | 1<<5 | 1
+	}
+	if opt.Backlog == 0 {
+		opt.Backlog = 256
+	}
+	d := &Device{mem: mem, base: uint32(alloc.AddrOf(mem)), opt: opt}
+	d.backlog = make([][]byte, opt.Backlog)
+	d.blN = make([]int, opt.Backlog)
+	for i := range d.backlog {
+		d.backlog[i] = make([]byte, MaxFrame)
+	}
+	d.stage = make([][]byte, 64)
+	d.stageN = make([]int, 64)
+	for i := range d.stage {
+		d.stage[i] = make([]byte, MaxFrame+4)
+	}
+	d.held = make([]byte, MaxFrame)
+	d.scratch = make([]byte, MaxFrame+4)
+	d.pcg = rand.NewPCG(0, 0)
+	d.rng = rand.New(d.pcg)
+	d.phy.link = !opt.LinkDown
+	d.resetLocked()
+	d.resetPHYLocked()
+	d.phy.resetLeft = 0
+	return d
+}
+
+// resetLocked puts the MAC registers in their reset state (RM 22.5 reset
+// values, as QEMU has them).
+func (d *Device) resetLocked() {
+	clear(d.regs[:])
+	d.reg(regECR, 0xf000_0000)
+	d.reg(regMIBC, 0xc000_0000)
+	d.reg(regRCR, 0x05ee_0001)
+	d.reg(regOPD, 0x0001_0000)
+	d.reg(regFTRL, 0x7ff)
+	m := d.opt.MAC
+	d.reg(regPALR, binary.BigEndian.Uint32(m[0:4]))
+	d.reg(regPAUR, uint32(binary.BigEndian.Uint16(m[4:6]))<<16|0x8808)
+	d.rxPos, d.txPos = 0, 0
+	d.halted = false
+}
+
+func (d *Device) reg(off, v uint32) { d.regs[off/4] = v }
+func (d *Device) get(off uint32) uint32 {
+	return d.regs[off/4]
+}
+
+func (d *Device) resetPHYLocked() {
+	d.phy.bmcr = 1<<12 | 1<<13 // AN enable, 100 Mbit/s
+	d.phy.anar = 1<<8 | 1<<7 | 1<<6 | 1<<5 | 1
+	d.phy.resetLeft = d.opt.PHYResetReads
+	d.stats.PHYResets++
+}
+
+// Pipe links a and b: what one transmits, the other receives.
+func Pipe(a, b *Device) {
+	a.mu.Lock()
+	a.peer = b
+	a.mu.Unlock()
+	b.mu.Lock()
+	b.peer = a
+	b.mu.Unlock()
+}
+
+// SetOutput hands every transmitted frame (without FCS) to fn instead of a
+// peer or tap. fn runs in the transmitting goroutine and must not keep the
+// slice.
+func (d *Device) SetOutput(fn func(frame []byte)) {
+	d.mu.Lock()
+	d.output = fn
+	d.mu.Unlock()
+}
+
+// SetInterrupt sets the function called when an event is raised in EIR
+// that EIMR unmasks. It runs in the goroutine that caused the event, with
+// no lock held, and must not call back into the device or the driver
+// synchronously: wake a poller.
+func (d *Device) SetInterrupt(fn func()) {
+	d.mu.Lock()
+	d.irq = fn
+	d.mu.Unlock()
+}
+
+// SetFaults replaces the fault configuration and reseeds the generator. A
+// frame held for reordering is delivered first.
+func (d *Device) SetFaults(f Faults) {
+	d.mu.Lock()
+	d.faults = f
+	d.pcg.Seed(f.Seed, f.Seed^0x9e3779b97f4a7c15)
+	d.flushHeldLocked()
+	irq := d.takeIRQLocked()
+	d.mu.Unlock()
+	irq()
+}
+
+// Stall stops the MAC working either ring until Unstall: posted transmit
+// frames stay posted, arriving frames go to the backlog.
+func (d *Device) Stall() {
+	d.mu.Lock()
+	d.stalled = true
+	d.stats.Stalled = true
+	d.mu.Unlock()
+}
+
+// Unstall resumes the MAC: it sends what is ready and receives the backlog
+// into empty descriptors (as if RDAR and TDAR had stayed active).
+func (d *Device) Unstall() {
+	d.mu.Lock()
+	d.stalled = false
+	d.stats.Stalled = false
+	d.mu.Unlock()
+	d.processTx()
+	d.mu.Lock()
+	d.drainLocked()
+	irq := d.takeIRQLocked()
+	d.mu.Unlock()
+	irq()
+}
+
+// Flush delivers a frame held back for reordering, if any.
+func (d *Device) Flush() {
+	d.mu.Lock()
+	d.flushHeldLocked()
+	irq := d.takeIRQLocked()
+	d.mu.Unlock()
+	irq()
+}
+
+// SetLink sets the PHY's link state (BMSR link status and autonegotiation
+// complete).
+func (d *Device) SetLink(up bool) {
+	d.mu.Lock()
+	d.phy.link = up
+	d.mu.Unlock()
+}
+
+// SetPartner changes the link partner's abilities (ANLPAR), as a cable
+// moved to another switch port would.
+func (d *Device) SetPartner(anlpar uint16) {
+	d.mu.Lock()
+	d.opt.Partner = anlpar
+	d.mu.Unlock()
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Device) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
+// Backlog returns the number of frames waiting for an empty descriptor.
+func (d *Device) Backlog() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.blLen + d.heldN
+}
+
+// Reg returns a register's raw value, for tests.
+func (d *Device) Reg(off uint32) uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off >= regSize || off&3 != 0 {
+		return 0
+	}
+	return d.get(off)
+}
+
+func nop() {}
+
+// raiseLocked sets EIR events and notes an interrupt if EIMR unmasks one.
+func (d *Device) raiseLocked(ev uint32) {
+	d.regs[regEIR/4] |= ev
+	if ev&d.get(regEIMR) != 0 {
+		d.irqPending = true
+	}
+}
+
+// takeIRQLocked returns the interrupt hook to call after unlocking, or nop.
+func (d *Device) takeIRQLocked() func() {
+	if !d.irqPending || d.irq == nil {
+		d.irqPending = false
+		return nop
+	}
+	d.irqPending = false
+	d.stats.Interrupts++
+	return d.irq
+}
+
+// Read32 reads a register.
+func (d *Device) Read32(off uint32) uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off >= regSize || off&3 != 0 {
+		d.stats.DeviceErrors++
+		return 0
+	}
+	return d.get(off)
+}
+
+// Write32 writes a register. TDAR sends in the caller's goroutine.
+func (d *Device) Write32(off, v uint32) {
+	if off == regTDAR {
+		d.mu.Lock()
+		d.stats.TDARWrites++
+		on := d.get(regECR)&ecrEtherEn != 0
+		d.mu.Unlock()
+		if on {
+			d.processTx()
+		}
+		return
+	}
+	d.mu.Lock()
+	d.writeLocked(off, v)
+	irq := d.takeIRQLocked()
+	d.mu.Unlock()
+	irq()
+}
+
+func (d *Device) writeLocked(off, v uint32) {
+	if off >= regSize || off&3 != 0 {
+		d.stats.DeviceErrors++
+		return
+	}
+	switch off {
+	case regEIR:
+		d.regs[off/4] &^= v // write 1 to clear
+	case regEIMR:
+		d.reg(off, v)
+		if d.get(regEIR)&v != 0 {
+			d.irqPending = true
+		}
+	case regRDAR:
+		d.stats.RDARWrites++
+		if d.get(regECR)&ecrEtherEn == 0 {
+			d.reg(regRDAR, 0)
+			return
+		}
+		d.checkRxLocked()
+		d.drainLocked()
+	case regECR:
+		if v&ecrReset != 0 {
+			d.resetLocked()
+			return
+		}
+		d.reg(off, v)
+		if v&ecrEtherEn == 0 {
+			d.reg(regRDAR, 0)
+			d.reg(regTDAR, 0)
+			d.rxPos = d.get(regRDSR)
+			d.txPos = d.get(regTDSR)
+			d.halted = false
+		} else if v&ecrDBSWP == 0 || v&ecrEN1588 != 0 {
+			// Without DBSWP the real MAC reads descriptors
+			// big-endian; EN1588 selects 32-byte descriptors.
+			d.stats.DeviceErrors++
+		}
+	case regMMFR:
+		d.mdioLocked(v)
+	case regMSCR:
+		d.reg(off, v&0x7fe)
+	case regTCR:
+		d.reg(off, v)
+		if v&tcrGTS != 0 {
+			d.raiseLocked(eirGRA) // nothing in flight: stop completes at once
+		}
+	case regRDSR, regTDSR:
+		if v&7 != 0 {
+			d.stats.DeviceErrors++ // RM: 64-bit aligned
+		}
+		d.reg(off, v&^7)
+		if off == regRDSR {
+			d.rxPos = v &^ 7
+		} else {
+			d.txPos = v &^ 7
+		}
+	case regMRBR:
+		d.reg(off, v&0x7f0)
+	case regFTRL:
+		d.reg(off, v&0x3fff)
+	default:
+		d.reg(off, v)
+	}
+}
+
+// mdioLocked runs one clause 22 management frame (RM 22.5.6).
+func (d *Device) mdioLocked(v uint32) {
+	st, op, ta := v>>30, v>>28&3, v>>16&3
+	pa, ra := int(v>>23&31), int(v>>18&31)
+	if st != 1 || ta != 2 || (op != 1 && op != 2) {
+		d.stats.DeviceErrors++
+		d.reg(regMMFR, v)
+		d.raiseLocked(eirMII)
+		return
+	}
+	if op == 2 {
+		d.stats.MDIOReads++
+		d.reg(regMMFR, v&^0xffff|uint32(d.phyReadLocked(pa, ra)))
+	} else {
+		d.stats.MDIOWrites++
+		d.reg(regMMFR, v)
+		d.phyWriteLocked(pa, ra, uint16(v))
+	}
+	d.raiseLocked(eirMII)
+}
+
+func (d *Device) phyReadLocked(pa, ra int) uint16 {
+	if d.opt.NoPHY || pa != d.opt.PHYAddr {
+		return 0xffff
+	}
+	p := &d.phy
+	switch ra {
+	case 0:
+		if p.resetLeft > 0 {
+			p.resetLeft--
+			return p.bmcr | 1<<15
+		}
+		return p.bmcr
+	case 1:
+		// 100/10 full/half capable, AN capable, extended capability.
+		v := uint16(1<<14 | 1<<13 | 1<<12 | 1<<11 | 1<<3 | 1)
+		if p.link && p.resetLeft == 0 {
+			v |= 1 << 2
+			if p.bmcr&(1<<12) != 0 {
+				v |= 1 << 5
+			}
+		}
+		return v
+	case 2:
+		return PHYID1
+	case 3:
+		return PHYID2
+	case 4:
+		return p.anar
+	case 5:
+		if !p.link {
+			return 0
+		}
+		return d.opt.Partner
+	}
+	return 0
+}
+
+func (d *Device) phyWriteLocked(pa, ra int, v uint16) {
+	if d.opt.NoPHY || pa != d.opt.PHYAddr {
+		return
+	}
+	switch ra {
+	case 0:
+		if v&(1<<15) != 0 {
+			d.resetPHYLocked()
+			return
+		}
+		d.phy.bmcr = v &^ (1 << 9) // restart self-clears; AN completes at once
+	case 4:
+		d.phy.anar = v
+	}
+}
+
+// resolve maps a 32-bit bus address and length to an offset in mem, or -1.
+func (d *Device) resolve(addr uint32, n int) int {
+	off := int64(addr - d.base)
+	if n < 0 || off < 0 || off+int64(n) > int64(len(d.mem)) {
+		return -1
+	}
+	return int(off)
+}
+
+// busErrorLocked stops the MAC as an AXI error does (EIR.EBERR).
+func (d *Device) busErrorLocked() {
+	d.stats.BusErrors++
+	d.halted = true
+	d.reg(regRDAR, 0)
+	d.raiseLocked(eirEBERR)
+}
+
+// descLocked resolves the descriptor at addr and returns its offset, or -1
+// after raising a bus error.
+func (d *Device) descLocked(addr uint32) int {
+	off := d.resolve(addr, bd.Size)
+	if off < 0 || off&3 != 0 {
+		d.busErrorLocked()
+		return -1
+	}
+	return off
+}
+
+// next returns the address of the descriptor after the one at addr.
+func (d *Device) next(addr uint32, status uint16, ringReg uint32) uint32 {
+	if status&bd.W != 0 {
+		return d.get(ringReg)
+	}
+	return addr + bd.Size
+}
+
+// AttachTap makes the tap f the device's wire: a goroutine reads frames from
+// f into the receive ring, transmitted frames are written to f. The device
+// owns f from here; Close closes it.
+func (d *Device) AttachTap(f *os.File) {
+	d.mu.Lock()
+	d.tap = f
+	d.mu.Unlock()
+	d.tapWG.Add(1)
+	go func() {
+		defer d.tapWG.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, err := f.Read(buf)
+			if err != nil {
+				return
+			}
+			d.Deliver(buf[:n])
+		}
+	}()
+}
+
+// Close detaches and closes a tap attached with AttachTap and waits for its
+// reader to stop.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	f := d.tap
+	d.tap = nil
+	d.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	err := f.Close()
+	d.tapWG.Wait()
+	return err
+}
+
+// fcs appends the Ethernet FCS (CRC-32, sent least significant byte
+// first) of frame into dst and returns the 4 bytes.
+func fcs(frame []byte, dst *[4]byte) []byte {
+	binary.LittleEndian.PutUint32(dst[:], crc32.ChecksumIEEE(frame))
+	return dst[:]
+}

@@ -1,0 +1,85 @@
+// Package bd is the layout of the ENET legacy buffer descriptor (i.MX6ULL RM
+// 22.6.13, "Legacy buffer descriptors") shared by the driver and the device
+// model, and the atomic access to its control word.
+//
+// A legacy descriptor is 8 bytes; with ECR.DBSWP set the MAC reads and writes
+// it little-endian:
+//
+//	offset 0: data length (16 bits)
+//	offset 2: status / control (16 bits)
+//	offset 4: data buffer pointer (32 bits)
+//
+// Length and status together form the control word at offset 0. Whoever
+// hands a descriptor to the other side (the driver setting E/R, the device
+// clearing it) writes the whole word with one atomic store, after every
+// other write to the descriptor and its buffer; the other side reads it with
+// one atomic load before reading anything else. That store/load pair is the
+// ownership hand-over and the memory barrier.
+package bd
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// Layout (i.MX6ULL RM 22.6.13, Figures 22-36/22-37).
+const (
+	Size   = 8
+	Length = 0
+	Status = 2
+	Addr   = 4
+)
+
+// Status bits common to rx and tx descriptors.
+const (
+	W = 1 << 13 // wrap: the next descriptor is at RDSR/TDSR
+	L = 1 << 11 // last descriptor of a frame
+)
+
+// Receive status bits (i.MX6ULL RM Table 22-35).
+const (
+	E   = 1 << 15 // empty: owned by the MAC
+	RO1 = 1 << 14
+	RO2 = 1 << 12
+	M   = 1 << 8 // miss (promiscuous)
+	BC  = 1 << 7 // broadcast
+	MC  = 1 << 6 // multicast
+	LG  = 1 << 5 // frame length violation (> RCR.MAX_FL)
+	NO  = 1 << 4 // non-octet aligned frame
+	CR  = 1 << 2 // CRC or frame error
+	OV  = 1 << 1 // FIFO overrun
+	TR  = 1 << 0 // truncated (> FTRL)
+
+	// RxErrors are the error bits, valid only when L is set.
+	RxErrors = LG | NO | CR | OV | TR
+)
+
+// Transmit status bits (i.MX6ULL RM Table 22-36).
+const (
+	R   = 1 << 15 // ready: owned by the MAC
+	TO1 = 1 << 14
+	TO2 = 1 << 12
+	TC  = 1 << 10 // append the CRC
+	ABC = 1 << 9  // append a bad CRC
+)
+
+// Word builds the control word from a length and a status.
+func Word(length, status uint16) uint32 { return uint32(length) | uint32(status)<<16 }
+
+// Split returns the length and status of a control word.
+func Split(w uint32) (length, status uint16) { return uint16(w), uint16(w >> 16) }
+
+// word returns the control word of the descriptor at off. off must be a
+// multiple of Size inside mem and mem 4-byte aligned (rings are carved
+// 64-byte aligned). Both targets (amd64, arm) are little-endian, so the
+// native 32-bit word is the descriptor's little-endian length|status<<16.
+func word(mem []byte, off int) *uint32 {
+	w := mem[off : off+4] // bounds check without a (racy) read
+	return (*uint32)(unsafe.Pointer(unsafe.SliceData(w)))
+}
+
+// Load reads the control word of the descriptor at off (acquire).
+func Load(mem []byte, off int) uint32 { return atomic.LoadUint32(word(mem, off)) }
+
+// Store writes the control word of the descriptor at off (release).
+func Store(mem []byte, off int, w uint32) { atomic.StoreUint32(word(mem, off), w) }
