@@ -52,8 +52,8 @@ func TestSystemBenchmark(t *testing.T) {
 	fmt.Fprintf(tw, "\nsystem benchmark (%s, median of %d runs)\tvalue\n", guestNIC, runs)
 	fmt.Fprintf(tw, "TCP upload to discard (32 MiB)\t%.1f Mbit/s\n", medianF(up))
 	fmt.Fprintf(tw, "TCP download from chargen (32 MiB)\t%.1f Mbit/s\n", medianF(down))
-	fmt.Fprintf(tw, "TCP echo 64 B round trip p50 / p99\t%v / %v\n", medianD(tcp50), medianD(tcp99))
-	fmt.Fprintf(tw, "UDP echo 64 B round trip p50 / p99\t%v / %v\n", medianD(udp50), medianD(udp99))
+	fmt.Fprintf(tw, "TCP echo 64 B round trip p50 / p99\t%v / %v\n", medianD(tcp50).Round(time.Microsecond), medianD(tcp99).Round(time.Microsecond))
+	fmt.Fprintf(tw, "UDP echo 64 B round trip p50 / p99\t%v / %v\n", medianD(udp50).Round(time.Microsecond), medianD(udp99).Round(time.Microsecond))
 	fmt.Fprintf(tw, "TCP connect + 1-byte echo + close\t%.0f conn/s\n", medianF(cps))
 	tw.Flush()
 }

@@ -254,13 +254,14 @@ func buildImage(ctx context.Context, target vm.Target) (image, skip string, err 
 		return "", "", err
 	}
 	image = filepath.Join(root, "build", "tamanet-"+string(target))
+	fmt.Printf("e2e: make build TARGET=%s\n", target)
 	cmd := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build", "TARGET="+string(target))
 	out, berr := cmd.CombinedOutput()
 	if berr == nil {
 		return image, "", nil
 	}
 	if !distributionPresent() {
-		return "", fmt.Sprintf("SKIP: TamaGo distribution %s not available: %v: %s", distribution, berr, tail(string(out), 600)), nil
+		return "", fmt.Sprintf("SKIP: TamaGo distribution %s not available: %s", distribution, lastLines(string(out), 3)), nil
 	}
 	return "", "", fmt.Errorf("make build TARGET=%s: %v\n%s", target, berr, out)
 }
@@ -276,6 +277,17 @@ func distributionPresent() bool {
 	}
 	_, err := os.Stat(filepath.Join(cache, "tamago-go", distribution, "bin", "go"))
 	return err == nil
+}
+
+// lastLines returns the last n non-empty lines of s joined with " | ".
+func lastLines(s string, n int) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep[max(0, len(keep)-n):], " | ")
 }
 
 func tail(s string, n int) string {

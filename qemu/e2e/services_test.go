@@ -221,7 +221,7 @@ func tcpRR(n, size int) (p50, p99 time.Duration, err error) {
 		}
 	}
 	p50, p99 = percentiles(samples)
-	return p50, p99, nil
+	return p50.Round(time.Microsecond), p99.Round(time.Microsecond), nil
 }
 
 // udpRR measures n request/response round trips of size bytes against the
@@ -255,7 +255,7 @@ func udpRR(n, size int) (p50, p99 time.Duration, lost int, err error) {
 		}
 	}
 	p50, p99 = percentiles(samples)
-	return p50, p99, lost, nil
+	return p50.Round(time.Microsecond), p99.Round(time.Microsecond), lost, nil
 }
 
 func percentiles(s []time.Duration) (p50, p99 time.Duration) {
