@@ -18,9 +18,9 @@
 //
 // The PHY is reached over MDIO (clause 22): it is reset and set to
 // autonegotiate at New; PollLink reads link, speed and duplex and applies
-// them to the MAC (TCR.FDEN, RCR.RMII_10T, RCR.DRT). RxKick calls PollLink
-// itself at most once per Config.LinkPoll, so link polling costs nothing per
-// packet.
+// them to the MAC (TCR.FDEN, RCR.RMII_10T, RCR.DRT). Refill, which the poll
+// loop calls once per step, calls PollLink itself at most once per
+// Config.LinkPoll, so link polling costs nothing per packet.
 //
 // The driver behaves the same on the real MAC and on QEMU's imx.enet, which
 // implements the legacy descriptors the driver uses (ECR.EN1588 clear), a
@@ -61,7 +61,7 @@ const (
 	// DefaultTxAlign is the transmit buffer alignment: Linux's fec driver
 	// keeps ENET transmit buffers 16-byte aligned on ARM.
 	DefaultTxAlign = 16
-	// DefaultLinkPoll is how often RxKick polls the PHY.
+	// DefaultLinkPoll is how often Refill polls the PHY.
 	DefaultLinkPoll = time.Second
 	// PHYAuto asks New to scan the MDIO bus for the PHY.
 	PHYAuto = -1
@@ -101,7 +101,7 @@ type Config struct {
 	// frame that starts elsewhere is moved down inside its own buffer.
 	// Default DefaultTxAlign.
 	TxAlign int
-	// LinkPoll is the least time between two PHY polls made by RxKick.
+	// LinkPoll is the least time between two PHY polls made by Refill.
 	// Default DefaultLinkPoll; negative disables (call PollLink).
 	LinkPoll time.Duration
 }
@@ -192,7 +192,7 @@ var _ nic.Device = (*Driver)(nil)
 // New resets and initialises the MAC behind regs (i.MX6ULL RM 22.6.1),
 // resets the PHY and starts autonegotiation, lays out both descriptor rings
 // in arena memory, fills the receive ring from pool and enables the MAC.
-// The link may still be down when New returns; PollLink (or RxKick) notices
+// The link may still be down when New returns; PollLink (or Refill) notices
 // when it comes up.
 func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, error) {
 	if cfg.RxRing == 0 {
@@ -223,6 +223,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	}
 
 	d := &Driver{regs: regs, pool: pool, rmii: cfg.RMII, txAlign: cfg.TxAlign, poll: cfg.LinkPoll}
+	d.lastPoll = time.Now() // no PHY poll from Refill before the PHY is set up
 	d.mdio = cfg.MDIO
 	if d.mdio == nil {
 		d.mdio = d
@@ -498,7 +499,7 @@ func (d *Driver) setLink(s linkState) {
 // Stats and LinkUp, and re-programs the MAC when the negotiated speed or
 // duplex differs from what it runs. It also recovers from a DMA bus error
 // (EIR.EBERR), which stops the MAC. Call it on the receive (poll)
-// goroutine; RxKick calls it at most once per Config.LinkPoll.
+// goroutine; Refill calls it at most once per Config.LinkPoll.
 func (d *Driver) PollLink() {
 	d.lastPoll = time.Now()
 	d.polls.Add(1)
@@ -626,20 +627,21 @@ func (d *Driver) Refill() int {
 	if posted > 0 {
 		d.rxPosted = true
 	}
+	// Refill runs once per poll step whether or not frames came in, so
+	// the link is watched while idle too; one clock read per step.
+	if d.poll > 0 && time.Since(d.lastPoll) >= d.poll {
+		d.PollLink()
+	}
 	return posted
 }
 
 // RxKick writes RDAR if descriptors were posted since the last kick (RM
-// 22.5.3: the uDMA stops at a full descriptor and resumes on RDAR). It
-// also polls the PHY when Config.LinkPoll has passed.
+// 22.5.3: the uDMA stops at a full descriptor and resumes on RDAR).
 func (d *Driver) RxKick() {
 	if d.rxPosted {
 		d.rxPosted = false
 		d.regs.Write32(RegRDAR, DescriptorActive)
 		d.rxc.Kicks.Add(1)
-	}
-	if d.poll > 0 && time.Since(d.lastPoll) >= d.poll {
-		d.PollLink()
 	}
 }
 

@@ -245,6 +245,16 @@ func TestPHY(t *testing.T) {
 			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
 		}
 	})
+	t.Run("polled from Refill", func(t *testing.T) {
+		r := newRig(t, enettest.Options{}, enet.Config{LinkPoll: time.Millisecond})
+		polls := r.drv.Extra().LinkPolls
+		r.dev.SetLink(false)
+		time.Sleep(2 * time.Millisecond)
+		r.drv.Refill()
+		if r.drv.LinkUp() || r.drv.Extra().LinkPolls <= polls {
+			t.Fatalf("link not polled from Refill: up %v extra %+v", r.drv.LinkUp(), r.drv.Extra())
+		}
+	})
 	t.Run("half duplex 10 RMII", func(t *testing.T) {
 		r := newRig(t, enettest.Options{}, enet.Config{RMII: true})
 		r.dev.SetPartner(1<<5 | 1) // 10BASE-T half duplex only
