@@ -94,6 +94,19 @@ func outer(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 2
 	}
+	// `go test ./...` (make test-host) reaches this package without
+	// arguments; the suite then leaves the booting to `make e2e`, which
+	// runs it right after with -args -target.
+	explicit := false
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "target" || f.Name == "image" || f.Name == "bench" {
+			explicit = true
+		}
+	})
+	if !explicit {
+		skipReason = "SKIP: the end-to-end suite runs with `make e2e` (go test ./qemu/e2e -args -target TARGET)"
+		return m.Run()
+	}
 	if skipReason = prerequisites(target); skipReason != "" {
 		return m.Run()
 	}
