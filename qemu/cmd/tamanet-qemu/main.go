@@ -67,6 +67,9 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "tamanet-qemu: QEMU stopped, namespace %s deleted\n", v.Netns().Name)
 		}
 	}()
+	if *netns == "" && v.Netns().Name != "tamanet0" {
+		fmt.Fprintf(os.Stderr, "tamanet-qemu: tamanet0 is taken (another run, or left by a crashed one: `ip netns del tamanet0`), using %s\n", v.Netns().Name)
+	}
 	acc, note := v.Accel()
 	fmt.Fprintf(os.Stderr, "tamanet-qemu: namespace %s, tap0 10.0.0.2/24, accel %s (%s)\n", v.Netns().Name, acc, note)
 	fmt.Fprintf(os.Stderr, "tamanet-qemu: %s\n", v.CommandLine())
