@@ -24,7 +24,7 @@ const (
 	// Register A: DV2..DV0 = 010 selects the 32.768 kHz time base, and
 	// RS3..RS0 the periodic rate, 32768 >> (RS-1) Hz.
 	rtcRegADV32K  = 0x20
-	rtcRegARateRS = 0x0a // 64 Hz, a 15.625 ms period
+	rtcRegARateRS = 0x09 // 128 Hz, a 7.8125 ms period
 	rtcPeriodHz   = 32768 >> (rtcRegARateRS - 1)
 
 	// Register B, PIE: periodic interrupt enable. QEMU only runs the
@@ -37,19 +37,13 @@ const (
 )
 
 const (
-	// calibrationPeriods is how many RTC periods the TSC is timed over:
-	// 8 × 15.625 ms = 125 ms. A long period makes it unlikely that a
-	// descheduled vCPU misses an edge; many periods make the endpoint
-	// jitter small.
-	calibrationPeriods = 8
+	// calibrationEdges is how many periodic-flag edges the TSC is
+	// timed at: 24 × 7.8125 ms ≈ 190 ms.
+	calibrationEdges = 24
 
 	// pfSpinLimit bounds the wait for one edge: a read of register C
 	// takes well over 10 ns, so this is many periods even on fast hosts.
 	pfSpinLimit = 50_000_000
-
-	// Plausible TSC frequencies; anything else means no working RTC.
-	minTSCHz = 50_000_000
-	maxTSCHz = 20_000_000_000
 )
 
 func cmosRead(reg uint8) uint8 {
@@ -73,9 +67,9 @@ func waitPF() bool {
 	return false
 }
 
-// calibrateTSC times the TSC (read by counter) over calibrationPeriods
-// periods of the RTC periodic flag and returns its frequency in Hz, or 0
-// when there is no usable RTC. The RTC registers it touches are restored.
+// calibrateTSC reads the TSC (with counter) at calibrationEdges edges of
+// the RTC periodic flag and returns its frequency in Hz, or 0 when there
+// is no usable RTC. The RTC registers it touches are restored.
 func calibrateTSC(counter func() uint64) uint64 {
 	a := cmosRead(rtcRegA)
 	b := cmosRead(rtcRegB)
@@ -92,22 +86,14 @@ func calibrateTSC(counter func() uint64) uint64 {
 		cmosRead(rtcRegC)
 	}()
 
-	// Clear a stale flag, then start on an edge.
+	// Clear a stale flag; the first edge seen after that is a real one.
 	cmosRead(rtcRegC)
-	if !waitPF() {
-		return 0
-	}
-	start := counter()
-	for range calibrationPeriods {
+	var edges [calibrationEdges]uint64
+	for i := range edges {
 		if !waitPF() {
 			return 0
 		}
+		edges[i] = counter()
 	}
-	end := counter()
-
-	hz := (end - start) * rtcPeriodHz / calibrationPeriods
-	if hz < minTSCHz || hz > maxTSCHz {
-		return 0
-	}
-	return hz
+	return tscHzFromEdges(edges[:], rtcPeriodHz)
 }

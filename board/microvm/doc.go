@@ -5,11 +5,17 @@
 // Importing the package initialises the hardware, as tamago boards do: it
 // provides the runtime/goos hooks (Hwinit1, Nanotime, Printk, RamSize).
 //
-// Unlike tamago's own board/qemu/microvm, the clock does not need kvmclock:
-// under KVM the TSC frequency comes from the hypervisor (and kvmclock
-// corrects it where the TSC is not invariant); without KVM (QEMU TCG) the
-// TSC is calibrated against the periodic flag of the CMOS RTC, which QEMU
-// provides with "-machine microvm,rtc=on".
+// Unlike tamago's own board/qemu/microvm, the clock does not need kvmclock.
+// Under KVM the TSC frequency comes from the hypervisor (CPUID), and
+// kvmclock corrects a TSC that is not invariant. Without KVM (QEMU TCG) the
+// TSC is timed against QEMU's local APIC timer, which counts nanoseconds of
+// the host's monotonic clock and is computed when read, so it is exact even
+// on a loaded host; if that timer does not count, against the periodic flag
+// of the CMOS RTC ("-machine microvm,rtc=on"), which is set by a QEMU timer
+// callback and drifts when the host is busy.
+//
+// Under TCG the idle loop halts the CPU until the next timer, woken by a
+// one-shot APIC timer interrupt, so an idle guest does not burn a host core.
 //
 // Memory (with "-m 1G"): the image is linked at 0x10010000 and Go owns
 // 0x10000000-0x3c000000; 0x3c000000-0x40000000 is tamago's DMA region, out

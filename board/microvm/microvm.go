@@ -52,9 +52,10 @@ var (
 )
 
 // ClockSource says where the clock's rate comes from: "kvmclock" (KVM
-// gives the TSC frequency and kvmclock keeps the time), "cpuid" (the CPU
-// reports the TSC frequency), "rtc" (the TSC calibrated against the CMOS
-// RTC, the QEMU TCG case) or "none" (nothing worked; 1 GHz is assumed).
+// gives the TSC frequency and kvmclock keeps the time), "cpuid" (KVM
+// reports the TSC frequency), "apic" (the TSC timed against QEMU's APIC
+// timer, the TCG case), "rtc" (timed against the CMOS RTC's periodic flag)
+// or "none" (nothing worked; 1 GHz is assumed).
 var ClockSource = "none"
 
 // muted drops console output while amd64.CPU.Init runs: without KVM it
@@ -107,7 +108,9 @@ func initClock() {
 		// Without KVM (QEMU TCG) the CPUID frequency leaves are
 		// absent or describe the host CPU, not the rate of the TSC
 		// QEMU emulates: measure it.
-		if hz = calibrateTSC(AMD64.Counter); hz != 0 {
+		if hz = calibrateTSCByAPIC(AMD64.Counter); hz != 0 {
+			ClockSource = "apic"
+		} else if hz = calibrateTSC(AMD64.Counter); hz != 0 {
 			ClockSource = "rtc"
 		} else {
 			// No source at all: assume 1 GHz so that timers are
@@ -131,8 +134,13 @@ var tscHz uint64
 func TSCHz() uint64 { return tscHz }
 
 func init() {
-	// Trap CPU exceptions (vectors 0-31).
+	// Trap CPU exceptions (vectors 0-31); this also loads tamago's IDT.
 	AMD64.EnableExceptions()
+
+	// Halt when idle, where the APIC timer's rate is known.
+	if ClockSource == "apic" {
+		enableHaltIdle()
+	}
 
 	// tamago's global DMA region, outside Go's RAM.
 	if err := dma.Init(dmaStart, DMASize); err != nil {

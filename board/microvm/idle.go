@@ -1,0 +1,108 @@
+//go:build tamago && amd64
+
+package microvm
+
+import (
+	"encoding/binary"
+	"runtime/goos"
+	"sync/atomic"
+	"unsafe"
+)
+
+// defined in idle_amd64.s
+func cli()
+func stiHlt()
+func sidt(p *[10]byte)
+func wakeHandler()
+func wakeHandlerAddr() uintptr
+
+const (
+	// wakeVector is the interrupt vector of the idle timer, outside the
+	// exception range and away from tamago's IRQ_WAKEUP (255).
+	wakeVector = 0xf0
+
+	// Gate descriptor (Intel SDM Vol. 3A §6.14.1, "64-Bit Mode IDT"):
+	// 16 bytes, present 64-bit interrupt gate in the kernel code segment.
+	gateSize      = 16
+	gateSelector  = 1 << 3 // tamago's GDT: code descriptor at index 1
+	gateInterrupt = 0x8e   // P=1, DPL=0, type 1110 (interrupt gate)
+
+	// minHalt is the shortest wait worth a halt: waking takes a host
+	// timer and an interrupt, tens of microseconds under TCG.
+	minHalt = 100_000 // ns
+	// maxHalt bounds one halt, so the scheduler looks around now and
+	// then even with no timer due.
+	maxHalt = 10_000_000 // ns
+)
+
+// idleHalts counts halts; wakeups counts idle timer interrupts (written by
+// wakeHandler).
+var idleHalts, wakeups uint64
+
+// IdleHalts returns how many times the idle loop halted the CPU.
+func IdleHalts() uint64 { return idleHalts }
+
+// enableHaltIdle makes the scheduler halt the CPU while it waits for a
+// timer, woken by a one-shot local APIC timer interrupt, instead of
+// spinning (tamago's default for waits with a timer due), which under TCG
+// would burn a host core while idle. It needs the APIC timer's rate, which
+// is known under QEMU without KVM.
+func enableHaltIdle() {
+	var idtr [10]byte
+	sidt(&idtr)
+	limit := binary.LittleEndian.Uint16(idtr[0:])
+	base := uintptr(binary.LittleEndian.Uint64(idtr[2:]))
+	if int(limit) < (wakeVector+1)*gateSize-1 || base == 0 {
+		return
+	}
+
+	h := uint64(wakeHandlerAddr())
+	gate := unsafe.Slice((*byte)(unsafe.Pointer(base+wakeVector*gateSize)), gateSize)
+	binary.LittleEndian.PutUint16(gate[0:], uint16(h))
+	binary.LittleEndian.PutUint16(gate[2:], gateSelector)
+	gate[4] = 0 // IST
+	gate[5] = gateInterrupt
+	binary.LittleEndian.PutUint16(gate[6:], uint16(h>>16))
+	binary.LittleEndian.PutUint32(gate[8:], uint32(h>>32))
+	binary.LittleEndian.PutUint32(gate[12:], 0)
+
+	// The APIC must be software-enabled (spurious vector register, SDM
+	// §11.4.7.2) for its timer to deliver interrupts.
+	AMD64.LAPIC.Enable()
+	r := regs(lapicBase)
+	r.Write32(lapicInitCount, 0)
+	r.Write32(lapicDivideConf, lapicDivideByOne)
+	// One-shot mode (bits 17-18 = 00), unmasked.
+	r.Write32(lapicLVTTimer, wakeVector)
+
+	// Check that the interrupt arrives before relying on it to end a
+	// halt: a halt it never ends would hang the machine.
+	before := atomic.LoadUint64(&wakeups)
+	r.Write32(lapicInitCount, 10_000) // 10 µs
+	for range lapicSpinLimit {
+		if atomic.LoadUint64(&wakeups) != before {
+			goos.Idle = haltIdle
+			return
+		}
+	}
+	r.Write32(lapicLVTTimer, lapicLVTMasked)
+	print("microvm: idle timer interrupt does not arrive; idling by spinning\n")
+}
+
+// haltIdle is the scheduler's idle hook: wait for the timer due at
+// pollUntil (nanotime) by halting, or return at once for short waits.
+func haltIdle(pollUntil int64) {
+	wait := pollUntil - nanotime()
+	if wait < minHalt {
+		return
+	}
+	wait = min(wait, maxHalt)
+
+	r := regs(lapicBase)
+	cli()
+	// The APIC timer counts at qemuAPICHz = 1 GHz: one count per ns.
+	r.Write32(lapicInitCount, uint32(wait))
+	stiHlt()
+	r.Write32(lapicInitCount, 0)
+	idleHalts++
+}

@@ -1,0 +1,82 @@
+//go:build tamago && amd64
+
+package microvm
+
+// Local APIC timer registers (Intel SDM Vol. 3A §11.5.4 "APIC Timer",
+// table 11-1 "Local APIC Register Address Map").
+const (
+	lapicBase        = 0xfee00000
+	lapicLVTTimer    = 0x320
+	lapicInitCount   = 0x380
+	lapicCurrCount   = 0x390
+	lapicDivideConf  = 0x3e0
+	lapicLVTMasked   = 1 << 16
+	lapicDivideByOne = 0b1011
+
+	// qemuAPICHz is the rate of QEMU's emulated APIC timer: one count per
+	// nanosecond of QEMU_CLOCK_VIRTUAL (APIC_BUS_CYCLE_NS = 1 in
+	// target/i386/cpu.h), which without icount is the host's monotonic
+	// clock. The current count is computed from that clock when read,
+	// so unlike a flag set by a timer callback it is exact even on a
+	// loaded host.
+	qemuAPICHz = 1_000_000_000
+
+	// lapicWindow is how long the TSC is timed, in APIC counts.
+	lapicWindow = 25_000_000 // 25 ms
+
+	// lapicSpinLimit bounds the wait for the window, in reads.
+	lapicSpinLimit = 100_000_000
+)
+
+// bracketed reads the APIC current count between two TSC reads, several
+// times, and returns the sample whose two TSC reads were closest: the
+// midpoint of that bracket is when the count was read, give or take half
+// its width.
+func bracketed(r regs, counter func() uint64) (tsc uint64, count uint32, width uint64) {
+	width = ^uint64(0)
+	for range 8 {
+		a := counter()
+		c := r.Read32(lapicCurrCount)
+		b := counter()
+		if b-a < width {
+			tsc, count, width = a+(b-a)/2, c, b-a
+		}
+	}
+	return
+}
+
+// calibrateTSCByAPIC times the TSC against QEMU's APIC timer (masked: it
+// raises no interrupt) and returns its frequency in Hz, or 0 when the timer
+// does not count. It is only meaningful under QEMU without KVM, where the
+// APIC timer's rate is known.
+func calibrateTSCByAPIC(counter func() uint64) uint64 {
+	r := regs(lapicBase)
+	r.Write32(lapicLVTTimer, lapicLVTMasked)
+	r.Write32(lapicDivideConf, lapicDivideByOne)
+	r.Write32(lapicInitCount, ^uint32(0))
+	defer r.Write32(lapicInitCount, 0)
+
+	t0, c0, w0 := bracketed(r, counter)
+	for i := 0; ; i++ {
+		if i == lapicSpinLimit {
+			return 0
+		}
+		if c := r.Read32(lapicCurrCount); c0-c >= lapicWindow || c > c0 {
+			break
+		}
+	}
+	t1, c1, w1 := bracketed(r, counter)
+	if c1 >= c0 || t1 <= t0 {
+		return 0
+	}
+	// A bracket wider than 1% of the window means the vCPU was
+	// descheduled at the wrong moment: no good sample.
+	if elapsed := t1 - t0; w0 > elapsed/100 || w1 > elapsed/100 {
+		return 0
+	}
+	hz := (t1 - t0) * qemuAPICHz / uint64(c0-c1)
+	if hz < minTSCHz || hz > maxTSCHz {
+		return 0
+	}
+	return hz
+}
