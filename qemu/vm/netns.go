@@ -77,10 +77,17 @@ func CreateNetns(ctx context.Context, name, tap, hostAddr string) (*Netns, error
 		{"-n", name, "addr", "add", hostAddr, "dev", tap},
 		{"-n", name, "link", "set", tap, "up"},
 	}
-	for _, s := range steps {
+	for i, s := range steps {
 		if err := ip(ctx, s...); err != nil {
 			n.Delete()
 			return nil, err
+		}
+		if i == 1 {
+			// No IPv6 on the tap: the guest is IPv4 only, and router
+			// solicitations and DAD probes would only be noise in its
+			// drop counters. Hosts without IPv6 have nothing to turn off.
+			exec.CommandContext(ctx, "ip", "netns", "exec", name, "sh", "-c",
+				"echo 1 > /proc/sys/net/ipv6/conf/"+tap+"/disable_ipv6").Run()
 		}
 	}
 	return n, nil

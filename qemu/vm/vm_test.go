@@ -128,6 +128,12 @@ func TestNetns(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "10.0.0.2/24") {
 		t.Fatalf("tap0 in namespace: %v %s", err, out)
 	}
+	if _, err := os.Stat("/proc/sys/net/ipv6"); err == nil {
+		out, err := ns.Command(ctx, "cat", "/proc/sys/net/ipv6/conf/tap0/disable_ipv6").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "1" {
+			t.Fatalf("IPv6 on tap0 not disabled: %v %s", err, out)
+		}
+	}
 	if err := ns.Delete(); err != nil {
 		t.Fatal(err)
 	}
