@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/internal/config"
+	"github.com/tamanet/tamanet/nic"
+	"github.com/tamanet/tamanet/nic/virtio"
+	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
+	"github.com/tamanet/tamanet/stack"
+)
+
+// console is a concurrency-safe io.Writer.
+type console struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (c *console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.b.Write(p)
+}
+
+func (c *console) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.b.String()
+}
+
+// stackSockets makes the services listen on the stack directly: on the
+// host, net.Listen would be the host's network.
+func stackSockets(s *stack.Stack) sockets {
+	return sockets{Listen: s.Listen, ListenPacket: s.ListenPacket}
+}
+
+// client is the host side (10.0.0.2): a second stack on a virtio device
+// model, piped to the firmware's.
+type client struct {
+	model *virtiotest.Device
+	s     *stack.Stack
+}
+
+func newClient(t *testing.T) *client {
+	t.Helper()
+	arena := alloc.NewArena(make([]byte, 8<<20))
+	pool, err := arena.Pool(alloc.Config{Count: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
+	drv, err := virtio.New(model, arena, pool, virtio.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := stack.New(drv, pool, stack.Config{Addr: netip.MustParsePrefix("10.0.0.2/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Close(); drv.Close() })
+	return &client{model: model, s: s}
+}
+
+// platformFor is a host "board": DMA from the heap and a virtio-net device
+// model joined to c's.
+func platformFor(c *client, calls *int) func() (target, error) {
+	return func() (target, error) {
+		*calls++
+		return target{
+			Board: "host-test",
+			DMA:   make([]byte, 16<<20),
+			NewNIC: func(arena *alloc.Arena, pool *alloc.Pool) (nic.Device, error) {
+				model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}})
+				virtiotest.Pipe(model, c.model)
+				return virtio.New(model, arena, pool, virtio.Config{})
+			},
+			Info: map[string]string{"clock": "host"},
+		}, nil
+	}
+}
+
+func TestFirmware(t *testing.T) {
+	c := newClient(t)
+	var calls int
+	var out console
+	fw, err := run(platformFor(c, &calls), config.Default, stackSockets, time.Now(), &out)
+	if err != nil {
+		t.Fatalf("run: %v\nconsole:\n%s", err, out.String())
+	}
+	t.Cleanup(func() { fw.services.Close(); fw.stack.Close() })
+
+	// The ready line, exactly, last; the configured MAC overrides the
+	// device's own.
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if want := "tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net"; lines[len(lines)-1] != want {
+		t.Fatalf("console:\n%s\nwant last line %q", out.String(), want)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	// TCP echo.
+	conn, err := c.s.Dial(ctx, "tcp", "10.0.0.1:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 256<<10)
+	rand.Read(msg)
+	go conn.Write(msg)
+	got := make([]byte, len(msg))
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadFull(conn, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("tcp echo: %v, equal %v", err, bytes.Equal(got, msg))
+	}
+	conn.Close()
+
+	// UDP echo.
+	pc, err := c.s.ListenPacket("udp", "10.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("10.0.0.1:7"))
+	pc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := pc.WriteTo([]byte("ping over udp"), dst); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "ping over udp" {
+		t.Fatalf("udp echo: %q, %v", buf[:n], err)
+	}
+
+	// /stats: the stack's counters, Go's and the board's info.
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.s.Dial(ctx, network, addr)
+		},
+	}}
+	resp, err := hc.Get("http://10.0.0.1/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"pool", "nic", "endpoint", "tcpip", "go", "uptime_seconds", "info"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("/stats has no %q", k)
+		}
+	}
+	info := st["info"].(map[string]any)
+	if info["board"] != "host-test" || info["clock"] != "host" || info["nic"] != "virtio-net" || info["mac"] != "02:00:00:00:00:01" {
+		t.Errorf("/stats info = %v", info)
+	}
+}
+
+// TestInvalidConfig checks that a bad configuration stops the firmware
+// before the board is touched: no NIC, no services, no ready line.
+func TestInvalidConfig(t *testing.T) {
+	var calls int
+	var out console
+	bad := func() (config.Config, error) { return config.Parse("10.0.0.1/24", "10.0.1.2", "02:00:00:00:00:01") }
+	fw, err := run(platformFor(nil, &calls), bad, stackSockets, time.Now(), &out)
+	if err == nil || fw != nil {
+		t.Fatalf("run with a bad gateway succeeded")
+	}
+	if !strings.Contains(err.Error(), "outside") || calls != 0 || strings.Contains(out.String(), "ready") {
+		t.Fatalf("err %v, platform calls %d, console %q", err, calls, out.String())
+	}
+}
+
+// TestNICFailure checks that a device that does not come up is an error,
+// not a half-configured system.
+func TestNICFailure(t *testing.T) {
+	var out console
+	p := func() (target, error) {
+		return target{
+			Board: "host-test",
+			DMA:   make([]byte, 16<<20),
+			NewNIC: func(*alloc.Arena, *alloc.Pool) (nic.Device, error) {
+				return nil, errors.New("no device here")
+			},
+		}, nil
+	}
+	_, err := run(p, config.Default, stackSockets, time.Now(), &out)
+	if err == nil || !strings.Contains(err.Error(), "network device: no device here") || strings.Contains(out.String(), "ready") {
+		t.Fatalf("err %v, console %q", err, out.String())
+	}
+}
+
+// TestServiceFailure checks that a service that cannot listen stops the
+// bring-up with an error and no ready line.
+func TestServiceFailure(t *testing.T) {
+	c := newClient(t)
+	var calls int
+	var out console
+	failing := func(s *stack.Stack) sockets {
+		return sockets{
+			Listen:       func(string, string) (net.Listener, error) { return nil, errors.New("no sockets") },
+			ListenPacket: s.ListenPacket,
+		}
+	}
+	_, err := run(platformFor(c, &calls), config.Default, failing, time.Now(), &out)
+	if err == nil || !strings.Contains(err.Error(), "no sockets") || strings.Contains(out.String(), "ready") {
+		t.Fatalf("err %v, console %q", err, out.String())
+	}
+}
+
+// TestNoBoard checks the host build's platform, which has no board.
+func TestNoBoard(t *testing.T) {
+	if _, err := platform(); err == nil || !strings.Contains(err.Error(), "GOOS=tamago") {
+		t.Fatalf("platform() on the host: %v", err)
+	}
+}
