@@ -32,8 +32,7 @@ No operating system is involved: this page was served by Go's net/http
 straight from the driver's DMA rings.</p>
 <table>
 {{range .Info}}<tr><td>{{.K}}</td><td>{{.V}}</td></tr>
-{{end}}<tr><td>uptime</td><td>{{.Uptime}}</td></tr>
-</table>
+{{end}}</table>
 <h2>Services</h2>
 <ul>
 <li>ICMP echo (ping)</li>
@@ -48,15 +47,15 @@ straight from the driver's DMA rings.</p>
 type kv struct{ K, V string }
 
 func index(w http.ResponseWriter, cfg Config) {
+	// The page is the same on every request (uptime and counters are
+	// in /stats), so it can be compared and cached.
 	var data struct {
-		Info   []kv
-		Uptime string
+		Info []kv
 	}
 	for k, v := range cfg.Info {
 		data.Info = append(data.Info, kv{k, v})
 	}
 	sort.Slice(data.Info, func(i, j int) bool { return data.Info[i].K < data.Info[j].K })
-	data.Uptime = time.Since(cfg.Boot).Round(time.Second).String()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	indexPage.Execute(w, data)
 }

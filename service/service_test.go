@@ -224,6 +224,17 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("info missing: %v", a["info"])
 	}
 
+	// The page does not change between requests.
+	resp, err = http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(again, body) {
+		t.Errorf("GET / changed between requests:\n%s\n---\n%s", body, again)
+	}
+
 	resp, err = http.Get(base + "/nothing")
 	if err != nil {
 		t.Fatal(err)

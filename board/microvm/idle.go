@@ -7,6 +7,8 @@ import (
 	"runtime/goos"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/usbarmory/tamago/amd64"
 )
 
 // defined in idle_amd64.s
@@ -17,9 +19,12 @@ func wakeHandler()
 func wakeHandlerAddr() uintptr
 
 const (
-	// wakeVector is the interrupt vector of the idle timer, outside the
-	// exception range and away from tamago's IRQ_WAKEUP (255).
-	wakeVector = 0xf0
+	// wakeVector is the interrupt vector of the idle timer: tamago's
+	// IRQ_WAKEUP, whose gate (once amd64.CPU.ServiceInterrupts installs
+	// its own, see EnableNICInterrupt) also just acknowledges and
+	// returns. It is the highest priority class, so an interrupt still
+	// in service (not yet acknowledged) never holds it back.
+	wakeVector = amd64.IRQ_WAKEUP
 
 	// Gate descriptor (Intel SDM Vol. 3A §6.14.1, "64-Bit Mode IDT"):
 	// 16 bytes, present 64-bit interrupt gate in the kernel code segment.
@@ -35,9 +40,12 @@ const (
 	maxHalt = 10_000_000 // ns
 )
 
-// idleHalts counts halts; wakeups counts idle timer interrupts (written by
-// wakeHandler).
-var idleHalts, wakeups uint64
+// idleHalts counts halts; wakeups counts idle timer interrupts taken by
+// wakeHandler; haltIdleOn says the idle loop halts.
+var (
+	idleHalts, wakeups uint64
+	haltIdleOn         bool
+)
 
 // IdleHalts returns how many times the idle loop halted the CPU.
 func IdleHalts() uint64 { return idleHalts }
@@ -48,16 +56,11 @@ func IdleHalts() uint64 { return idleHalts }
 // would burn a host core while idle. It needs the APIC timer's rate, which
 // is known under QEMU without KVM.
 func enableHaltIdle() {
-	var idtr [10]byte
-	sidt(&idtr)
-	limit := binary.LittleEndian.Uint16(idtr[0:])
-	base := uintptr(binary.LittleEndian.Uint64(idtr[2:]))
-	if int(limit) < (wakeVector+1)*gateSize-1 || base == 0 {
+	gate := idtGate(wakeVector)
+	if gate == nil {
 		return
 	}
-
 	h := uint64(wakeHandlerAddr())
-	gate := unsafe.Slice((*byte)(unsafe.Pointer(base+wakeVector*gateSize)), gateSize)
 	binary.LittleEndian.PutUint16(gate[0:], uint16(h))
 	binary.LittleEndian.PutUint16(gate[2:], gateSelector)
 	gate[4] = 0 // IST
@@ -82,11 +85,25 @@ func enableHaltIdle() {
 	for range lapicSpinLimit {
 		if atomic.LoadUint64(&wakeups) != before {
 			goos.Idle = haltIdle
+			haltIdleOn = true
 			return
 		}
 	}
 	r.Write32(lapicLVTTimer, lapicLVTMasked)
 	print("microvm: idle timer interrupt does not arrive; idling by spinning\n")
+}
+
+// idtGate returns the interrupt descriptor table entry of vector, or nil
+// if the table does not have one.
+func idtGate(vector int) []byte {
+	var idtr [10]byte
+	sidt(&idtr)
+	limit := binary.LittleEndian.Uint16(idtr[0:])
+	base := uintptr(binary.LittleEndian.Uint64(idtr[2:]))
+	if int(limit) < (vector+1)*gateSize-1 || base == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(base+uintptr(vector)*gateSize)), gateSize)
 }
 
 // haltIdle is the scheduler's idle hook: wait for the timer due at

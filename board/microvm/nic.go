@@ -12,11 +12,13 @@ import (
 
 // NIC brings up the virtio-net device at VirtioNet0Base: its rings come
 // from arena and its receive buffers from pool. The driver is polled; the
-// device's interrupt (VirtioNet0IRQ) stays masked.
+// device's interrupt (VirtioNet0IRQ) stays masked unless EnableNICInterrupt
+// is called.
 func NIC(arena *alloc.Arena, pool *alloc.Pool) (nic.Device, error) {
 	d, err := virtio.New(newRegs(VirtioNet0Base), arena, pool, virtio.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("microvm: virtio-net at %#x: %w", VirtioNet0Base, err)
 	}
+	nicDriver = d
 	return d, nil
 }

@@ -40,6 +40,10 @@ type target struct {
 	// Info adds board facts (e.g. the clock source) to the index page
 	// and /stats.
 	Info map[string]string
+	// NICInterrupt, if set, is called once the stack runs, with the
+	// stack's Wake: the board calls it when the NIC interrupts, and
+	// reports whether it will.
+	NICInterrupt func(wake func()) bool
 }
 
 // poolConfig sizes the packet pool: both rings full plus plenty of frames
@@ -106,6 +110,10 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	fw.stack.Start()
+	irq := "off (polled)"
+	if t.NICInterrupt != nil && t.NICInterrupt(fw.stack.Wake) {
+		irq = "on"
+	}
 
 	s := sockets{Listen: net.Listen, ListenPacket: net.ListenPacket}
 	if socks != nil {
@@ -120,6 +128,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	if cfg.Gateway.IsValid() {
 		info["gateway"] = cfg.Gateway.String()
 	}
+	info["nic_interrupt"] = irq
 	for k, v := range t.Info {
 		info[k] = v
 	}
