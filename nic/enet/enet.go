@@ -189,7 +189,7 @@ type Driver struct {
 
 var _ nic.Device = (*Driver)(nil)
 
-// New resets and initialises the MAC behind regs (i.MX6ULL RM 22.6.1),
+// New resets and initialises the MAC behind regs (ECR.RESET, RM 22.5.5),
 // resets the PHY and starts autonegotiation, lays out both descriptor rings
 // in arena memory, fills the receive ring from pool and enables the MAC.
 // The link may still be down when New returns; PollLink (or Refill) notices
@@ -240,7 +240,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 			ErrConfig, pool.BufferSize(), d.rxOff, d.mrbr, MaxFL)
 	}
 
-	// RM 22.6.1: reset, wait for ECR.RESET to self-clear.
+	// RM 22.5.5: reset, wait for ECR.RESET to self-clear.
 	regs.Write32(RegECR, ECRReset)
 	ok := false
 	for i := 0; i < 100000; i++ {

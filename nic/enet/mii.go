@@ -47,7 +47,7 @@ const (
 const mdioTimeout = 10 * time.Millisecond
 
 // ReadPHY reads clause 22 register reg of the PHY at address phy through
-// this controller's MMFR (i.MX6ULL RM 22.5.6, 22.6.7.1).
+// this controller's MMFR (i.MX6ULL RM 22.5.6).
 func (d *Driver) ReadPHY(phy, reg int) (uint16, error) {
 	v, err := d.mmfr(mmfrOpRd, phy, reg, 0)
 	return uint16(v), err

@@ -22,7 +22,7 @@ import (
 	"unsafe"
 )
 
-// Layout (i.MX6ULL RM 22.6.13, Figures 22-36/22-37).
+// Layout (i.MX6ULL RM 22.6.13, legacy receive and transmit descriptors).
 const (
 	Size   = 8
 	Length = 0
@@ -54,7 +54,8 @@ const (
 	RxErrors = LG | NO | CR | OV | TR
 )
 
-// Transmit status bits (i.MX6ULL RM Table 22-36).
+// Transmit status bits (i.MX6ULL RM 22.6.13, legacy transmit descriptor
+// field definitions; the legacy descriptor has no transmit error bits).
 const (
 	R   = 1 << 15 // ready: owned by the MAC
 	TO1 = 1 << 14

@@ -1,0 +1,5 @@
+//go:build !race
+
+package enet_test
+
+const raceEnabled = false
