@@ -415,15 +415,18 @@ func (q *queue) armInterrupt(eventIdx bool) {
 // caller owns the returned buffer; its body is the Ethernet frame.
 func (d *Driver) Receive() *alloc.Buffer {
 	q := &d.rx
+	armed := false
 	for {
 		b, id, n, ok := q.next(&d.rxc)
 		if !ok {
-			q.armInterrupt(d.eventIdx)
-			// Re-check: a completion may have landed between the
-			// empty check and arming (§2.7.10 driver requirements).
-			if vring.Load16(q.used, vring.UsedIdx) == q.lastUsed {
+			if armed || q.badIndex {
 				return nil
 			}
+			// Ask for an interrupt on the next completion, then look
+			// once more: one may have landed before the request was
+			// visible (§2.7.10 driver requirements).
+			q.armInterrupt(d.eventIdx)
+			armed = true
 			continue
 		}
 		if b == nil {

@@ -155,6 +155,7 @@ type vq struct {
 	lb      uint64
 	lastBad uint64
 	doneAt  []uint64
+	seen    uint16 // avail entries before seen have been learnt from
 	segs    []seg
 }
 
@@ -629,16 +630,32 @@ func (d *Device) pending(q *vq) int {
 func (q *vq) takeHead() uint16 {
 	s := vring.AvailSlot(q.lastAvail, q.mask)
 	head := binary.LittleEndian.Uint16(q.avail[s:])
+	q.learn(head)
 	q.lastAvail++
-	if uint32(head) < q.num && q.doneAt[head] != 0 {
-		// The driver reposted head, so it consumed the entry that
-		// last completed it.
-		if q.doneAt[head] > q.lb {
-			q.lb = q.doneAt[head]
-		}
-		q.doneAt[head] = 0
-	}
 	return head
+}
+
+// learn notes that the driver posted head again, so it has consumed the
+// used entry that last completed head.
+func (q *vq) learn(head uint16) {
+	if uint32(head) < q.num && q.doneAt[head] > q.lb {
+		q.lb = q.doneAt[head]
+	}
+}
+
+// learnAhead learns from avail entries posted but not yet taken, each once.
+func (q *vq) learnAhead(availIdx uint16) {
+	pending := availIdx - q.lastAvail
+	if uint32(pending) > q.num {
+		return
+	}
+	if q.seen-q.lastAvail > pending {
+		q.seen = q.lastAvail
+	}
+	for ; q.seen != availIdx; q.seen++ {
+		s := vring.AvailSlot(q.seen, q.mask)
+		q.learn(binary.LittleEndian.Uint16(q.avail[s:]))
+	}
 }
 
 // canComplete reports whether one more used entry certainly fits: always
@@ -649,7 +666,11 @@ func (q *vq) canComplete() bool {
 	if q.lastBad <= q.lb {
 		return true
 	}
-	return q.entries+1-q.lb <= uint64(q.num)
+	if q.entries+1-q.lb <= uint64(q.num) {
+		return true
+	}
+	q.learnAhead(vring.Load16(q.avail, vring.AvailIdx))
+	return q.lastBad <= q.lb || q.entries+1-q.lb <= uint64(q.num)
 }
 
 // complete writes one used entry (slot first, index after).
