@@ -14,8 +14,9 @@
 // of the CMOS RTC ("-machine microvm,rtc=on"), which is set by a QEMU timer
 // callback and drifts when the host is busy.
 //
-// Under TCG the idle loop halts the CPU until the next timer, woken by a
-// one-shot APIC timer interrupt, so an idle guest does not burn a host core.
+// The idle loop halts the CPU until the next timer, woken by a one-shot
+// APIC timer interrupt, so an idle guest does not burn a host core; and the
+// virtio-net interrupt can wake the poll loop (EnableNICInterrupt).
 //
 // Memory (with "-m 1G"): the image is linked at 0x10010000 and Go owns
 // 0x10000000-0x3c000000; 0x3c000000-0x40000000 is tamago's DMA region, out

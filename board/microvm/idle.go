@@ -50,12 +50,18 @@ var (
 // IdleHalts returns how many times the idle loop halted the CPU.
 func IdleHalts() uint64 { return idleHalts }
 
+// apicHz is the local APIC timer's rate, for the idle timer.
+var apicHz uint64
+
 // enableHaltIdle makes the scheduler halt the CPU while it waits for a
 // timer, woken by a one-shot local APIC timer interrupt, instead of
-// spinning (tamago's default for waits with a timer due), which under TCG
-// would burn a host core while idle. It needs the APIC timer's rate, which
-// is known under QEMU without KVM.
-func enableHaltIdle() {
+// spinning (tamago's default for waits with a timer due), which would burn
+// a host core while idle. hz is the APIC timer's rate.
+func enableHaltIdle(hz uint64) {
+	if hz == 0 {
+		return
+	}
+	apicHz = hz
 	gate := idtGate(wakeVector)
 	if gate == nil {
 		return
@@ -81,7 +87,7 @@ func enableHaltIdle() {
 	// Check that the interrupt arrives before relying on it to end a
 	// halt: a halt it never ends would hang the machine.
 	before := atomic.LoadUint64(&wakeups)
-	r.Write32(lapicInitCount, 10_000) // 10 µs
+	r.Write32(lapicInitCount, uint32(max(apicHz/100_000, 1))) // 10 µs
 	for range lapicSpinLimit {
 		if atomic.LoadUint64(&wakeups) != before {
 			goos.Idle = haltIdle
@@ -116,9 +122,9 @@ func haltIdle(pollUntil int64) {
 	wait = min(wait, maxHalt)
 
 	r := regs(lapicBase)
+	count := max(uint64(wait)*apicHz/1e9, 1)
 	cli()
-	// The APIC timer counts at qemuAPICHz = 1 GHz: one count per ns.
-	r.Write32(lapicInitCount, uint32(wait))
+	r.Write32(lapicInitCount, uint32(min(count, 1<<32-1)))
 	stiHlt()
 	r.Write32(lapicInitCount, 0)
 	idleHalts++

@@ -20,8 +20,9 @@ var nicDriver *virtio.Driver
 // and calls wake (the stack's Wake) on each, after acknowledging it at the
 // device, so a frame that arrives while the CPU halts is handled at once
 // instead of at the next poll tick. It returns false, and changes nothing,
-// where there is nothing to gain: the CPU does not halt when idle (KVM, or
-// the APIC timer check failed), or NIC has not run.
+// where there is nothing to gain: the CPU does not halt when idle (the
+// APIC timer could not be measured or its interrupt did not arrive), or NIC
+// has not run.
 //
 // Interrupts go through tamago's amd64.CPU.ServiceInterrupts, which wakes
 // a goroutine per interrupt. The device raises its line until acknowledged

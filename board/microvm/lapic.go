@@ -45,11 +45,11 @@ func bracketed(r regs, counter func() uint64) (tsc uint64, count uint32, width u
 	return
 }
 
-// calibrateTSCByAPIC times the TSC against QEMU's APIC timer (masked: it
-// raises no interrupt) and returns its frequency in Hz, or 0 when the timer
-// does not count. It is only meaningful under QEMU without KVM, where the
-// APIC timer's rate is known.
-func calibrateTSCByAPIC(counter func() uint64) uint64 {
+// timeAPIC times the TSC (read with counter) against the local APIC timer,
+// masked so that it raises no interrupt, over lapicWindow APIC counts. It
+// returns the TSC ticks and APIC counts elapsed, or ok false when the timer
+// does not count or the vCPU was descheduled at the wrong moment.
+func timeAPIC(counter func() uint64) (ticks, counts uint64, ok bool) {
 	r := regs(lapicBase)
 	r.Write32(lapicLVTTimer, lapicLVTMasked)
 	r.Write32(lapicDivideConf, lapicDivideByOne)
@@ -59,7 +59,7 @@ func calibrateTSCByAPIC(counter func() uint64) uint64 {
 	t0, c0, w0 := bracketed(r, counter)
 	for i := 0; ; i++ {
 		if i == lapicSpinLimit {
-			return 0
+			return 0, 0, false
 		}
 		if c := r.Read32(lapicCurrCount); c0-c >= lapicWindow || c > c0 {
 			break
@@ -67,16 +67,37 @@ func calibrateTSCByAPIC(counter func() uint64) uint64 {
 	}
 	t1, c1, w1 := bracketed(r, counter)
 	if c1 >= c0 || t1 <= t0 {
-		return 0
+		return 0, 0, false
 	}
 	// A bracket wider than 1% of the window means the vCPU was
 	// descheduled at the wrong moment: no good sample.
 	if elapsed := t1 - t0; w0 > elapsed/100 || w1 > elapsed/100 {
+		return 0, 0, false
+	}
+	return t1 - t0, uint64(c0 - c1), true
+}
+
+// calibrateTSCByAPIC times the TSC against QEMU's APIC timer and returns
+// its frequency in Hz, or 0 when the timer does not count. It is only
+// meaningful under QEMU without KVM, where the APIC timer's rate is known.
+func calibrateTSCByAPIC(counter func() uint64) uint64 {
+	ticks, counts, ok := timeAPIC(counter)
+	if !ok {
 		return 0
 	}
-	hz := (t1 - t0) * qemuAPICHz / uint64(c0-c1)
+	hz := ticks * qemuAPICHz / counts
 	if hz < minTSCHz || hz > maxTSCHz {
 		return 0
 	}
 	return hz
+}
+
+// measureAPICHz returns the APIC timer's rate given the TSC's, or 0.
+func measureAPICHz(counter func() uint64, tscHz uint64) uint64 {
+	for range 3 {
+		if ticks, counts, ok := timeAPIC(counter); ok {
+			return uint64(float64(counts) * float64(tscHz) / float64(ticks))
+		}
+	}
+	return 0
 }

@@ -137,9 +137,12 @@ func init() {
 	// Trap CPU exceptions (vectors 0-31); this also loads tamago's IDT.
 	AMD64.EnableExceptions()
 
-	// Halt when idle, where the APIC timer's rate is known.
+	// Halt when idle, woken by the APIC timer: its rate is 1 GHz where
+	// it timed the TSC, and is measured against the TSC otherwise.
 	if ClockSource == "apic" {
-		enableHaltIdle()
+		enableHaltIdle(qemuAPICHz)
+	} else {
+		enableHaltIdle(measureAPICHz(AMD64.Counter, tscHz))
 	}
 
 	// tamago's global DMA region, outside Go's RAM.
