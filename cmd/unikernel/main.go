@@ -67,14 +67,13 @@ type firmware struct {
 
 func main() {
 	boot := time.Now()
-	fw, err := run(platform, config.Default, nil, boot, os.Stdout)
-	if err != nil {
+	if _, err := run(platform, config.Default, nil, boot, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stdout, "tamanet: error: %v\n", err)
 		// No half-configured system: stop the machine (on microvm a
 		// triple fault, which QEMU's -no-reboot turns into an exit).
 		os.Exit(1)
 	}
-	_ = fw
+	// Everything runs on goroutines from here on.
 	select {}
 }
 
