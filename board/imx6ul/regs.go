@@ -1,0 +1,26 @@
+//go:build tamago && arm
+
+package imx6ul
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// Regs is a 32-bit register window at a physical address (tamago maps
+// peripherals flat, physical equals virtual). It implements enet.Regs.
+// sync/atomic keeps the compiler from merging, reordering or dropping the
+// accesses; on ARMv7 each is one LDR or STR of the register's width with a
+// DMB, which also orders descriptor writes to DMA memory before a doorbell
+// such as RDAR or TDAR.
+type Regs uintptr
+
+func (r Regs) ptr(off uint32) *uint32 {
+	return (*uint32)(unsafe.Pointer(uintptr(r) + uintptr(off)))
+}
+
+// Read32 reads the 32-bit register at byte offset off.
+func (r Regs) Read32(off uint32) uint32 { return atomic.LoadUint32(r.ptr(off)) }
+
+// Write32 writes v to the 32-bit register at byte offset off.
+func (r Regs) Write32(off, v uint32) { atomic.StoreUint32(r.ptr(off), v) }
