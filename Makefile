@@ -31,11 +31,14 @@ else ifeq ($(TARGET),mx6ullevk)
   GOENV_T  := GOARM=7
   TEXT     := 0x80010000
   TAGS     := mx6ullevk,linkramsize
+  IMXCFG   ?= board/nxp/mx6ullevk/imximage.cfg
 else ifeq ($(TARGET),usbarmory)
   GOARCH_T := arm
   GOENV_T  := GOARM=7
   TEXT     := 0x80010000
   TAGS     := usbarmory,linkramsize
+  # 512 MB boards; board/usbarmory/mk2/imximage-1gb.cfg for 1 GB ones.
+  IMXCFG   ?= board/usbarmory/mk2/imximage.cfg
 else
   $(error unknown TARGET=$(TARGET): use microvm, mx6ullevk or usbarmory)
 endif
@@ -45,7 +48,7 @@ CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X '$(PKG)/internal/config.defaultMAC=$(MAC)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 
-.PHONY: all build image qemu e2e test test-host bench deps check-config fuzz vet clean FORCE
+.PHONY: all build image imx qemu e2e test test-host bench deps check-config fuzz vet clean FORCE
 
 all: build
 
@@ -58,6 +61,25 @@ $(IMAGE): FORCE check-config
 	TAMAGO=$$($(GO) tool -n github.com/usbarmory/tamago/cmd/tamago) && \
 	GOOS=tamago GOOSPKG=github.com/usbarmory/tamago GOARCH=$(GOARCH_T) $(GOENV_T) \
 	  $$TAMAGO build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/unikernel
+
+# i.MX boot image for USB serial download (SDP) or microSD/eMMC at 1 KiB:
+# the ELF's loadable sections as a raw binary from TEXT on (.bss and
+# .noptrbss as zeros: the boot ROM loads the image into uninitialised DDR),
+# behind an IVT and tamago's DCD for the board (IMXCFG, read from the
+# tamago module), with the IVT's entry (offset 4) set to the ELF's e_entry
+# (ELF header offset 24). Needs mkimage (u-boot-tools) and an ARM objcopy.
+OBJCOPY ?= $(shell command -v arm-none-eabi-objcopy || command -v llvm-objcopy || echo arm-none-eabi-objcopy)
+
+imx: build
+	@test -n "$(IMXCFG)" || { echo "imx: TARGET=$(TARGET) has no i.MX boot image: use TARGET=usbarmory (or mx6ullevk)"; exit 1; }
+	@command -v mkimage >/dev/null || { echo "imx: mkimage not found: install u-boot-tools"; exit 1; }
+	$(OBJCOPY) -O binary -R .note.go.pvh -R .note.go.buildid -R .note.gnu.build-id \
+	  --set-section-flags .bss=alloc,load,contents \
+	  --set-section-flags .noptrbss=alloc,load,contents $(IMAGE) $(IMAGE).bin
+	TAMAGO_DIR=$$($(GO) list -m -f '{{.Dir}}' github.com/usbarmory/tamago) && \
+	mkimage -n $$TAMAGO_DIR/$(IMXCFG) -T imximage -e $(TEXT) -d $(IMAGE).bin $(IMAGE).imx
+	dd if=$(IMAGE) of=$(IMAGE).imx bs=1 count=4 skip=24 seek=4 conv=notrunc status=none
+	@rm -f $(IMAGE).bin
 
 # Invalid IP/GW/MAC fail the build here, with the reason.
 check-config:
