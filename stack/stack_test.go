@@ -365,6 +365,11 @@ func TestStatsJSON(t *testing.T) {
 	if ip["packets_received"].(float64) < 1 || ip["packets_sent"].(float64) < 1 {
 		t.Fatalf("ip counters %v", ip)
 	}
+	// Embedded counter groups are flattened into their parent.
+	sent, _ := tcpip["icmp"].(map[string]any)["v4"].(map[string]any)["packets_sent"].(map[string]any)
+	if sent["echo_request"].(float64) < 1 {
+		t.Fatalf("icmp sent counters %v", sent)
+	}
 	drops := m["endpoint"].(map[string]any)["rx"].(map[string]any)["drops"].(map[string]any)
 	if _, ok := drops[nic.Filtered.String()]; !ok {
 		t.Fatalf("drops by cause missing: %v", drops)
@@ -377,6 +382,7 @@ func TestSnake(t *testing.T) {
 		"ICMP": "icmp", "PacketsReceived": "packets_received", "V4": "v4",
 		"IPTablesPreroutingDropped": "ip_tables_prerouting_dropped", "TCP": "tcp",
 		"MalformedRcvdPackets": "malformed_rcvd_packets", "ARP": "arp",
+		"NICs": "nics", "ICMPv4PacketStats": "icmpv4_packet_stats", "TCPIP": "tcpip",
 	} {
 		if got := snake(in); got != want {
 			t.Errorf("snake(%q) = %q, want %q", in, got, want)

@@ -109,6 +109,15 @@ func counters(v reflect.Value) map[string]any {
 			if sub == nil {
 				continue
 			}
+			if f.Anonymous { // an embedded group's counters belong to the parent
+				if m == nil {
+					m = make(map[string]any)
+				}
+				for k, v := range sub {
+					m[k] = v
+				}
+				continue
+			}
 			val = sub
 		default:
 			continue
@@ -129,7 +138,9 @@ func snake(s string) string {
 	for i, c := range r {
 		if unicode.IsUpper(c) {
 			prevLower := i > 0 && (unicode.IsLower(r[i-1]) || unicode.IsDigit(r[i-1]))
-			nextLower := i > 0 && i+1 < len(r) && unicode.IsLower(r[i+1]) && unicode.IsUpper(r[i-1])
+			// An acronym ends before a capital that starts a word
+			// ("IPTables"), but a plural "s" stays with it ("NICs").
+			nextLower := i > 0 && i+2 < len(r) && unicode.IsLower(r[i+1]) && unicode.IsLower(r[i+2]) && unicode.IsUpper(r[i-1])
 			if prevLower || nextLower {
 				out = append(out, '_')
 			}
