@@ -1,3 +1,5 @@
+//go:build linux
+
 package stack
 
 // One stack against the Linux network stack: the virtio driver over a
