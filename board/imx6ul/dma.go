@@ -44,6 +44,7 @@ func initDMA() {
 
 func init() {
 	initDMA()
+	enableHaltIdle()
 }
 
 // DMA returns the memory for the network driver's arena (rings and packet

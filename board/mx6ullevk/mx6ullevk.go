@@ -23,6 +23,15 @@ const ENET1Base = soc.ENET1_BASE
 // adds the PHY it found.
 var Info = map[string]string{}
 
+// nicDriver is the driver NIC brought up, for EnableNICInterrupt.
+var nicDriver *enet.Driver
+
+// EnableNICInterrupt makes ENET1's receive interrupt call wake (the stack's
+// Wake); see imx6ul.EnableENETInterrupt.
+func EnableNICInterrupt(wake func()) bool {
+	return imx6ul.EnableENETInterrupt(nicDriver, soc.ENET1_IRQ, wake)
+}
+
 // DMA returns the memory for the network driver's rings and packet pool,
 // outside Go's RAM (see board/imx6ul).
 func DMA() []byte { return imx6ul.DMA() }
@@ -36,7 +45,13 @@ func NIC(mac net.HardwareAddr, arena *alloc.Arena, pool *alloc.Pool) (nic.Device
 	if err != nil {
 		return nil, fmt.Errorf("mx6ullevk: %w", err)
 	}
+	nicDriver = d
 	x := d.Extra()
+	if on, _ := imx6ul.HaltIdle(); on {
+		Info["idle"] = "wfi"
+	} else {
+		Info["idle"] = "spin"
+	}
 	Info["enet"] = fmt.Sprintf("ENET1@%#x", ENET1Base)
 	Info["phy"] = fmt.Sprintf("%d", x.PHYAddr)
 	Info["soc"] = soc.Model()

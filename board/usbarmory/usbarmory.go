@@ -39,6 +39,15 @@ const (
 // fills it in.
 var Info = map[string]string{}
 
+// nicDriver is the driver NIC brought up, for EnableNICInterrupt.
+var nicDriver *enet.Driver
+
+// EnableNICInterrupt makes ENET2's receive interrupt call wake (the stack's
+// Wake); see imx6ul.EnableENETInterrupt.
+func EnableNICInterrupt(wake func()) bool {
+	return imx6ul.EnableENETInterrupt(nicDriver, soc.ENET2_IRQ, wake)
+}
+
 // DMA returns the memory for the network driver's rings and packet pool,
 // outside Go's RAM (see board/imx6ul).
 func DMA() []byte { return imx6ul.DMA() }
@@ -58,7 +67,13 @@ func NIC(mac net.HardwareAddr, arena *alloc.Arena, pool *alloc.Pool) (nic.Device
 	if err != nil {
 		return nil, fmt.Errorf("usbarmory (%s): %w", model, err)
 	}
+	nicDriver = d
 	x := d.Extra()
+	if on, _ := imx6ul.HaltIdle(); on {
+		Info["idle"] = "wfi"
+	} else {
+		Info["idle"] = "spin"
+	}
 	Info["enet"] = fmt.Sprintf("ENET2@%#x", ENET2Base)
 	Info["phy"] = fmt.Sprintf("%d", x.PHYAddr)
 	if x.NoPHY {

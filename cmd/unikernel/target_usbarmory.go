@@ -22,6 +22,7 @@ func platform() (target, error) {
 		NewNIC: func(arena *alloc.Arena, pool *alloc.Pool) (nic.Device, error) {
 			return usbarmory.NIC(cfg.MAC, arena, pool)
 		},
-		Info: usbarmory.Info,
+		Info:         usbarmory.Info,
+		NICInterrupt: usbarmory.EnableNICInterrupt,
 	}, nil
 }
