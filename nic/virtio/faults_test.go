@@ -333,3 +333,29 @@ func TestInterrupt(t *testing.T) {
 		t.Fatalf("interrupt status %#x after ack", s)
 	}
 }
+
+// TestDeviceRejectsBadDescriptor posts a transmit descriptor pointing outside
+// the DMA memory: the model counts it and asks for a reset, never touching
+// the address.
+func TestDeviceRejectsBadDescriptor(t *testing.T) {
+	s := mustSide(t, virtiotest.Options{}, Config{})
+	q := &s.drv.tx
+	q.nfree--
+	id := q.free[q.nfree]
+	q.post(id, 0x10, 100, 0) // nowhere near the arena
+	q.publish()
+	s.drv.TxKick()
+	if st := s.dev.Stats(); st.DeviceErrors != 1 || st.TxFrames != 0 {
+		t.Fatalf("device stats %+v", st)
+	}
+	if !s.drv.NeedsReset() {
+		t.Fatal("device did not set DEVICE_NEEDS_RESET")
+	}
+	if s.drv.Reclaim() != 0 {
+		t.Fatal("a refused descriptor was completed")
+	}
+	s.drv.Close()
+	if s.pool.InUse() != 0 {
+		t.Fatalf("pool in use %d after Close", s.pool.InUse())
+	}
+}

@@ -514,7 +514,11 @@ func (d *Driver) TxKick() { d.kick(&d.tx, &d.txc) }
 func (d *Driver) Transmit(b *alloc.Buffer) error {
 	q := &d.tx
 	if n := b.Len(); n < 14 || n > d.maxFrame {
-		d.txc.Drop(nic.Oversize)
+		if n < 14 {
+			d.txc.Drop(nic.Runt)
+		} else {
+			d.txc.Drop(nic.Oversize)
+		}
 		return nic.ErrFrameSize
 	}
 	if q.nfree == 0 {
@@ -565,6 +569,12 @@ func (d *Driver) Reclaim() int {
 		q.armInterrupt(d.eventIdx)
 	}
 	return freed
+}
+
+// NeedsReset reports whether the device set DEVICE_NEEDS_RESET (§2.1.2),
+// e.g. after the driver handed it a descriptor it could not use.
+func (d *Driver) NeedsReset() bool {
+	return d.regs.Read32(regStatus)&StatusNeedsReset != 0
 }
 
 // TxFree returns the number of free transmit slots.
