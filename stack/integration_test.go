@@ -99,7 +99,7 @@ func tcpSize(withFaults bool, t testing.TB) int {
 	case raceEnabled || testing.Short():
 		return 2 << 20
 	case withFaults:
-		return 8 << 20
+		return 4 << 20
 	}
 	return 32 << 20
 }
