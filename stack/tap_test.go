@@ -20,10 +20,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
+
+	"github.com/tamanet/tamanet/internal/tap"
 )
 
 // clientEnv, when set, makes the test binary a TCP echo client for the
@@ -69,33 +69,6 @@ func linuxEchoClient(addr string) error {
 	return nil
 }
 
-// openTap creates a tap device named name in the current namespace and
-// returns its file (IFF_TAP|IFF_NO_PI: whole Ethernet frames, no prefix).
-// The device can then be moved to another namespace; the file stays bound.
-func openTap(name string) (*os.File, error) {
-	fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	// struct ifreq: 16-byte name, then the 16-bit flags (linux/if.h).
-	var ifr [40]byte
-	copy(ifr[:15], name)
-	const iffTap, iffNoPI = 0x0002, 0x1000 // linux/if_tun.h
-	*(*uint16)(unsafe.Pointer(&ifr[16])) = iffTap | iffNoPI
-	const tunSetIff = 0x400454ca // _IOW('T', 202, int)
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetIff, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
-		syscall.Close(fd)
-		return nil, fmt.Errorf("TUNSETIFF %s: %v", name, e)
-	}
-	// Non-blocking, so the file goes through Go's poller and Close
-	// interrupts a pending Read.
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
-}
-
 func run(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -118,19 +91,17 @@ func TestLinuxTap(t *testing.T) {
 		}
 	}
 	ns := fmt.Sprintf("tamanet-it-%d", os.Getpid())
-	dev := fmt.Sprintf("tnit%d", os.Getpid()%100000)
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Skipf("SKIP: cannot create a network namespace: %v %s", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	tap, err := openTap(dev)
-	if err != nil {
-		t.Skipf("SKIP: cannot create a tap: %v", err)
+	if out, err := exec.Command("ip", "-n", ns, "tuntap", "add", "dev", "tap0", "mode", "tap").CombinedOutput(); err != nil {
+		t.Skipf("SKIP: cannot create a tap: %v %s", err, bytes.TrimSpace(out))
 	}
-	// Into the namespace before it is up, so it never carries a frame in
-	// the host's namespace; renamed tap0 there.
-	run(t, "ip", "link", "set", dev, "netns", ns)
-	run(t, "ip", "-n", ns, "link", "set", dev, "name", "tap0")
+	tapFile, err := tap.Open(ns, "tap0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	run(t, "ip", "-n", ns, "addr", "add", "10.0.0.2/24", "dev", "tap0")
 	// No IPv6 on the tap: its router solicitations and DAD would only be
@@ -139,7 +110,7 @@ func TestLinuxTap(t *testing.T) {
 	run(t, "ip", "-n", ns, "link", "set", "tap0", "up")
 
 	n := newVnode(t, [6]byte{2, 0, 0, 0, 0, 1}, netip.MustParsePrefix("10.0.0.1/24"), netip.MustParseAddr("10.0.0.2"))
-	n.model.AttachTap(tap)
+	n.model.AttachTap(tapFile)
 	n.s.Start()
 	t.Cleanup(func() {
 		n.close()
