@@ -86,12 +86,14 @@ func enableHaltIdle() {
 }
 
 // haltIdle is the scheduler's idle hook: wait for the timer due at
-// pollUntil (nanoseconds, the runtime's clock) in WFI. The alarm's
+// pollUntil (nanoseconds, the runtime's clock) in WFI, with the NIC's
+// receive interrupt armed (see EnableENETInterrupt). The alarm's
 // interrupt, or any other enabled one (the NIC's), ends the WFI whether or
 // not IRQs are unmasked in the CPSR; the alarm is then cancelled, which
 // lowers its level-sensitive line again.
 func haltIdle(pollUntil int64) {
 	if pollUntil == math.MaxInt64 {
+		armNIC()
 		soc.ARM.WaitInterrupt()
 		return
 	}
@@ -100,6 +102,7 @@ func haltIdle(pollUntil int64) {
 	if wait < minHalt {
 		return
 	}
+	armNIC()
 	soc.ARM.SetAlarm(now + min(wait, maxHalt))
 	soc.ARM.WaitInterrupt()
 	soc.ARM.SetAlarm(0)

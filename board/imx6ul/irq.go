@@ -3,6 +3,8 @@
 package imx6ul
 
 import (
+	"sync/atomic"
+
 	"github.com/usbarmory/tamago/arm"
 	soc "github.com/usbarmory/tamago/soc/nxp/imx6ul"
 
@@ -17,10 +19,15 @@ import (
 // next poll tick. It reports false, and changes nothing, when the CPU does
 // not halt when idle: the poll loop then finds frames as soon anyway.
 //
+// The interrupt is only armed while the CPU is idle, as NAPI does: the
+// handler masks the event (EIMR) before it wakes the poll loop, and the idle
+// hook unmasks it before the next halt. While frames keep coming the poll
+// loop runs and takes no interrupts. A frame that arrives while masked sets
+// EIR.RXF, so unmasking raises the (level-sensitive) line at once and the
+// halt ends straight away: none is missed.
+//
 // Interrupts go through tamago's arm.ServiceInterrupts, which wakes one
-// goroutine per IRQ with IRQs masked until it has run; the ENET line is
-// level-sensitive and stays raised until the event is acknowledged, so no
-// event is lost, and a late one only costs latency.
+// goroutine per IRQ with IRQs masked until it has run.
 func EnableENETInterrupt(d *enet.Driver, irq int, wake func()) bool {
 	if d == nil || !haltIdleOn {
 		return false
@@ -30,11 +37,35 @@ func EnableENETInterrupt(d *enet.Driver, irq int, wake func()) bool {
 		// Acknowledges at the GIC (IAR, EOIR); 1023 is spurious
 		// (e.g. the idle alarm, already cancelled).
 		if soc.GIC.GetInterrupt(true) == irq {
+			d.EnableInterrupts(0)
+			nicMasked.Store(true)
 			d.AckInterrupt()
+			nicInterrupts.Add(1)
 			wake()
 		}
 	})
-	d.EnableInterrupts(enet.EventRXF)
+	nicDriver = d
+	nicMasked.Store(true) // the idle hook arms it
+	soc.GIC.EnableInterrupt(irq, true)
 	soc.GIC.EnableInterrupt(irq, true)
 	return true
+}
+
+var (
+	// nicDriver is the driver whose receive interrupt the idle hook arms.
+	nicDriver *enet.Driver
+	// nicMasked says the receive event is masked in EIMR.
+	nicMasked     atomic.Bool
+	nicInterrupts atomic.Uint64
+)
+
+// NICInterrupts returns how many ENET interrupts woke the poll loop.
+func NICInterrupts() uint64 { return nicInterrupts.Load() }
+
+// armNIC unmasks the ENET receive event before the CPU halts.
+func armNIC() {
+	if nicDriver != nil && nicMasked.Load() {
+		nicMasked.Store(false)
+		nicDriver.EnableInterrupts(enet.EventRXF)
+	}
 }
