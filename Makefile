@@ -70,8 +70,11 @@ $(IMAGE): FORCE check-config
 # (ELF header offset 24). Needs mkimage (u-boot-tools) and an ARM objcopy.
 OBJCOPY ?= $(shell command -v arm-none-eabi-objcopy || command -v llvm-objcopy || echo arm-none-eabi-objcopy)
 
+ifeq ($(IMXCFG),)
+imx:
+	@echo "imx: TARGET=$(TARGET) has no i.MX boot image: use TARGET=usbarmory (or mx6ullevk)"; exit 1
+else
 imx: build
-	@test -n "$(IMXCFG)" || { echo "imx: TARGET=$(TARGET) has no i.MX boot image: use TARGET=usbarmory (or mx6ullevk)"; exit 1; }
 	@command -v mkimage >/dev/null || { echo "imx: mkimage not found: install u-boot-tools"; exit 1; }
 	$(OBJCOPY) -O binary -R .note.go.pvh -R .note.go.buildid -R .note.gnu.build-id \
 	  --set-section-flags .bss=alloc,load,contents \
@@ -80,6 +83,7 @@ imx: build
 	mkimage -n $$TAMAGO_DIR/$(IMXCFG) -T imximage -e $(TEXT) -d $(IMAGE).bin $(IMAGE).imx
 	dd if=$(IMAGE) of=$(IMAGE).imx bs=1 count=4 skip=24 seek=4 conv=notrunc status=none
 	@rm -f $(IMAGE).bin
+endif
 
 # Invalid IP/GW/MAC fail the build here, with the reason.
 check-config:
