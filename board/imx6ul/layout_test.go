@@ -12,14 +12,16 @@ const ddrSize = 512 << 20
 
 func TestLayout(t *testing.T) {
 	const mib = 1 << 20
-	if DMAStart%mib != 0 || DMASize%mib != 0 {
-		t.Errorf("DMA region %#x+%#x not in whole 1 MiB MMU sections", DMAStart, DMASize)
+	// uint64: the addresses overflow a 32-bit int.
+	ramStart, ramSize, dmaStart, dmaSize := uint64(RAMStart), uint64(RAMSize), uint64(DMAStart), uint64(DMASize)
+	if dmaStart%mib != 0 || dmaSize%mib != 0 {
+		t.Errorf("DMA region %#x+%#x not in whole 1 MiB MMU sections", dmaStart, dmaSize)
 	}
-	if RAMStart+RAMSize != DMAStart {
-		t.Errorf("Go's RAM ends at %#x, DMA region starts at %#x", RAMStart+RAMSize, DMAStart)
+	if ramStart+ramSize != dmaStart {
+		t.Errorf("Go's RAM ends at %#x, DMA region starts at %#x", ramStart+ramSize, dmaStart)
 	}
-	if DMAStart+DMASize > RAMStart+ddrSize {
-		t.Errorf("DMA region ends at %#x, past the DDR's end %#x", DMAStart+DMASize, RAMStart+ddrSize)
+	if dmaStart+dmaSize > ramStart+ddrSize {
+		t.Errorf("DMA region ends at %#x, past the DDR's end %#x", dmaStart+dmaSize, ramStart+ddrSize)
 	}
 	if ArenaSize > DMASize {
 		t.Errorf("arena %d bytes larger than the DMA region (%d)", ArenaSize, DMASize)
