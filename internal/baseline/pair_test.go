@@ -1,0 +1,155 @@
+package baseline
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic/virtio"
+	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
+	"github.com/tamanet/tamanet/stack"
+)
+
+// node is what the benchmarks need of either stack.
+type node interface {
+	Listen(network, address string) (net.Listener, error)
+	ListenPacket(network, address string) (net.PacketConn, error)
+	Dial(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// pair is two stacks back to back, 10.0.0.1 (a) and 10.0.0.2 (b).
+type pair struct {
+	a, b node
+	// frames returns the frames both devices transmitted so far.
+	frames func() uint64
+	// drops returns frames the wire or a receive path dropped.
+	drops func() uint64
+}
+
+var (
+	addrA = netip.MustParsePrefix("10.0.0.1/24")
+	addrB = netip.MustParsePrefix("10.0.0.2/24")
+	macA  = [6]byte{2, 0, 0, 0, 0, 1}
+	macB  = [6]byte{2, 0, 0, 0, 0, 2}
+)
+
+// variants are the paths compared, by sub-benchmark name.
+var variants = []struct {
+	name string
+	make func(testing.TB) *pair
+}{
+	{"tamanet", tamanetPair},
+	{"channel", func(tb testing.TB) *pair { return channelPair(tb, TxGoroutine) }},
+	{"channel-notify", func(tb testing.TB) *pair { return channelPair(tb, TxNotify) }},
+}
+
+// tamanetPair wires two tamanet stacks through two virtio-net device models
+// driven by the virtio driver, as stack's integration tests do.
+func tamanetPair(tb testing.TB) *pair {
+	type side struct {
+		model *virtiotest.Device
+		drv   *virtio.Driver
+		s     *stack.Stack
+	}
+	mk := func(mac [6]byte, addr netip.Prefix) side {
+		arena := alloc.NewArena(make([]byte, 6<<20))
+		pool, err := arena.Pool(alloc.Config{Count: 1024})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: mac})
+		drv, err := virtio.New(model, arena, pool, virtio.Config{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s, err := stack.New(drv, pool, stack.Config{Addr: addr})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		model.SetInterrupt(s.Wake)
+		return side{model, drv, s}
+	}
+	a, b := mk(macA, addrA), mk(macB, addrB)
+	virtiotest.Pipe(a.model, b.model)
+	a.s.Start()
+	b.s.Start()
+	tb.Cleanup(func() {
+		a.s.Close()
+		b.s.Close()
+		a.drv.Close()
+		b.drv.Close()
+	})
+	return &pair{
+		a: a.s, b: b.s,
+		frames: func() uint64 { return a.model.Stats().TxFrames + b.model.Stats().TxFrames },
+		drops: func() uint64 {
+			sa, sb := a.model.Stats(), b.model.Stats()
+			return sa.BacklogDrops + sb.BacklogDrops
+		},
+	}
+}
+
+// channelPair wires two baseline stacks (channel endpoint + glue) through
+// two simulated TamaGo ENET devices.
+func channelPair(tb testing.TB, mode TxMode) *pair {
+	mk := func(mac [6]byte, addr netip.Prefix) (*Stack, *simENET) {
+		dev := newSimENET()
+		s, err := New(dev, Config{Addr: addr, MAC: mac[:], Tx: mode, Wait: dev.wait})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s, dev
+	}
+	a, da := mk(macA, addrA)
+	b, db := mk(macB, addrB)
+	simPipe(da, db)
+	a.Start()
+	b.Start()
+	tb.Cleanup(func() {
+		a.Close()
+		b.Close()
+	})
+	return &pair{
+		a: a, b: b,
+		frames: func() uint64 { return da.frames.Load() + db.frames.Load() },
+		drops:  func() uint64 { return da.drops.Load() + db.drops.Load() },
+	}
+}
+
+// serveEcho runs a UDP and a TCP echo service on port 7 of n.
+func serveEcho(tb testing.TB, n node) {
+	pc, err := n.ListenPacket("udp", ":7")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l, err := n.Listen("tcp", ":7")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { pc.Close(); l.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			k, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:k], from)
+		}
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+}
