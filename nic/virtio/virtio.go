@@ -474,6 +474,10 @@ func (d *Driver) Refill() int {
 	if posted > 0 {
 		q.publish()
 	}
+	// Keep used_event current every poll step, not only when the ring
+	// drains, so the device's next completion can wake an idle poller
+	// and the device always knows roughly how far the driver got.
+	q.armInterrupt(d.eventIdx)
 	return posted
 }
 

@@ -145,18 +145,24 @@ type vq struct {
 	broken               bool
 
 	// Bookkeeping that keeps injected extra used entries from ever
-	// overrunning the used ring: entries is the number of used entries
-	// written; lb is a lower bound of how many the driver has consumed,
-	// learnt when it reposts a descriptor id (it must have consumed that
-	// id's entry first); doneAt[id] is 1 + the entry that last completed
-	// id (0: none); lastBad is 1 + the position of the last injected
-	// entry (0: none).
+	// overrunning the used ring. The driver's unconsumed entries are at
+	// most the ids completed and not yet seen posted again (held, since
+	// it cannot repost an id before consuming its entry) plus the
+	// injected entries it may not have consumed yet (those at or after
+	// lb, a lower bound of its consumption learnt from reposts).
+	// entries counts used entries written; doneAt[id] is 1 + the
+	// position of the entry that completed id, 0 once id is seen
+	// posted again; bad holds 1 + the positions of injected entries
+	// not yet known consumed, oldest first.
 	entries uint64
 	lb      uint64
-	lastBad uint64
+	held    int
 	doneAt  []uint64
+	bad     []uint64
 	seen    uint16 // avail entries before seen have been learnt from
-	segs    []seg
+
+	eventIdx bool // VIRTIO_F_EVENT_IDX negotiated: used_event is meaningful
+	segs     []seg
 }
 
 // Device is a virtio-net device model. Its methods are safe for concurrent
@@ -524,6 +530,8 @@ func (d *Device) setupLocked(q *vq) {
 	}
 	q.mask = uint16(n - 1)
 	q.doneAt = make([]uint64, n)
+	q.bad = make([]uint64, 0, n)
+	q.eventIdx = d.eventIdx()
 	q.segs = make([]seg, 0, n)
 	q.ready = true
 }
@@ -638,9 +646,14 @@ func (q *vq) takeHead() uint16 {
 // learn notes that the driver posted head again, so it has consumed the
 // used entry that last completed head.
 func (q *vq) learn(head uint16) {
-	if uint32(head) < q.num && q.doneAt[head] > q.lb {
+	if uint32(head) >= q.num || q.doneAt[head] == 0 {
+		return
+	}
+	if q.doneAt[head] > q.lb {
 		q.lb = q.doneAt[head]
 	}
+	q.doneAt[head] = 0
+	q.held--
 }
 
 // learnAhead learns from avail entries posted but not yet taken, each once.
@@ -658,19 +671,45 @@ func (q *vq) learnAhead(availIdx uint16) {
 	}
 }
 
-// canComplete reports whether one more used entry certainly fits: always
-// when no injected entry may still be unconsumed (then every entry stands
-// for a distinct posted descriptor), otherwise only within the bound lb
-// gives.
-func (q *vq) canComplete() bool {
-	if q.lastBad <= q.lb {
-		return true
+// learnUsedEvent learns the driver's consumption from used_event
+// (VIRTIO_F_EVENT_IDX), which the tamanet driver sets to the next entry it
+// will consume whenever it consumed some. The 16-bit value is taken as the
+// latest count with those low bits; that is right as long as the driver
+// rewrote it within the last 65536-num entries, which it does every poll.
+func (q *vq) learnUsedEvent() {
+	v := vring.Load16(q.avail, vring.UsedEvent(int(q.num)))
+	c := q.entries - uint64(uint16(q.entries)-v)
+	if c > q.lb && q.entries-c <= uint64(q.num) {
+		q.lb = c
 	}
-	if q.entries+1-q.lb <= uint64(q.num) {
-		return true
-	}
+}
+
+// unconsumedBound returns an upper bound of the used entries the driver
+// has not consumed yet: the held ids plus the injected entries not known
+// consumed, or the entries after lb, whichever is smaller.
+func (q *vq) unconsumedBound() int {
 	q.learnAhead(vring.Load16(q.avail, vring.AvailIdx))
-	return q.lastBad <= q.lb || q.entries+1-q.lb <= uint64(q.num)
+	if q.eventIdx && q.entries-q.lb > uint64(q.held) {
+		q.learnUsedEvent()
+	}
+	if d := q.entries - q.lb; d < uint64(q.held+len(q.bad)) {
+		return int(d)
+	}
+	n := 0
+	for n < len(q.bad) && q.bad[n] <= q.lb {
+		n++
+	}
+	if n > 0 {
+		q.bad = q.bad[:copy(q.bad, q.bad[n:])]
+	}
+	return q.held + len(q.bad)
+}
+
+// canComplete reports whether one more used entry certainly fits the used
+// ring. Without injected entries it always does when a descriptor is
+// pending (that descriptor is not among the held ones).
+func (q *vq) canComplete() bool {
+	return q.unconsumedBound()+1 <= int(q.num)
 }
 
 // complete writes one used entry (slot first, index after).
@@ -689,12 +728,15 @@ func (d *Device) complete(q *vq, id uint32, n uint32) {
 	}
 	d.putUsed(q, id, n)
 	if uint32(id) < q.num {
+		if q.doneAt[id] == 0 {
+			q.held++
+		}
 		q.doneAt[id] = q.entries // 1 + position just written
 	}
-	if f.BadID > 0 && d.rng.Float64() < f.BadID && q.entries+1-q.lb <= uint64(q.num) {
+	if f.BadID > 0 && d.rng.Float64() < f.BadID && q.canComplete() {
 		d.stats.BadIDs++
 		d.putUsed(q, q.num+uint32(d.rng.IntN(1<<16)), 0)
-		q.lastBad = q.entries
+		q.bad = append(q.bad, q.entries) // cap num, never grows: bounded by canComplete
 	}
 }
 

@@ -245,8 +245,11 @@ func (d *Device) processTx() {
 		more := false
 		if !q.broken {
 			// Kick on every new frame (a synchronous device works
-			// each batch at once), then re-check (§2.7.10).
-			d.wantNotifyAt(q, q.lastAvail)
+			// each batch at once), then re-check (§2.7.10). When
+			// completions are held back (canComplete), the next
+			// post is the news that unblocks them: ask for it too,
+			// not only for entries beyond those already pending.
+			d.wantNotifyAt(q, vring.Load16(q.avail, vring.AvailIdx))
 			more = q.canComplete() && d.pending(q) > 0
 		}
 		peer, tap, out := d.peer, d.tap, d.output
