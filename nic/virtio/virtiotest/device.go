@@ -104,7 +104,13 @@ type Options struct {
 // Faults configures fault injection. Rates are probabilities in [0, 1]
 // applied per frame (Drop, Duplicate, Corrupt, Reorder: to frames arriving
 // at this device) or per completion (BadLength, BadID: to used entries this
-// device writes on either queue).
+// device writes on either queue). A stalled ring is Stall / Unstall.
+//
+// A bad id is an extra used entry with an id out of range, so no buffer is
+// lost with it. Extra entries could overrun the used ring of a driver that
+// lags, so while one may be unconsumed the model completes only what
+// certainly fits, and holds the rest back until the driver's next post or
+// used_event shows it caught up.
 type Faults struct {
 	Seed      uint64
 	Drop      float64
