@@ -105,10 +105,16 @@ test: deps test-host
 	$(MAKE) --no-print-directory e2e TARGET=microvm
 	$(MAKE) --no-print-directory e2e TARGET=mx6ullevk
 
+# Host benchmarks (internal/baseline: tamanet against the TamaGo channel
+# endpoint path, side by side), the system benchmark under QEMU, then the
+# same measurements for tamanet and the baseline firmware (cmd/baseline) on
+# mcimx6ul-evk, one table.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./alloc ./nic/... ./stack/... | tee $(BUILD)/bench-host.txt
+	@mkdir -p $(BUILD)
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./alloc ./nic/... ./stack/... ./internal/baseline | tee $(BUILD)/bench-host.txt
 	$(GO) run ./internal/benchsummary < $(BUILD)/bench-host.txt
 	$(GO) test -count=1 -timeout 30m -v -run '^TestSystemBenchmark$$' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL) -bench
+	$(GO) test -count=1 -timeout 30m -v -run '^TestCompare$$' ./qemu/e2e -args -compare -accel $(ACCEL)
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s
