@@ -47,7 +47,6 @@ func EnableENETInterrupt(d *enet.Driver, irq int, wake func()) bool {
 	nicDriver = d
 	nicMasked.Store(true) // the idle hook arms it
 	soc.GIC.EnableInterrupt(irq, true)
-	soc.GIC.EnableInterrupt(irq, true)
 	return true
 }
 

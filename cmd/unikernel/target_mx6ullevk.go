@@ -22,6 +22,7 @@ func platform() (target, error) {
 		NewNIC: func(arena *alloc.Arena, pool *alloc.Pool) (nic.Device, error) {
 			return mx6ullevk.NIC(cfg.MAC, arena, pool)
 		},
-		Info: mx6ullevk.Info,
+		Info:         mx6ullevk.Info,
+		NICInterrupt: mx6ullevk.EnableNICInterrupt,
 	}, nil
 }
