@@ -10,13 +10,17 @@ package baseline
 // channel-notify (the same, transmitting from channel's WriteNotify hook).
 // allocs/packet and B/packet are runtime.MemStats deltas (Mallocs,
 // TotalAlloc) of the whole process over the timed loop, divided by the
-// frames both devices transmitted in it (data and acknowledgements).
+// frames both devices transmitted in it (data and acknowledgements);
+// cpu-ns/packet is the process's CPU time (getrusage) over the same loop
+// per frame, which the other load on a shared machine disturbs less than
+// wall time.
 
 import (
 	"context"
 	"io"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,6 +28,7 @@ import (
 // memDelta measures allocations per frame over a timed loop.
 type memDelta struct {
 	m0     runtime.MemStats
+	cpu0   time.Duration
 	frames uint64
 	p      *pair
 }
@@ -31,11 +36,23 @@ type memDelta struct {
 func startMem(p *pair) *memDelta {
 	d := &memDelta{p: p}
 	runtime.ReadMemStats(&d.m0)
+	d.cpu0 = cpuTime()
 	d.frames = p.frames()
 	return d
 }
 
+// cpuTime is the CPU time (user + system) the process has used: on a
+// shared machine it is steadier than wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func (d *memDelta) report(b *testing.B) {
+	cpu := cpuTime() - d.cpu0
 	var m1 runtime.MemStats
 	runtime.ReadMemStats(&m1)
 	frames := d.p.frames() - d.frames
@@ -45,6 +62,7 @@ func (d *memDelta) report(b *testing.B) {
 	b.ReportMetric(float64(m1.Mallocs-d.m0.Mallocs)/float64(frames), "allocs/packet")
 	b.ReportMetric(float64(m1.TotalAlloc-d.m0.TotalAlloc)/float64(frames), "B/packet")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(frames), "ns/packet")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(frames), "cpu-ns/packet")
 }
 
 // BenchmarkTCPBulk streams data over one TCP connection from a to a sink
