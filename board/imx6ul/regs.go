@@ -10,10 +10,15 @@ import (
 // Regs is a 32-bit register window at a physical address (tamago maps
 // peripherals flat, physical equals virtual). It implements enet.Regs.
 // sync/atomic keeps the compiler from merging, reordering or dropping the
-// accesses; on ARMv7 each is one LDR or STR of the register's width with a
-// DMB, which also orders descriptor writes to DMA memory before a doorbell
-// such as RDAR or TDAR.
+// accesses; on ARMv7 each is one LDR or STR of the register's width between
+// DMBs. Go's DMB is inner-shareable only, and the ENET's DMA is outside that
+// domain, so every write is preceded by a DSB SY as well: descriptors and
+// frames written to DMA memory have reached it before a doorbell (RDAR,
+// TDAR) makes the MAC read them, as Linux's wmb() before writel ensures.
 type Regs uintptr
+
+// dsb is a full-system data synchronisation barrier (barrier_arm.s).
+func dsb()
 
 // ptr turns the register's physical address into a pointer. The address
 // is not Go memory, so no pointer arithmetic rule can be broken; unsafe.Add
@@ -26,4 +31,7 @@ func (r Regs) ptr(off uint32) *uint32 {
 func (r Regs) Read32(off uint32) uint32 { return atomic.LoadUint32(r.ptr(off)) }
 
 // Write32 writes v to the 32-bit register at byte offset off.
-func (r Regs) Write32(off, v uint32) { atomic.StoreUint32(r.ptr(off), v) }
+func (r Regs) Write32(off, v uint32) {
+	dsb()
+	atomic.StoreUint32(r.ptr(off), v)
+}
