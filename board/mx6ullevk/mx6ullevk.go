@@ -19,6 +19,22 @@ import (
 // map"), the MAC QEMU's first "-net nic,model=imx.enet" is.
 const ENET1Base = soc.ENET1_BASE
 
+// PHYAddr is the MDIO address of ENET1's PHY.
+const PHYAddr = 2
+
+// KSZ8081RNB PHY (Microchip KSZ8081RNA/RNB data sheet, 4.0 "Register
+// Descriptions").
+const (
+	phyID1        = 2
+	kszID1        = 0x0022 // Micrel/Microchip OUI bits
+	kszPHYCtrl2   = mx6ullevk.KSZ_PHYCTRL2
+	kszCtrl2Value = 1<<mx6ullevk.CTRL2_HP_MDIX | 1<<mx6ullevk.CTRL2_RMII | 1<<mx6ullevk.CTRL2_LED
+	// BMCR (IEEE 802.3 22.2.4.1): autonegotiation enable and restart.
+	phyBMCR       = 0
+	bmcrANEnable  = 1 << 12
+	bmcrANRestart = 1 << 9
+)
+
 // Info holds board facts for the firmware's index page and /stats; NIC
 // adds the PHY it found.
 var Info = map[string]string{}
@@ -37,11 +53,16 @@ func EnableNICInterrupt(wake func()) bool {
 func DMA() []byte { return imx6ul.DMA() }
 
 // NIC brings up ENET1 with station address mac, rings from arena and
-// receive buffers from pool. The PHY address is found by scanning MDIO:
-// on the real board ENET1's KSZ8081RNB answers at 2 (strapped), and so does
-// QEMU's PHY for ENET1 of mcimx6ul-evk. The driver is polled.
+// receive buffers from pool. ENET1's KSZ8081RNB is strapped to MDIO
+// address 2 (ENET2's to 1, on the same MDIO pads, so a scan would find the
+// wrong one first), and QEMU's PHY for ENET1 of mcimx6ul-evk answers at 2
+// too; if nothing does, nic/enet scans.
+//
+// tamago's EnablePHY puts a KSZ8081RNB in 50 MHz RMII mode (PHY Control
+// 2); nic/enet then resets the PHY, which may restore the strapped mode, so
+// on that PHY the register is written again and negotiation restarted.
 func NIC(mac net.HardwareAddr, arena *alloc.Arena, pool *alloc.Pool) (nic.Device, error) {
-	d, err := imx6ul.NewENET(mx6ullevk.ENET1, mac, arena, pool, enet.Config{PHYAddr: enet.PHYAuto})
+	d, err := imx6ul.NewENET(mx6ullevk.ENET1, mac, arena, pool, enet.Config{PHYAddr: PHYAddr})
 	if err != nil {
 		return nil, fmt.Errorf("mx6ullevk: %w", err)
 	}
@@ -55,5 +76,18 @@ func NIC(mac net.HardwareAddr, arena *alloc.Arena, pool *alloc.Pool) (nic.Device
 	Info["enet"] = fmt.Sprintf("ENET1@%#x", ENET1Base)
 	Info["phy"] = fmt.Sprintf("%d", x.PHYAddr)
 	Info["soc"] = soc.Model()
+	if x.NoPHY {
+		return d, nil
+	}
+	if id1, err := d.ReadPHY(x.PHYAddr, phyID1); err == nil && id1 == kszID1 {
+		if err := d.WritePHY(x.PHYAddr, kszPHYCtrl2, kszCtrl2Value); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("mx6ullevk: PHY RMII clock: %w", err)
+		}
+		if err := d.WritePHY(x.PHYAddr, phyBMCR, bmcrANEnable|bmcrANRestart); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("mx6ullevk: PHY autonegotiation: %w", err)
+		}
+	}
 	return d, nil
 }
