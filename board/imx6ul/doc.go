@@ -13,5 +13,11 @@
 // same bytes without cache maintenance. tamago's default DMA region on this
 // SoC is the 128 KiB on-chip RAM, too small for a packet pool.
 //
-// On other platforms the package is empty.
+// Idle: the CPU halts (WFI) while the scheduler waits for a timer, woken by
+// the generic timer's alarm, instead of spinning as tamago does when a timer
+// is due. EnableENETInterrupt lets the ENET receive interrupt end the halt
+// and wake the poll loop; it is armed only while the CPU is idle.
+//
+// On other platforms the package is empty, except for the layout
+// constants.
 package imx6ul
