@@ -401,7 +401,7 @@ func TestHTTP(t *testing.T) {
 		}
 	}
 	b := stats(t)
-	for _, k := range []string{"uptime_seconds", "nic.rx.packets", "nic.tx.packets", "nic.rx.bytes", "nic.tx.bytes", "pool.gets", "pool.puts", "tcpip.tcp.passive_connection_openings"} {
+	for _, k := range []string{"uptime_seconds", "nic.rx.packets", "nic.tx.packets", "nic.rx.bytes", "nic.tx.bytes", "endpoint.rx.packets", "endpoint.tx.packets", "tcpip.tcp.passive_connection_openings"} {
 		va, oka := stat(a, k)
 		vb, okb := stat(b, k)
 		if !okb {
@@ -412,7 +412,7 @@ func TestHTTP(t *testing.T) {
 			t.Errorf("/stats %s did not increase: %v then %v", k, va, vb)
 		}
 	}
-	for _, k := range []string{"pool.capacity", "pool.in_use"} {
+	for _, k := range []string{"pool.capacity", "pool.in_use", "pool.high_water"} {
 		mustStat(t, b, k)
 	}
 }
