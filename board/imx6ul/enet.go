@@ -37,6 +37,9 @@ func NewENET(ctrl *tenet.ENET, mac net.HardwareAddr, arena *alloc.Arena, pool *a
 
 	cfg.MAC = [6]byte(mac)
 	cfg.RMII = ctrl.RMII
+	// Descriptors live in non-cacheable normal memory that the MAC reads
+	// while it runs: order them against its DMA with a full barrier.
+	cfg.Barrier = dsb
 	if ctrl.Clock != nil {
 		cfg.ClockHz = ctrl.Clock()
 	}

@@ -104,6 +104,15 @@ type Config struct {
 	// LinkPoll is the least time between two PHY polls made by Refill.
 	// Default DefaultLinkPoll; negative disables (call PollLink).
 	LinkPoll time.Duration
+	// Barrier, when set, orders memory between the CPU and the MAC's DMA:
+	// it runs after a descriptor's address is written and before its
+	// E/R bit hands it to the MAC, and after a completed descriptor's
+	// status is read and before its buffer is used. Go's atomics order
+	// memory only among CPUs (DMB ISH on ARMv7), not against a bus
+	// master, so a board whose descriptors the MAC may fetch while it
+	// runs must pass a full barrier (DSB SY on i.MX6UL), as Linux's fec
+	// driver does with dma_wmb/dma_rmb. Nil (host tests) means none.
+	Barrier func()
 }
 
 // Extra are driver counters beyond nic.Stats.
@@ -151,6 +160,8 @@ type Driver struct {
 	rmii    bool
 	txAlign int
 	poll    time.Duration
+
+	barrier func() // Config.Barrier or a no-op
 
 	rx, tx ring
 	rxOff  int // where rx data starts in a pool buffer
@@ -224,6 +235,10 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 
 	d := &Driver{regs: regs, pool: pool, rmii: cfg.RMII, txAlign: cfg.TxAlign, poll: cfg.LinkPoll}
 	d.lastPoll = time.Now() // no PHY poll from Refill before the PHY is set up
+	d.barrier = cfg.Barrier
+	if d.barrier == nil {
+		d.barrier = func() {}
+	}
 	d.mdio = cfg.MDIO
 	if d.mdio == nil {
 		d.mdio = d
@@ -541,6 +556,7 @@ func (d *Driver) Receive() *alloc.Buffer {
 		if status&bd.E != 0 {
 			return nil
 		}
+		d.barrier() // the frame's bytes after the status that covers them
 		// The descriptor is the driver's again: b goes up or back to
 		// the pool, and the slot waits for Refill.
 		r.buf[i] = nil
@@ -617,6 +633,7 @@ func (d *Driver) Refill() int {
 		off := i * bd.Size
 		r.buf[i] = b // owned by the MAC from the store below until E clears
 		binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(b.Addr()+uintptr(d.rxOff)))
+		d.barrier() // address before E
 		bd.Store(r.desc, off, bd.Word(0, bd.E|r.wrap(i)))
 		d.rxFill++
 		if d.rxFill == r.n {
@@ -686,6 +703,7 @@ func (d *Driver) transmit(b *alloc.Buffer) error {
 	off := i * bd.Size
 	r.buf[i] = b // owned by the MAC from the store below until R clears
 	binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(b.BodyAddr()))
+	d.barrier() // frame and address before R
 	bd.Store(r.desc, off, bd.Word(uint16(n), bd.R|bd.L|bd.TC|r.wrap(i)))
 	d.txTail++
 	if d.txTail == r.n {
