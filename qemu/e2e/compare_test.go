@@ -22,6 +22,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"text/tabwriter"
@@ -43,6 +45,9 @@ type samples struct {
 	TCP50, TCP99 []time.Duration
 	UDP50, UDP99 []time.Duration
 	CPS          []float64
+	// IdleCPU is the host CPU the idle guest's QEMU process used, in
+	// percent of one core, over a few seconds after boot.
+	IdleCPU float64
 	// Guest Go heap allocations (count and bytes) over all runs and the
 	// frames the guest received and sent meanwhile, from /stats.
 	Mallocs, AllocBytes, Frames float64
@@ -124,6 +129,9 @@ func TestCompare(t *testing.T) {
 	row("UDP echo 64 B round trip p50", us(ours.UDP50), us(base.UDP50), "µs", false)
 	row("UDP echo 64 B round trip p99", us(ours.UDP99), us(base.UDP99), "µs", false)
 	row("TCP connect + 1-byte echo + close", medianF(ours.CPS), medianF(base.CPS), "conn/s", true)
+	if ours.IdleCPU > 0 && base.IdleCPU > 0 {
+		row("host CPU of the idle guest (QEMU process)", ours.IdleCPU, base.IdleCPU, "%", false)
+	}
 	if ours.Frames > 0 && base.Frames > 0 {
 		row("guest heap allocations per frame (all runs)", ours.Mallocs/ours.Frames, base.Mallocs/base.Frames, "", false)
 		row("guest heap bytes per frame (all runs)", ours.AllocBytes/ours.Frames, base.AllocBytes/base.Frames, "B", false)
@@ -187,6 +195,11 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 	a, note := v.Accel()
 	fmt.Printf("compare: %s up (nic=%s, accel %s: %s, namespace %s)\n", filepath.Base(image), ready.NIC, a, note, ns)
 
+	idle, idleErr := idleCPU(image, 3*time.Second)
+	if idleErr != nil {
+		t.Logf("%s: idle CPU not measured: %v", image, idleErr)
+	}
+
 	out := filepath.Join(dir, "samples.json")
 	self, err := os.Executable()
 	if err != nil {
@@ -223,6 +236,7 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 	if len(s.Up) == 0 {
 		t.Fatalf("%s: no samples", image)
 	}
+	s.IdleCPU = idle
 	return s
 }
 
@@ -288,4 +302,76 @@ func TestCompareMeasure(t *testing.T) {
 	if err := os.WriteFile(*compareOut, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// idleCPU finds the QEMU process running image (by its -kernel argument)
+// and returns the CPU time it used over d, in percent of one core.
+func idleCPU(image string, d time.Duration) (float64, error) {
+	pid, err := qemuPID(image)
+	if err != nil {
+		return 0, err
+	}
+	t0, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	time.Sleep(d)
+	t1, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	return 100 * (t1 - t0).Seconds() / time.Since(start).Seconds(), nil
+}
+
+func qemuPID(image string) (int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "qemu-system") {
+			continue
+		}
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-kernel" && args[i+1] == image {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no QEMU process with -kernel %s", image)
+}
+
+// procCPU returns a process's user + system CPU time from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15 of the whole line, in clock ticks (USER_HZ, 100).
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bad /proc stat times")
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
