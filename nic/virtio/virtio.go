@@ -193,6 +193,12 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 			}
 		})
 	}
+	// The address is the source of every frame sent: a group or all-zero
+	// one (IEEE 802-2014 §8.2), from the device or the caller, is refused.
+	if d.info.MAC[0]&1 != 0 || d.info.MAC == ([6]byte{}) {
+		d.fail()
+		return nil, fmt.Errorf("%w: MAC %x is not a unicast address", ErrConfig, d.info.MAC)
+	}
 	if d.features&FeatureMTU != 0 {
 		var mtu int
 		d.readConfig(func() { mtu = int(d.config16(cfgMTU)) })

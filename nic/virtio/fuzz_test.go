@@ -1,0 +1,590 @@
+package virtio
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic"
+	"github.com/tamanet/tamanet/nic/virtio/internal/vring"
+)
+
+// The fuzz targets play the device themselves: fzRegs is a register window
+// whose every value the fuzzer may choose, and the ring memory the driver
+// lays out is written directly, so anything a device could put in the used
+// rings or config space reaches the driver.
+
+// fzRegs is a virtio-mmio register window backed by plain fields.
+type fzRegs struct {
+	magic, version, devID uint32
+	features              [2]uint32 // offered, by DeviceFeaturesSel
+	featSel               uint32
+	drvFeatures           [2]uint32
+	drvFeatSel            uint32
+	refuseFeatures        bool // FEATURES_OK does not stick
+	stuckReset            bool // status never reads back 0
+	needsResetAt          uint32
+	refuseQueue           [2]bool
+	numMax                [2]uint32
+	genStep               uint32 // added to ConfigGeneration on every read
+	gen                   uint32
+	config                [64]byte
+
+	status  uint32
+	qsel    uint32
+	q       [2]fzQueue
+	notify  [2]int
+	badSel  int // accesses to a queue register with QueueSel out of range
+	written []uint32
+}
+
+type fzQueue struct {
+	num                uint32
+	desc, avail, used  uint64
+	ready              uint32
+	numAtReady         uint32
+	readyWithoutFeatOK bool
+	readyAfterDriverOK bool
+}
+
+func (r *fzRegs) cur() *fzQueue {
+	if r.qsel < 2 {
+		return &r.q[r.qsel]
+	}
+	r.badSel++
+	return nil
+}
+
+func (r *fzRegs) Read32(off uint32) uint32 {
+	switch off {
+	case regMagic:
+		return r.magic
+	case regVersion:
+		return r.version
+	case regDeviceID:
+		return r.devID
+	case regDeviceFeatures:
+		if r.featSel < 2 {
+			return r.features[r.featSel]
+		}
+		return 0
+	case regQueueNumMax:
+		if r.qsel < 2 {
+			return r.numMax[r.qsel]
+		}
+		return 0
+	case regQueueReady:
+		if q := r.cur(); q != nil {
+			return q.ready
+		}
+		return 0
+	case regStatus:
+		if r.stuckReset {
+			return r.status | StatusAcknowledge
+		}
+		return r.status
+	case regConfigGen:
+		r.gen += r.genStep
+		return r.gen
+	case regInterruptStat:
+		return 1
+	}
+	if off >= regConfig && off < regConfig+uint32(len(r.config))-3 {
+		return binary.LittleEndian.Uint32(r.config[off-regConfig:])
+	}
+	return 0
+}
+
+func (r *fzRegs) Write32(off, v uint32) {
+	switch off {
+	case regDeviceFeatSel:
+		r.featSel = v
+	case regDriverFeatSel:
+		r.drvFeatSel = v
+	case regDriverFeatures:
+		if r.drvFeatSel < 2 {
+			r.drvFeatures[r.drvFeatSel] = v
+		}
+	case regQueueSel:
+		r.qsel = v
+	case regQueueNum:
+		if q := r.cur(); q != nil {
+			q.num = v
+		}
+	case regQueueDescLow, regQueueDescHigh, regQueueDrvLow, regQueueDrvHigh, regQueueDevLow, regQueueDevHigh:
+		q := r.cur()
+		if q == nil {
+			return
+		}
+		p := &q.desc
+		switch off &^ 4 {
+		case regQueueDrvLow:
+			p = &q.avail
+		case regQueueDevLow:
+			p = &q.used
+		}
+		if off&4 == 0 {
+			*p = *p&^0xffffffff | uint64(v)
+		} else {
+			*p = *p&0xffffffff | uint64(v)<<32
+		}
+	case regQueueReady:
+		q := r.cur()
+		if q == nil || r.refuseQueue[r.qsel] {
+			return
+		}
+		q.ready = v & 1
+		q.numAtReady = q.num
+		q.readyWithoutFeatOK = r.status&StatusFeaturesOK == 0
+		q.readyAfterDriverOK = r.status&StatusDriverOK != 0
+	case regQueueNotify:
+		if v < 2 {
+			r.notify[v]++
+		}
+	case regStatus:
+		r.written = append(r.written, v)
+		if v == 0 {
+			r.status = 0
+			r.q = [2]fzQueue{}
+			r.drvFeatures = [2]uint32{}
+			return
+		}
+		if r.refuseFeatures {
+			v &^= StatusFeaturesOK
+		}
+		if r.needsResetAt != 0 && v&r.needsResetAt != 0 {
+			v |= StatusNeedsReset
+		}
+		r.status = v
+	}
+}
+
+func (r *fzRegs) Read8(off uint32) uint8 {
+	if off >= regConfig && off < regConfig+uint32(len(r.config)) {
+		return r.config[off-regConfig]
+	}
+	return 0
+}
+
+// fzReader hands out fuzz input bytes, zeros when they run out.
+type fzReader struct{ b []byte }
+
+func (r *fzReader) u8() byte {
+	if len(r.b) == 0 {
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *fzReader) u16() uint16 { return uint16(r.u8()) | uint16(r.u8())<<8 }
+func (r *fzReader) u32() uint32 { return uint32(r.u16()) | uint32(r.u16())<<16 }
+
+// fzRing is the device's view of one queue: its memory in the arena and
+// how far the device got.
+type fzRing struct {
+	desc, avail, used []byte
+	num               int
+	lastAvail         uint16 // next avail entry the device takes
+	usedIdx           uint16 // next used entry the device writes
+}
+
+func fzRingOf(t *testing.T, mem []byte, q *fzQueue) fzRing {
+	t.Helper()
+	base := uint64(alloc.AddrOf(mem))
+	slice := func(addr uint64, n int) []byte {
+		if addr < base || addr-base+uint64(n) > uint64(len(mem)) {
+			t.Fatalf("queue memory %#x+%d outside the arena", addr, n)
+		}
+		o := int(addr - base)
+		return mem[o : o+n : o+n]
+	}
+	n := int(q.num)
+	return fzRing{
+		desc:  slice(q.desc, vring.DescTableSize(n)),
+		avail: slice(q.avail, vring.AvailSize(n)),
+		used:  slice(q.used, vring.UsedSize(n)),
+		num:   n,
+	}
+}
+
+// putUsed writes one used element at the device's used index and publishes it.
+func (r *fzRing) putUsed(id, n uint32) {
+	s := vring.UsedSlot(r.usedIdx, uint16(r.num-1))
+	binary.LittleEndian.PutUint32(r.used[s+vring.UsedElemID:], id)
+	binary.LittleEndian.PutUint32(r.used[s+vring.UsedElemLen:], n)
+	r.usedIdx++
+	vring.Store16(r.used, vring.UsedIdx, r.usedIdx)
+}
+
+// takeAvail returns the next head the driver made available, if any.
+func (r *fzRing) takeAvail() (uint16, bool) {
+	if vring.Load16(r.avail, vring.AvailIdx) == r.lastAvail {
+		return 0, false
+	}
+	s := vring.AvailSlot(r.lastAvail, uint16(r.num-1))
+	r.lastAvail++
+	return binary.LittleEndian.Uint16(r.avail[s:]), true
+}
+
+// fzGood returns a register window of a well-behaved virtio-net device.
+func fzGood(num uint32) *fzRegs {
+	r := &fzRegs{magic: Magic, version: Version, devID: DeviceIDNet, numMax: [2]uint32{num, num}}
+	r.features = [2]uint32{uint32(Wanted & 0xffffffff), uint32(Wanted >> 32)}
+	copy(r.config[cfgMAC:], []byte{2, 0, 0, 0, 0, 0x42})
+	r.config[cfgStatus] = NetStatusLinkUp
+	binary.LittleEndian.PutUint16(r.config[cfgMTU:], 1500)
+	return r
+}
+
+// fzCheck verifies the driver's bookkeeping against the pool: every buffer
+// out of the pool is on exactly one ring or held by the test, each ring's
+// free-id stack lists exactly its empty slots, and no Put was refused.
+func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]bool) {
+	t.Helper()
+	seen := make(map[*alloc.Buffer]bool)
+	out := len(held)
+	for b := range held {
+		seen[b] = true
+	}
+	for _, q := range [2]*queue{&d.rx, &d.tx} {
+		inFlight := 0
+		for _, b := range q.bufs {
+			if b == nil {
+				continue
+			}
+			if seen[b] {
+				t.Fatalf("queue %d: buffer %d is on a ring twice or also held by the caller", q.index, b.Index())
+			}
+			seen[b] = true
+			inFlight++
+		}
+		out += inFlight
+		if q.nfree+inFlight != q.num {
+			t.Fatalf("queue %d: %d free ids + %d in flight != %d slots", q.index, q.nfree, inFlight, q.num)
+		}
+		ids := make(map[uint16]bool)
+		for _, id := range q.free[:q.nfree] {
+			if int(id) >= q.num || ids[id] || q.bufs[id] != nil {
+				t.Fatalf("queue %d: free id %d is out of range, listed twice or in use", q.index, id)
+			}
+			ids[id] = true
+		}
+	}
+	if st := pool.Stats(); st.InUse != out || st.RefusedPuts != 0 {
+		t.Fatalf("pool in use %d, accounted for %d; refused puts %d", st.InUse, out, st.RefusedPuts)
+	}
+}
+
+// FuzzUsedRing lets the fuzzer play the device side of both used rings:
+// completions with any id and length (out of range, duplicated, not
+// outstanding), used index jumps, avail_event and flags, link status, while
+// the driver receives, refills, transmits and reclaims. After every step no
+// buffer may be lost, handed out twice or put twice, a received frame must
+// lie inside its buffer, and every consumed used entry is either delivered
+// or counted under exactly one cause.
+func FuzzUsedRing(f *testing.F) {
+	// Seeds: byte 0 pool size, byte 1 ring shift, byte 2 flags, then ops.
+	f.Add([]byte{20, 3, 0, 11, 64, 0, 2, 3})                                             // a good frame
+	f.Add([]byte{20, 3, 1, 0, 200, 0, 0, 0, 60, 0, 0, 0, 2, 0, 3, 0, 0, 0, 99, 0, 2})    // bad id, duplicate, bad length
+	f.Add([]byte{20, 2, 0, 1, 0xff, 0x7f, 2, 1, 0xfc, 0x7f, 2})                          // used idx runs away, comes back
+	f.Add([]byte{12, 3, 0, 5, 60, 0, 5, 200, 5, 0xff, 6, 0, 0, 0, 0, 0, 0, 7, 12, 7})    // tx, completions, reclaim
+	f.Add([]byte{8, 1, 2, 11, 10, 0, 11, 0, 6, 2, 4, 9, 0x10, 0, 7, 5, 60, 0, 8, 10, 2}) // tiny pool, no event idx
+	f.Add([]byte{30, 3, 0, 5, 64, 0, 5, 64, 0, 12, 12, 7, 6, 1, 0, 0, 0, 0, 0, 0, 0, 7}) // tx completed twice
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &fzReader{b: data}
+		count := 4 + int(in.u8()%40)
+		ringSize := 2 << (in.u8() % 4) // 2..16
+		flags := in.u8()
+
+		arena := alloc.NewArena(make([]byte, (count+4)*2048+16*1024))
+		pool, err := arena.Pool(alloc.Config{Count: count})
+		if err != nil {
+			t.Fatal(err)
+		}
+		regs := fzGood(uint32(ringSize))
+		d, err := New(regs, arena, pool, Config{RxRing: 16, TxRing: 16, NoEventIdx: flags&2 != 0})
+		if err != nil {
+			t.Fatalf("New on a good device: %v", err)
+		}
+		rx := fzRingOf(t, arena.Memory(), &regs.q[queueRx])
+		tx := fzRingOf(t, arena.Memory(), &regs.q[queueTx])
+		held := make(map[*alloc.Buffer]bool)
+		fzCheck(t, d, pool, held)
+
+		var received, freed uint64
+		dropsRx := func() uint64 {
+			return d.rxc.Dropped(nic.BadID) + d.rxc.Dropped(nic.BadLength) + d.rxc.Dropped(nic.Runt)
+		}
+		var consumedRx, consumedTx uint64
+
+		for steps := 0; len(in.b) > 0 && steps < 256; steps++ {
+			switch op := in.u8(); op % 14 {
+			case 0: // rx completion, id and length as given
+				id := uint32(in.u8())
+				if id >= 0x80 {
+					id = in.u32()
+				}
+				rx.putUsed(id, uint32(in.u16()))
+			case 1: // rx used index jump
+				rx.usedIdx += in.u16()
+				vring.Store16(rx.used, vring.UsedIdx, rx.usedIdx)
+			case 2: // receive everything
+				before := d.rx.lastUsed
+				for i := 0; ; i++ {
+					if i > 2*ringSize+2 {
+						t.Fatal("Receive returned more frames than the ring holds")
+					}
+					b := d.Receive()
+					if b == nil {
+						break
+					}
+					if !pool.Owns(b) || held[b] {
+						t.Fatalf("Receive returned a foreign or already held buffer %d", b.Index())
+					}
+					if b.Len() < 14 || b.Offset() < 0 || b.Offset()+b.Len() > b.Cap() ||
+						b.Offset() != pool.DefaultHeadroom()+HeaderSize {
+						t.Fatalf("frame at %d+%d outside buffer of %d", b.Offset(), b.Len(), b.Cap())
+					}
+					held[b] = true
+					received++
+				}
+				consumedRx += uint64(d.rx.lastUsed - before)
+			case 3: // the stack returns what it holds
+				for b := range held {
+					if err := pool.Put(b); err != nil {
+						t.Fatalf("put of received buffer: %v", err)
+					}
+					delete(held, b)
+				}
+			case 4:
+				d.Refill()
+				d.RxKick()
+			case 5: // transmit a frame of the given length and offset
+				n := int(in.u16() % 2100)
+				off := int(in.u8() % 80)
+				b := pool.Get()
+				if b == nil {
+					break
+				}
+				if err := b.SetBody(off, min(n, b.Cap()-off)); err != nil {
+					t.Fatal(err)
+				}
+				o, l := b.Offset(), b.Len()
+				if err := d.Transmit(b); err != nil {
+					if b.Offset() != o || b.Len() != l {
+						t.Fatalf("failed Transmit changed the buffer: %d+%d -> %d+%d", o, l, b.Offset(), b.Len())
+					}
+					if err := pool.Put(b); err != nil {
+						t.Fatal(err)
+					}
+					break
+				}
+				if l < 14 || l > d.maxFrame || o < HeaderSize {
+					t.Fatalf("Transmit accepted a %d-byte frame at offset %d", l, o)
+				}
+			case 6: // tx completion, id and length as given
+				id := uint32(in.u8())
+				if id >= 0x80 {
+					id = in.u32()
+				}
+				tx.putUsed(id, in.u32())
+			case 7:
+				before := d.tx.lastUsed
+				freed += uint64(d.Reclaim())
+				consumedTx += uint64(d.tx.lastUsed - before)
+			case 8:
+				d.TxKick()
+			case 9: // tx used index jump
+				tx.usedIdx += in.u16()
+				vring.Store16(tx.used, vring.UsedIdx, tx.usedIdx)
+			case 10: // avail_event and used flags, as a device may set them
+				r := &rx
+				if op&0x80 != 0 {
+					r = &tx
+				}
+				vring.Store16(r.used, vring.AvailEvent(r.num), in.u16())
+				vring.Store16(r.used, vring.UsedFlags, in.u16())
+			case 11: // complete the next available rx buffer with a frame
+				if id, ok := rx.takeAvail(); ok {
+					rx.putUsed(uint32(id), HeaderSize+uint32(in.u16()%1600))
+				}
+			case 12: // complete the next available tx buffer
+				if id, ok := tx.takeAvail(); ok {
+					tx.putUsed(uint32(id), 0)
+				}
+			case 13: // link status flaps
+				regs.config[cfgStatus] = in.u8()
+				var s nic.Stats
+				d.Stats(&s)
+				if s.Link != (regs.config[cfgStatus]&NetStatusLinkUp != 0) {
+					t.Fatalf("link %v with status %#x", s.Link, regs.config[cfgStatus])
+				}
+			}
+			fzCheck(t, d, pool, held)
+			if got := received + dropsRx(); got != consumedRx {
+				t.Fatalf("rx: %d used entries consumed, %d delivered + %d dropped", consumedRx, received, dropsRx())
+			}
+			if got := freed + d.txc.Dropped(nic.BadID); got != consumedTx {
+				t.Fatalf("tx: %d used entries consumed, %d freed + %d bad ids", consumedTx, freed, d.txc.Dropped(nic.BadID))
+			}
+		}
+		if regs.badSel != 0 {
+			t.Fatalf("%d queue register accesses with QueueSel out of range", regs.badSel)
+		}
+		d.Close()
+		if st := pool.Stats(); st.InUse != len(held) || st.RefusedPuts != 0 {
+			t.Fatalf("after Close: %d in use, %d held; refused puts %d", st.InUse, len(held), st.RefusedPuts)
+		}
+		for b := range held {
+			if err := pool.Put(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if pool.InUse() != 0 {
+			t.Fatalf("leak: %d buffers in use", pool.InUse())
+		}
+	})
+}
+
+// FuzzInit lets the fuzzer choose every register and config value a device
+// presents at initialisation. New must either fail, leaving no buffer out of
+// the pool, or return a driver whose negotiated state is consistent with
+// what the device offered and which sends a frame and closes cleanly.
+func FuzzInit(f *testing.F) {
+	good := func(mut func(b []byte)) []byte {
+		b := make([]byte, 48)
+		binary.LittleEndian.PutUint32(b[0:], Magic)
+		binary.LittleEndian.PutUint32(b[4:], Version)
+		binary.LittleEndian.PutUint32(b[8:], DeviceIDNet)
+		binary.LittleEndian.PutUint64(b[12:], Wanted)
+		b[20] = 0 // behaviour flags
+		b[21], b[22] = 8, 8
+		b[23] = 0 // genStep
+		copy(b[24:], []byte{2, 0, 0, 0, 0, 1, NetStatusLinkUp, 0, 1, 0, 0xdc, 0x05})
+		mut(b)
+		return b
+	}
+	f.Add(good(func([]byte) {}))
+	f.Add(good(func(b []byte) { b[0] = 0 }))                                          // bad magic
+	f.Add(good(func(b []byte) { b[4] = 1 }))                                          // legacy
+	f.Add(good(func(b []byte) { b[8] = 2 }))                                          // block device
+	f.Add(good(func(b []byte) { binary.LittleEndian.PutUint64(b[12:], 1<<5) }))       // no VERSION_1
+	f.Add(good(func(b []byte) { b[20] = 1 }))                                         // refuses features
+	f.Add(good(func(b []byte) { b[20] = 8 }))                                         // needs reset at DRIVER_OK
+	f.Add(good(func(b []byte) { b[21] = 0 }))                                         // no rx queue
+	f.Add(good(func(b []byte) { b[22] = 1 }))                                         // tx queue too small
+	f.Add(good(func(b []byte) { b[23] = 1 }))                                         // config never stable
+	f.Add(good(func(b []byte) { b[34], b[35] = 20, 0 }))                              // MTU below 68
+	f.Add(good(func(b []byte) { b[24] = 1 }))                                         // multicast MAC
+	f.Add(good(func(b []byte) { copy(b[24:30], make([]byte, 6)) }))                   // zero MAC
+	f.Add(good(func(b []byte) { b[34], b[35] = 0xff, 0xff }))                         // MTU 65535
+	f.Add(good(func(b []byte) { binary.LittleEndian.PutUint64(b[12:], ^uint64(0)) })) // every feature
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &fzReader{b: data}
+		r := &fzRegs{magic: in.u32(), version: in.u32(), devID: in.u32()}
+		r.features[0], r.features[1] = in.u32(), in.u32()
+		fl := in.u8()
+		r.refuseFeatures = fl&1 != 0
+		r.refuseQueue = [2]bool{fl&2 != 0, fl&4 != 0}
+		if fl&8 != 0 {
+			r.needsResetAt = StatusDriverOK
+		}
+		if fl&16 != 0 {
+			r.needsResetAt = StatusFeaturesOK
+		}
+		r.stuckReset = fl&0xe0 == 0xe0 // rare: costs a long wait
+		r.numMax[0], r.numMax[1] = uint32(in.u8()), uint32(in.u8())
+		if fl&32 != 0 && !r.stuckReset {
+			r.numMax[0], r.numMax[1] = in.u32(), in.u32()
+		}
+		r.genStep = uint32(in.u8() & 1)
+		for i := range r.config {
+			r.config[i] = in.u8()
+		}
+		cfg := Config{RxRing: 8, TxRing: 8, NoEventIdx: fl&64 != 0}
+
+		arena := alloc.NewArena(make([]byte, 64*2048+64*1024))
+		pool, err := arena.Pool(alloc.Config{Count: 48})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := New(r, arena, pool, cfg)
+		if r.badSel != 0 {
+			t.Fatalf("%d queue register accesses with QueueSel out of range", r.badSel)
+		}
+		if err != nil {
+			t.Logf("New: %v", err)
+			if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
+				t.Fatalf("New failed (%v) with %d buffers out, %d refused puts", err, st.InUse, st.RefusedPuts)
+			}
+			if r.status&StatusDriverOK != 0 && r.status&StatusFailed == 0 && r.status != 0 {
+				t.Fatalf("New failed (%v) but left the device running (status %#x)", err, r.status)
+			}
+			return
+		}
+
+		// The device is what New accepted.
+		offered := uint64(r.features[0]) | uint64(r.features[1])<<32
+		switch {
+		case r.magic != Magic || r.version != Version || r.devID != DeviceIDNet:
+			t.Fatalf("New accepted magic %#x version %d device %d", r.magic, r.version, r.devID)
+		case r.refuseFeatures || r.refuseQueue[0] || r.refuseQueue[1]:
+			t.Fatal("New accepted a device that refused features or a queue")
+		case d.features&^(offered&Wanted) != 0 || d.features&FeatureVersion1 == 0:
+			t.Fatalf("negotiated %#x, offered %#x", d.features, offered)
+		case uint64(r.drvFeatures[0])|uint64(r.drvFeatures[1])<<32 != d.features:
+			t.Fatalf("wrote features %#x, negotiated %#x", r.drvFeatures, d.features)
+		case r.status != StatusAcknowledge|StatusDriver|StatusFeaturesOK|StatusDriverOK:
+			t.Fatalf("status %#x after New", r.status)
+		}
+		for i, q := range r.q {
+			n := int(q.numAtReady)
+			if q.ready != 1 || n < 2 || n&(n-1) != 0 || n > 8 || uint32(n) > r.numMax[i] {
+				t.Fatalf("queue %d ready %d with %d entries, max %d", i, q.ready, n, r.numMax[i])
+			}
+			if q.readyWithoutFeatOK || q.readyAfterDriverOK {
+				t.Fatalf("queue %d made ready outside FEATURES_OK..DRIVER_OK", i)
+			}
+			fzRingOf(t, arena.Memory(), &r.q[i]) // inside the arena
+		}
+		info := d.Info()
+		if info.MTU < 68 || info.MTU > 1500 {
+			t.Fatalf("MTU %d", info.MTU)
+		}
+		if info.MAC[0]&1 != 0 || info.MAC == ([6]byte{}) {
+			t.Fatalf("station address %x is not a unicast address", info.MAC)
+		}
+		if d.features&FeatureMAC != 0 && info.MAC != [6]byte(r.config[cfgMAC:cfgMAC+6]) {
+			t.Fatalf("MAC %x, config has %x", info.MAC, r.config[:6])
+		}
+		if d.maxFrame > pool.BufferSize()-pool.DefaultHeadroom() {
+			t.Fatalf("max frame %d does not fit a buffer", d.maxFrame)
+		}
+
+		// It works: a largest frame goes out and comes back at reclaim.
+		b := pool.Get()
+		if err := b.SetBody(pool.DefaultHeadroom(), d.maxFrame); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Transmit(b); err != nil {
+			t.Fatalf("Transmit of a %d-byte frame: %v", d.maxFrame, err)
+		}
+		d.TxKick()
+		tx := fzRingOf(t, arena.Memory(), &r.q[queueTx])
+		id, ok := tx.takeAvail()
+		if !ok {
+			t.Fatal("transmitted frame not made available")
+		}
+		tx.putUsed(uint32(id), 0)
+		if d.Reclaim() != 1 {
+			t.Fatal("completed frame not reclaimed")
+		}
+		d.LinkUp()
+		d.Close()
+		if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
+			t.Fatalf("after Close: %d in use, %d refused puts", st.InUse, st.RefusedPuts)
+		}
+	})
+}
