@@ -36,6 +36,8 @@ var (
 	compareFlag = flag.Bool("compare", false, "run TestCompare: tamanet against the baseline firmware on mcimx6ul-evk")
 	compareRuns = flag.Int("compare-runs", 5, "measurement runs per image in TestCompare (medians are reported)")
 	compareOut  = flag.String("compare-out", "", "internal: TestCompareMeasure writes its samples here")
+	compareOurs = flag.String("compare-ours", "", "TestCompare: boot this tamanet image instead of building build/tamanet-mx6ullevk (relative to the repository root; for A/B of a change)")
+	compareBase = flag.String("compare-baseline", "", "TestCompare: boot this baseline image instead of building build/baseline-mx6ullevk (relative to the repository root)")
 )
 
 // samples are one image's measurements, one entry per run.
@@ -98,7 +100,15 @@ func TestCompare(t *testing.T) {
 	defer stop()
 
 	images := compareImages()
+	for i, given := range []string{*compareOurs, *compareBase} {
+		if given != "" {
+			images[i].image, images[i].build = given, nil // relative: to the repository root
+		}
+	}
 	for _, im := range images {
+		if im.build == nil {
+			continue
+		}
 		if out, err := im.build(ctx, root); err != nil {
 			if !distributionPresent() {
 				t.Skipf("SKIP: TamaGo distribution %s not available: %s", distribution, lastLines(string(out), 3))
@@ -108,7 +118,11 @@ func TestCompare(t *testing.T) {
 	}
 	results := make([]samples, len(images))
 	for i, im := range images {
-		results[i] = measureImage(t, ctx, accel, filepath.Join(root, im.image), im.nic)
+		image := im.image
+		if !filepath.IsAbs(image) {
+			image = filepath.Join(root, image)
+		}
+		results[i] = measureImage(t, ctx, accel, image, im.nic)
 	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
