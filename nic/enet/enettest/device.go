@@ -42,6 +42,7 @@ import (
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic/enet/internal/bd"
+	"github.com/tamanet/tamanet/nic/internal/wire"
 )
 
 // Register offsets and bits, written out from the manual (RM 22.5) rather
@@ -158,24 +159,24 @@ type Faults struct {
 	TxError     float64 // raise one of EIR LC, RL, UN, BABT after a frame
 }
 
-// Stats counts what the model did and what it injected.
+// Stats counts what the model did and what it injected. The embedded
+// wire counters are Interrupts, BacklogDrops (arrived with no empty
+// descriptor and a full backlog, or lost mid-frame), Oversize (longer than
+// MaxFrame, not carried), Dropped, Duplicated, Corrupted, Reordered and
+// Stalled.
 type Stats struct {
+	wire.Stats
 	RxFrames, RxBytes uint64 // written into receive buffers (without FCS)
 	TxFrames, TxBytes uint64 // taken from transmit descriptors
 	RDARWrites        uint64
 	TDARWrites        uint64
-	Interrupts        uint64
-	BacklogDrops      uint64 // arrived with no empty descriptor and a full backlog
-	Oversize          uint64 // longer than MaxFrame, not carried
 	DeviceErrors      uint64 // driver broke a rule of the manual (see package doc)
 	BusErrors         uint64 // addresses outside the DMA memory (EIR.EBERR)
 	MDIOReads         uint64
 	MDIOWrites        uint64
 	PHYResets         uint64
 
-	Dropped, Duplicated, Corrupted, Reordered uint64
-	BadLengths, RxErrors, TxErrors            uint64
-	Stalled                                   bool
+	BadLengths, RxErrors, TxErrors uint64
 }
 
 // phy is a clause 22 PHY: BMCR, BMSR, ID, ANAR, ANLPAR.
@@ -198,31 +199,10 @@ type Device struct {
 	phy    phy
 	halted bool // bus error: stopped until ETHEREN is cleared
 
-	backlog       [][]byte
-	blN           []int
-	blHead, blLen int
-	stalled       bool
-	faults        Faults
-	rng           *rand.Rand
-	pcg           *rand.PCG
-	held          []byte
-	heldN         int
-	scratch       []byte
-	irqPending    bool
-	irq           func()
-	stats         Stats
-
-	// txMu serialises transmit processing, which hands frames to the
-	// backend after dropping mu (so two piped models never hold each
-	// other's mu).
-	txMu   sync.Mutex
-	stage  [][]byte
-	stageN []int
-
-	peer   *Device
-	output func([]byte)
-	tap    *os.File
-	tapWG  sync.WaitGroup
+	w      wire.Port // backends, backlog, frame faults, interrupt hook
+	faults Faults
+	rng    *rand.Rand // w.Rand()
+	stats  Stats
 }
 
 // New returns a device model over mem, the DMA memory the driver allocates
@@ -238,20 +218,13 @@ func New(mem []byte, opt Options) *Device {
 		opt.Backlog = 256
 	}
 	d := &Device{mem: mem, base: uint32(alloc.AddrOf(mem)), opt: opt}
-	d.backlog = make([][]byte, opt.Backlog)
-	d.blN = make([]int, opt.Backlog)
-	for i := range d.backlog {
-		d.backlog[i] = make([]byte, MaxFrame)
-	}
-	d.stage = make([][]byte, 64)
-	d.stageN = make([]int, 64)
-	for i := range d.stage {
-		d.stage[i] = make([]byte, MaxFrame+4)
-	}
-	d.held = make([]byte, MaxFrame)
-	d.scratch = make([]byte, MaxFrame+4)
-	d.pcg = rand.NewPCG(0, 0)
-	d.rng = rand.New(d.pcg)
+	d.w.Init(&d.mu, &d.stats.Stats, wire.Config{
+		MaxFrame: MaxFrame,
+		Backlog:  opt.Backlog,
+		WriteRx:  d.writeRxLocked,
+		FillTx:   d.fillTxLocked,
+	})
+	d.rng = d.w.Rand()
 	d.phy.link = !opt.LinkDown
 	d.resetLocked()
 	d.resetPHYLocked()
@@ -288,78 +261,36 @@ func (d *Device) resetPHYLocked() {
 }
 
 // Pipe links a and b: what one transmits, the other receives.
-func Pipe(a, b *Device) {
-	a.mu.Lock()
-	a.peer = b
-	a.mu.Unlock()
-	b.mu.Lock()
-	b.peer = a
-	b.mu.Unlock()
-}
+func Pipe(a, b *Device) { wire.Pipe(&a.w, &b.w) }
 
 // SetOutput hands every transmitted frame (without FCS) to fn instead of a
 // peer or tap. fn runs in the transmitting goroutine and must not keep the
 // slice.
-func (d *Device) SetOutput(fn func(frame []byte)) {
-	d.mu.Lock()
-	d.output = fn
-	d.mu.Unlock()
-}
+func (d *Device) SetOutput(fn func(frame []byte)) { d.w.SetOutput(fn) }
 
 // SetInterrupt sets the function called when an event is raised in EIR
 // that EIMR unmasks. It runs in the goroutine that caused the event, with
 // no lock held, and must not call back into the device or the driver
 // synchronously: wake a poller.
-func (d *Device) SetInterrupt(fn func()) {
-	d.mu.Lock()
-	d.irq = fn
-	d.mu.Unlock()
-}
+func (d *Device) SetInterrupt(fn func()) { d.w.SetInterrupt(fn) }
 
 // SetFaults replaces the fault configuration and reseeds the generator. A
 // frame held for reordering is delivered first.
 func (d *Device) SetFaults(f Faults) {
-	d.mu.Lock()
-	d.faults = f
-	d.pcg.Seed(f.Seed, f.Seed^0x9e3779b97f4a7c15)
-	d.flushHeldLocked()
-	irq := d.takeIRQLocked()
-	d.mu.Unlock()
-	irq()
+	d.w.SetFaults(f.Seed, wire.Faults{Drop: f.Drop, Duplicate: f.Duplicate,
+		Corrupt: f.Corrupt, Reorder: f.Reorder}, func() { d.faults = f })
 }
 
 // Stall stops the MAC working either ring until Unstall: posted transmit
 // frames stay posted, arriving frames go to the backlog.
-func (d *Device) Stall() {
-	d.mu.Lock()
-	d.stalled = true
-	d.stats.Stalled = true
-	d.mu.Unlock()
-}
+func (d *Device) Stall() { d.w.Stall() }
 
 // Unstall resumes the MAC: it sends what is ready and receives the backlog
 // into empty descriptors (as if RDAR and TDAR had stayed active).
-func (d *Device) Unstall() {
-	d.mu.Lock()
-	d.stalled = false
-	d.stats.Stalled = false
-	d.mu.Unlock()
-	d.processTx()
-	d.mu.Lock()
-	d.drainLocked()
-	irq := d.takeIRQLocked()
-	d.mu.Unlock()
-	irq()
-}
+func (d *Device) Unstall() { d.w.Unstall() }
 
 // Flush delivers a frame held back for reordering, if any.
-func (d *Device) Flush() {
-	d.mu.Lock()
-	d.flushHeldLocked()
-	irq := d.takeIRQLocked()
-	d.mu.Unlock()
-	irq()
-}
+func (d *Device) Flush() { d.w.Flush() }
 
 // SetLink sets the PHY's link state (BMSR link status and autonegotiation
 // complete).
@@ -385,11 +316,21 @@ func (d *Device) Stats() Stats {
 }
 
 // Backlog returns the number of frames waiting for an empty descriptor.
-func (d *Device) Backlog() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.blLen + d.heldN
-}
+func (d *Device) Backlog() int { return d.w.Backlog() }
+
+// Deliver hands the device one frame (without FCS) as if it arrived on the
+// wire: faults apply, then it goes into empty receive descriptors or waits
+// in the backlog. The frame is copied; the caller keeps it.
+func (d *Device) Deliver(frame []byte) { d.w.Deliver(frame) }
+
+// AttachTap makes the tap f the device's wire: a goroutine reads frames from
+// f into the receive ring, transmitted frames are written to f. The device
+// owns f from here; Close closes it.
+func (d *Device) AttachTap(f *os.File) { d.w.AttachTap(f) }
+
+// Close detaches and closes a tap attached with AttachTap and waits for its
+// reader to stop.
+func (d *Device) Close() error { return d.w.Close() }
 
 // Reg returns a register's raw value, for tests.
 func (d *Device) Reg(off uint32) uint32 {
@@ -401,25 +342,12 @@ func (d *Device) Reg(off uint32) uint32 {
 	return d.get(off)
 }
 
-func nop() {}
-
 // raiseLocked sets EIR events and notes an interrupt if EIMR unmasks one.
 func (d *Device) raiseLocked(ev uint32) {
 	d.regs[regEIR/4] |= ev
 	if ev&d.get(regEIMR) != 0 {
-		d.irqPending = true
+		d.w.RaiseLocked()
 	}
-}
-
-// takeIRQLocked returns the interrupt hook to call after unlocking, or nop.
-func (d *Device) takeIRQLocked() func() {
-	if !d.irqPending || d.irq == nil {
-		d.irqPending = false
-		return nop
-	}
-	d.irqPending = false
-	d.stats.Interrupts++
-	return d.irq
 }
 
 // Read32 reads a register.
@@ -441,13 +369,13 @@ func (d *Device) Write32(off, v uint32) {
 		on := d.get(regECR)&ecrEtherEn != 0
 		d.mu.Unlock()
 		if on {
-			d.processTx()
+			d.w.Transmit()
 		}
 		return
 	}
 	d.mu.Lock()
 	d.writeLocked(off, v)
-	irq := d.takeIRQLocked()
+	irq := d.w.TakeIRQLocked()
 	d.mu.Unlock()
 	irq()
 }
@@ -463,7 +391,7 @@ func (d *Device) writeLocked(off, v uint32) {
 	case regEIMR:
 		d.reg(off, v)
 		if d.get(regEIR)&v != 0 {
-			d.irqPending = true
+			d.w.RaiseLocked()
 		}
 	case regRDAR:
 		d.stats.RDARWrites++
@@ -472,7 +400,7 @@ func (d *Device) writeLocked(off, v uint32) {
 			return
 		}
 		d.checkRxLocked()
-		d.drainLocked()
+		d.w.DrainLocked()
 	case regECR:
 		if v&ecrReset != 0 {
 			d.resetLocked()
@@ -626,42 +554,6 @@ func (d *Device) next(addr uint32, status uint16, ringReg uint32) uint32 {
 		return d.get(ringReg)
 	}
 	return addr + bd.Size
-}
-
-// AttachTap makes the tap f the device's wire: a goroutine reads frames from
-// f into the receive ring, transmitted frames are written to f. The device
-// owns f from here; Close closes it.
-func (d *Device) AttachTap(f *os.File) {
-	d.mu.Lock()
-	d.tap = f
-	d.mu.Unlock()
-	d.tapWG.Add(1)
-	go func() {
-		defer d.tapWG.Done()
-		buf := make([]byte, 65536)
-		for {
-			n, err := f.Read(buf)
-			if err != nil {
-				return
-			}
-			d.Deliver(buf[:n])
-		}
-	}()
-}
-
-// Close detaches and closes a tap attached with AttachTap and waits for its
-// reader to stop.
-func (d *Device) Close() error {
-	d.mu.Lock()
-	f := d.tap
-	d.tap = nil
-	d.mu.Unlock()
-	if f == nil {
-		return nil
-	}
-	err := f.Close()
-	d.tapWG.Wait()
-	return err
 }
 
 // fcs appends the Ethernet FCS (CRC-32, sent least significant byte

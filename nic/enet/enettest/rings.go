@@ -9,87 +9,6 @@ import (
 // maxDesc bounds one pass over a ring, as QEMU's IMX_MAX_DESC does.
 const maxDesc = 1024
 
-// Deliver hands the device one frame (without FCS) as if it arrived on the
-// wire: faults apply, then it goes into empty receive descriptors or waits
-// in the backlog. The frame is copied; the caller keeps it.
-func (d *Device) Deliver(frame []byte) {
-	d.mu.Lock()
-	d.arriveLocked(frame)
-	irq := d.takeIRQLocked()
-	d.mu.Unlock()
-	irq()
-}
-
-// arriveLocked applies the frame faults and queues the frame.
-func (d *Device) arriveLocked(frame []byte) {
-	if len(frame) > MaxFrame {
-		d.stats.Oversize++
-		return
-	}
-	f := &d.faults
-	if f.Drop > 0 && d.rng.Float64() < f.Drop {
-		d.stats.Dropped++
-		return
-	}
-	if f.Corrupt > 0 && len(frame) > 0 && d.rng.Float64() < f.Corrupt {
-		n := copy(d.scratch, frame)
-		frame = d.scratch[:n]
-		frame[d.rng.IntN(n)] ^= byte(1 + d.rng.IntN(255))
-		d.stats.Corrupted++
-	}
-	if f.Reorder > 0 && d.heldN == 0 && d.rng.Float64() < f.Reorder {
-		d.heldN = copy(d.held, frame)
-		d.stats.Reordered++
-		return
-	}
-	d.enqueueLocked(frame)
-	if f.Duplicate > 0 && d.rng.Float64() < f.Duplicate {
-		d.stats.Duplicated++
-		d.enqueueLocked(frame)
-	}
-	if d.heldN > 0 {
-		// The held frame goes after the one that overtook it.
-		d.enqueueLocked(d.held[:d.heldN])
-		d.heldN = 0
-	}
-}
-
-// flushHeldLocked delivers a frame held back for reordering.
-func (d *Device) flushHeldLocked() {
-	if d.heldN == 0 {
-		return
-	}
-	d.enqueueLocked(d.held[:d.heldN])
-	d.heldN = 0
-}
-
-// enqueueLocked writes frame into the receive ring, or queues it behind
-// earlier frames in the backlog, or drops it (counted) when the backlog is
-// full.
-func (d *Device) enqueueLocked(frame []byte) {
-	if d.blLen == 0 && d.writeRxLocked(frame) {
-		return
-	}
-	if d.blLen == len(d.backlog) {
-		d.stats.BacklogDrops++
-		return
-	}
-	i := (d.blHead + d.blLen) % len(d.backlog)
-	d.blN[i] = copy(d.backlog[i], frame)
-	d.blLen++
-}
-
-// drainLocked moves backlog frames into empty receive descriptors.
-func (d *Device) drainLocked() {
-	for d.blLen > 0 {
-		if !d.writeRxLocked(d.backlog[d.blHead][:d.blN[d.blHead]]) {
-			return
-		}
-		d.blHead = (d.blHead + 1) % len(d.backlog)
-		d.blLen--
-	}
-}
-
 // checkRxLocked sets RDAR from the current receive descriptor: the MAC
 // stays active while it is empty, and stops at a full one until the driver
 // writes RDAR again (RM 22.5.3; QEMU imx_eth_enable_rx).
@@ -115,7 +34,7 @@ func (d *Device) checkRxLocked() {
 // it now (the frame should wait), and true when the frame was written or
 // lost for good (counted).
 func (d *Device) writeRxLocked(frame []byte) bool {
-	if d.stalled || d.halted || d.get(regECR)&ecrEtherEn == 0 || d.get(regRDAR) == 0 {
+	if d.w.Stalled() || d.halted || d.get(regECR)&ecrEtherEn == 0 || d.get(regRDAR) == 0 {
 		return false
 	}
 	off := d.descLocked(d.rxPos)
@@ -212,88 +131,64 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 	return true
 }
 
-// processTx sends every ready transmit descriptor from the current one on
-// and hands the frames to the backend, a stage of them at a time, with mu
-// dropped while handing over.
-func (d *Device) processTx() {
-	d.txMu.Lock()
-	defer d.txMu.Unlock()
-	for {
-		d.mu.Lock()
-		if d.stalled || d.halted || d.get(regECR)&ecrEtherEn == 0 {
-			d.mu.Unlock()
-			return
-		}
-		k, frameN := 0, 0
-		addr := d.txPos
-		for range maxDesc {
-			if k == len(d.stage) {
-				break
-			}
-			off := d.descLocked(addr)
-			if off < 0 {
-				break
-			}
-			length, st := bd.Split(bd.Load(d.mem, off))
-			if st&bd.R == 0 {
-				break
-			}
-			n := int(length)
-			if frameN+n > MaxFrame {
-				n = MaxFrame - frameN
-				d.raiseLocked(eirBABT)
-			}
-			buf := binary.LittleEndian.Uint32(d.mem[off+bd.Addr:])
-			boff := d.resolve(buf, n)
-			if boff < 0 {
-				d.busErrorLocked()
-				break
-			}
-			if a := d.opt.TxAlign; a > 0 && int(buf)%a != 0 {
-				d.stats.DeviceErrors++
-			}
-			frameN += copy(d.stage[k][frameN:frameN+n], d.mem[boff:boff+n])
-			if st&bd.L != 0 {
-				if st&bd.TC == 0 {
-					d.stats.DeviceErrors++ // the frame would go out without FCS
-				}
-				d.stageN[k] = frameN
-				d.stats.TxFrames++
-				d.stats.TxBytes += uint64(frameN)
-				k++
-				frameN = 0
-				d.raiseLocked(eirTXF)
-				if f := &d.faults; f.TxError > 0 && d.rng.Float64() < f.TxError {
-					d.stats.TxErrors++
-					d.raiseLocked(txErrorBits[d.rng.IntN(len(txErrorBits))])
-				}
-			}
-			d.raiseLocked(eirTXB)
-			bd.Store(d.mem, off, bd.Word(length, st&^bd.R))
-			addr = d.next(addr, st, regTDSR)
-		}
-		d.txPos = addr
-		if frameN > 0 {
-			d.stats.DeviceErrors++ // a frame without its last descriptor
-		}
-		more := k == len(d.stage)
-		peer, tap, out := d.peer, d.tap, d.output
-		irq := d.takeIRQLocked()
-		d.mu.Unlock()
-		irq()
-		for i := 0; i < k; i++ {
-			f := d.stage[i][:d.stageN[i]]
-			switch {
-			case peer != nil:
-				peer.Deliver(f)
-			case tap != nil:
-				tap.Write(f)
-			case out != nil:
-				out(f)
-			}
-		}
-		if !more {
-			return
-		}
+// fillTxLocked sends every ready transmit descriptor from the current one
+// on into stage for wire.Port.Transmit, which hands the frames to the
+// backend with mu dropped.
+func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) {
+	if d.w.Stalled() || d.halted || d.get(regECR)&ecrEtherEn == 0 {
+		return 0, false
 	}
+	frameN := 0
+	addr := d.txPos
+	for range maxDesc {
+		if k == len(stage) {
+			break
+		}
+		off := d.descLocked(addr)
+		if off < 0 {
+			break
+		}
+		length, st := bd.Split(bd.Load(d.mem, off))
+		if st&bd.R == 0 {
+			break
+		}
+		n := int(length)
+		if frameN+n > MaxFrame {
+			n = MaxFrame - frameN
+			d.raiseLocked(eirBABT)
+		}
+		buf := binary.LittleEndian.Uint32(d.mem[off+bd.Addr:])
+		boff := d.resolve(buf, n)
+		if boff < 0 {
+			d.busErrorLocked()
+			break
+		}
+		if a := d.opt.TxAlign; a > 0 && int(buf)%a != 0 {
+			d.stats.DeviceErrors++
+		}
+		frameN += copy(stage[k][frameN:frameN+n], d.mem[boff:boff+n])
+		if st&bd.L != 0 {
+			if st&bd.TC == 0 {
+				d.stats.DeviceErrors++ // the frame would go out without FCS
+			}
+			stageN[k] = frameN
+			d.stats.TxFrames++
+			d.stats.TxBytes += uint64(frameN)
+			k++
+			frameN = 0
+			d.raiseLocked(eirTXF)
+			if f := &d.faults; f.TxError > 0 && d.rng.Float64() < f.TxError {
+				d.stats.TxErrors++
+				d.raiseLocked(txErrorBits[d.rng.IntN(len(txErrorBits))])
+			}
+		}
+		d.raiseLocked(eirTXB)
+		bd.Store(d.mem, off, bd.Word(length, st&^bd.R))
+		addr = d.next(addr, st, regTDSR)
+	}
+	d.txPos = addr
+	if frameN > 0 {
+		d.stats.DeviceErrors++ // a frame without its last descriptor
+	}
+	return k, k == len(stage)
 }

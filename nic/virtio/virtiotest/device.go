@@ -27,6 +27,7 @@ import (
 	"sync"
 
 	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic/internal/wire"
 	"github.com/tamanet/tamanet/nic/virtio/internal/vring"
 )
 
@@ -121,19 +122,18 @@ type Faults struct {
 	BadID     float64 // add a used entry with an id out of range
 }
 
-// Stats counts what the model did and what it injected.
+// Stats counts what the model did and what it injected. The embedded
+// wire counters are Interrupts, BacklogDrops (arrived with no receive
+// buffer and a full backlog), Oversize (larger than MaxFrame or than the
+// posted buffer), Dropped, Duplicated, Corrupted, Reordered and Stalled.
 type Stats struct {
+	wire.Stats
 	RxFrames, RxBytes uint64 // written into receive buffers
 	TxFrames, TxBytes uint64 // taken from transmit buffers
 	Notifies          [2]uint64
-	Interrupts        uint64
-	BacklogDrops      uint64 // arrived with no receive buffer and a full backlog
-	Oversize          uint64 // larger than MaxFrame or than the posted buffer
 	DeviceErrors      uint64 // bad addresses, descriptors or indices from the driver
 
-	Dropped, Duplicated, Corrupted, Reordered uint64
-	BadLengths, BadIDs                        uint64
-	Stalled                                   bool
+	BadLengths, BadIDs uint64
 }
 
 // seg is one resolved descriptor buffer.
@@ -148,6 +148,7 @@ type vq struct {
 	mask                 uint16
 	lastAvail            uint16
 	usedIdx              uint16
+	pub                  uint16 // used index last published
 	broken               bool
 
 	// Bookkeeping that keeps injected extra used entries from ever
@@ -188,31 +189,10 @@ type Device struct {
 	cfgGen                 uint32
 	q                      [2]vq
 
-	backlog       [][]byte
-	blHead, blLen int
-	blN           []int
-	stalled       bool
-	faults        Faults
-	rng           *rand.Rand
-	pcg           *rand.PCG
-	held          []byte
-	heldN         int
-	scratch       []byte
-	irqPending    bool
-	irq           func()
-	stats         Stats
-
-	// txMu serialises transmit processing, which hands frames to the
-	// backend after dropping mu (so two piped models never hold each
-	// other's mu).
-	txMu   sync.Mutex
-	stage  [][]byte
-	stageN []int
-
-	peer   *Device
-	output func([]byte)
-	tap    *os.File
-	tapWG  sync.WaitGroup
+	w      wire.Port // backends, backlog, frame faults, interrupt hook
+	faults Faults
+	rng    *rand.Rand // w.Rand()
+	stats  Stats
 }
 
 // New returns a device model over mem, the DMA memory the driver allocates
@@ -249,95 +229,47 @@ func New(mem []byte, opt Options) *Device {
 	}
 	d.cfg[8] = 1 // max_virtqueue_pairs
 	binary.LittleEndian.PutUint16(d.cfg[10:], opt.MTU)
-	d.backlog = make([][]byte, opt.Backlog)
-	d.blN = make([]int, opt.Backlog)
-	for i := range d.backlog {
-		d.backlog[i] = make([]byte, MaxFrame)
-	}
-	d.stage = make([][]byte, 64)
-	d.stageN = make([]int, 64)
-	for i := range d.stage {
-		d.stage[i] = make([]byte, MaxFrame)
-	}
-	d.held = make([]byte, MaxFrame)
-	d.scratch = make([]byte, MaxFrame)
-	d.pcg = rand.NewPCG(0, 0)
-	d.rng = rand.New(d.pcg)
+	d.w.Init(&d.mu, &d.stats.Stats, wire.Config{
+		MaxFrame: MaxFrame,
+		Backlog:  opt.Backlog,
+		WriteRx:  d.writeRxLocked,
+		RxDone:   d.finishRxLocked,
+		FillTx:   d.fillTxLocked,
+	})
+	d.rng = d.w.Rand()
 	return d
 }
 
 // Pipe links a and b: what one transmits, the other receives.
-func Pipe(a, b *Device) {
-	a.mu.Lock()
-	a.peer = b
-	a.mu.Unlock()
-	b.mu.Lock()
-	b.peer = a
-	b.mu.Unlock()
-}
+func Pipe(a, b *Device) { wire.Pipe(&a.w, &b.w) }
 
 // SetOutput hands every transmitted frame to fn instead of a peer or tap.
 // fn runs in the transmitting goroutine and must not keep the slice.
-func (d *Device) SetOutput(fn func(frame []byte)) {
-	d.mu.Lock()
-	d.output = fn
-	d.mu.Unlock()
-}
+func (d *Device) SetOutput(fn func(frame []byte)) { d.w.SetOutput(fn) }
 
 // SetInterrupt sets the function called after the device posts used
 // entries for which the driver asked to be interrupted (used_event with
 // EVENT_IDX, VIRTQ_AVAIL_F_NO_INTERRUPT clear otherwise). It runs in the
 // goroutine that caused the completion, with no lock held, and must not
 // call back into the device or the driver synchronously: wake a poller.
-func (d *Device) SetInterrupt(fn func()) {
-	d.mu.Lock()
-	d.irq = fn
-	d.mu.Unlock()
-}
+func (d *Device) SetInterrupt(fn func()) { d.w.SetInterrupt(fn) }
 
 // SetFaults replaces the fault configuration and reseeds the generator.
 // A frame held for reordering is delivered first.
 func (d *Device) SetFaults(f Faults) {
-	d.mu.Lock()
-	d.faults = f
-	d.pcg.Seed(f.Seed, f.Seed^0x9e3779b97f4a7c15)
-	d.flushHeldLocked()
-	irq := d.takeIRQLocked()
-	d.mu.Unlock()
-	irq()
+	d.w.SetFaults(f.Seed, wire.Faults{Drop: f.Drop, Duplicate: f.Duplicate,
+		Corrupt: f.Corrupt, Reorder: f.Reorder}, func() { d.faults = f })
 }
 
 // Stall stops the device consuming either ring until Unstall: transmitted
 // frames stay posted, arriving frames go to the backlog.
-func (d *Device) Stall() {
-	d.mu.Lock()
-	d.stalled = true
-	d.stats.Stalled = true
-	d.mu.Unlock()
-}
+func (d *Device) Stall() { d.w.Stall() }
 
 // Unstall resumes the device and works both rings.
-func (d *Device) Unstall() {
-	d.mu.Lock()
-	d.stalled = false
-	d.stats.Stalled = false
-	d.mu.Unlock()
-	d.processTx()
-	d.mu.Lock()
-	d.drainLocked()
-	irq := d.takeIRQLocked()
-	d.mu.Unlock()
-	irq()
-}
+func (d *Device) Unstall() { d.w.Unstall() }
 
 // Flush delivers a frame held back for reordering, if any.
-func (d *Device) Flush() {
-	d.mu.Lock()
-	d.flushHeldLocked()
-	irq := d.takeIRQLocked()
-	d.mu.Unlock()
-	irq()
-}
+func (d *Device) Flush() { d.w.Flush() }
 
 // SetLink sets VIRTIO_NET_S_LINK_UP and bumps the config generation.
 func (d *Device) SetLink(up bool) {
@@ -359,24 +291,21 @@ func (d *Device) Stats() Stats {
 }
 
 // Backlog returns the number of frames waiting for a receive buffer.
-func (d *Device) Backlog() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.blLen + d.heldN
-}
+func (d *Device) Backlog() int { return d.w.Backlog() }
 
-func nop() {}
+// Deliver hands the device one frame as if it arrived on the wire: faults
+// apply, then it goes into a posted receive buffer or waits in the backlog.
+// The frame is copied; the caller keeps it.
+func (d *Device) Deliver(frame []byte) { d.w.Deliver(frame) }
 
-// takeIRQLocked returns the interrupt hook to call after unlocking, or nop.
-func (d *Device) takeIRQLocked() func() {
-	if !d.irqPending || d.irq == nil {
-		d.irqPending = false
-		return nop
-	}
-	d.irqPending = false
-	d.stats.Interrupts++
-	return d.irq
-}
+// AttachTap makes the tap f the device's wire: a goroutine reads frames from
+// f into the receive ring, transmitted frames are written to f. The device
+// owns f from here; Close closes it.
+func (d *Device) AttachTap(f *os.File) { d.w.AttachTap(f) }
+
+// Close detaches and closes a tap attached with AttachTap and waits for its
+// reader to stop.
+func (d *Device) Close() error { return d.w.Close() }
 
 // Read32 reads a register.
 func (d *Device) Read32(off uint32) uint32 {
@@ -505,7 +434,7 @@ func (d *Device) writeStatusLocked(v uint32) {
 		d.drvFeatures = 0
 		d.intStatus = 0
 		d.q = [2]vq{}
-		d.blLen, d.heldN = 0, 0
+		d.w.ResetLocked()
 		return
 	}
 	if v&statusFeaturesOK != 0 && d.status&statusFeaturesOK == 0 {
@@ -589,11 +518,11 @@ func (d *Device) notify(v uint32) {
 		d.stats.Notifies[v]++
 	}
 	d.drainLocked()
-	irq := d.takeIRQLocked()
+	irq := d.w.TakeIRQLocked()
 	d.mu.Unlock()
 	irq()
 	// Any notify also retries transmit work held back earlier.
-	d.processTx()
+	d.w.Transmit()
 }
 
 // chain walks the descriptor chain at head into q.segs, checking that
@@ -755,10 +684,12 @@ func (d *Device) putUsed(q *vq, id, n uint32) {
 }
 
 // publish stores the used index and decides on an interrupt (§2.7.10).
-func (d *Device) publish(q *vq, old uint16) {
+func (d *Device) publish(q *vq) {
+	old := q.pub
 	if q.usedIdx == old {
 		return
 	}
+	q.pub = q.usedIdx
 	vring.Store16(q.used, vring.UsedIdx, q.usedIdx)
 	var need bool
 	if d.eventIdx() {
@@ -768,7 +699,7 @@ func (d *Device) publish(q *vq, old uint16) {
 	}
 	if need {
 		d.intStatus |= interruptUsed
-		d.irqPending = true
+		d.w.RaiseLocked()
 	}
 }
 

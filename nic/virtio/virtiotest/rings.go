@@ -2,7 +2,6 @@ package virtiotest
 
 import (
 	"encoding/binary"
-	"os"
 
 	"github.com/tamanet/tamanet/nic/virtio/internal/vring"
 )
@@ -12,120 +11,36 @@ const (
 	queueTx = 1
 )
 
-// Deliver hands the device one frame as if it arrived on the wire: faults
-// apply, then it goes into a posted receive buffer or waits in the backlog.
-// The frame is copied; the caller keeps it.
-func (d *Device) Deliver(frame []byte) {
-	d.mu.Lock()
-	d.arriveLocked(frame)
-	irq := d.takeIRQLocked()
-	d.mu.Unlock()
-	irq()
-}
-
-// arriveLocked applies the frame faults and queues the frame.
-func (d *Device) arriveLocked(frame []byte) {
-	if len(frame) > MaxFrame {
-		d.stats.Oversize++
-		return
-	}
-	f := &d.faults
-	if f.Drop > 0 && d.rng.Float64() < f.Drop {
-		d.stats.Dropped++
-		return
-	}
-	if f.Corrupt > 0 && len(frame) > 0 && d.rng.Float64() < f.Corrupt {
-		n := copy(d.scratch, frame)
-		frame = d.scratch[:n]
-		frame[d.rng.IntN(n)] ^= byte(1 + d.rng.IntN(255))
-		d.stats.Corrupted++
-	}
-	if f.Reorder > 0 && d.heldN == 0 && d.rng.Float64() < f.Reorder {
-		d.heldN = copy(d.held, frame)
-		d.stats.Reordered++
-		return
-	}
-	old := d.q[queueRx].usedIdx
-	d.enqueueLocked(frame)
-	if f.Duplicate > 0 && d.rng.Float64() < f.Duplicate {
-		d.stats.Duplicated++
-		d.enqueueLocked(frame)
-	}
-	if d.heldN > 0 {
-		// The held frame goes after the one that overtook it.
-		d.enqueueLocked(d.held[:d.heldN])
-		d.heldN = 0
-	}
-	d.finishRxLocked(old)
-}
-
-// flushHeldLocked delivers a frame held back for reordering.
-func (d *Device) flushHeldLocked() {
-	if d.heldN == 0 {
-		return
-	}
-	old := d.q[queueRx].usedIdx
-	d.enqueueLocked(d.held[:d.heldN])
-	d.heldN = 0
-	d.finishRxLocked(old)
-}
-
-// enqueueLocked writes frame into the rx ring, or queues it behind earlier
-// frames in the backlog, or drops it (counted) when the backlog is full.
-func (d *Device) enqueueLocked(frame []byte) {
-	if d.blLen == 0 && d.writeRxLocked(frame) {
-		return
-	}
-	if d.blLen == len(d.backlog) {
-		d.stats.BacklogDrops++
-		return
-	}
-	i := (d.blHead + d.blLen) % len(d.backlog)
-	d.blN[i] = copy(d.backlog[i], frame)
-	d.blLen++
-}
-
 // drainLocked moves backlog frames into posted receive buffers.
 func (d *Device) drainLocked() {
-	old := d.q[queueRx].usedIdx
-	for d.blLen > 0 {
-		if !d.writeRxLocked(d.backlog[d.blHead][:d.blN[d.blHead]]) {
-			break
-		}
-		d.blHead = (d.blHead + 1) % len(d.backlog)
-		d.blLen--
-	}
-	d.finishRxLocked(old)
+	d.w.DrainLocked()
+	d.finishRxLocked()
 }
 
 // finishRxLocked publishes new used entries and tells the driver whether a
 // kick is needed: only while frames wait for buffers. If buffers turned up
 // meanwhile, it drains again.
-func (d *Device) finishRxLocked(old uint16) {
+func (d *Device) finishRxLocked() {
 	q := &d.q[queueRx]
 	if !q.ready {
 		return
 	}
 	for {
-		d.publish(q, old)
-		old = q.usedIdx
+		d.publish(q)
 		if q.broken {
 			return
 		}
-		if d.blLen == 0 {
+		if d.w.Backlogged() == 0 {
 			d.wantNotify(q, false)
 			return
 		}
 		d.wantNotifyAt(q, vring.Load16(q.avail, vring.AvailIdx))
 		// Re-check after asking (§2.7.10): a buffer posted before the
 		// driver could see the request would otherwise go unnoticed.
-		if d.stalled || !d.live(q) || d.pending(q) <= 0 || !q.canComplete() {
+		if d.w.Stalled() || !d.live(q) || d.pending(q) <= 0 || !q.canComplete() {
 			return
 		}
-		for d.blLen > 0 && d.writeRxLocked(d.backlog[d.blHead][:d.blN[d.blHead]]) {
-			d.blHead = (d.blHead + 1) % len(d.backlog)
-			d.blLen--
-		}
+		d.w.DrainLocked()
 	}
 }
 
@@ -143,7 +58,7 @@ func (d *Device) wantNotifyAt(q *vq, idx uint16) {
 // true when the frame was written or dropped for good (counted).
 func (d *Device) writeRxLocked(frame []byte) bool {
 	q := &d.q[queueRx]
-	if d.stalled || !d.live(q) || !q.canComplete() {
+	if d.w.Stalled() || !d.live(q) || !q.canComplete() {
 		return false
 	}
 	if d.pending(q) <= 0 {
@@ -204,107 +119,46 @@ func (d *Device) gather(q *vq, skip int, dst []byte) int {
 	return n
 }
 
-// processTx takes transmitted frames off the tx ring and hands them to the
-// backend, a stage of them at a time, with mu dropped while handing over.
-func (d *Device) processTx() {
-	d.txMu.Lock()
-	defer d.txMu.Unlock()
-	for {
-		d.mu.Lock()
-		q := &d.q[queueTx]
-		if d.stalled || !d.live(q) {
-			d.mu.Unlock()
-			return
-		}
-		old := q.usedIdx
-		k := 0
-		for k < len(d.stage) && q.canComplete() && d.pending(q) > 0 {
-			head := q.takeHead()
-			total, ok := d.chain(q, head, false)
-			if !ok {
-				q.broken = true
-				d.deviceErrorLocked()
-				break
-			}
-			n := total - hdrSize
-			switch {
-			case n < 0:
-				d.stats.DeviceErrors++
-			case n > MaxFrame:
-				d.stats.Oversize++
-			default:
-				d.stageN[k] = d.gather(q, hdrSize, d.stage[k][:n])
-				d.stats.TxFrames++
-				d.stats.TxBytes += uint64(n)
-				k++
-			}
-			// Nothing is written into a transmit buffer: used len 0.
-			d.complete(q, uint32(head), 0)
-		}
-		d.publish(q, old)
-		more := false
-		if !q.broken {
-			// Kick on every new frame (a synchronous device works
-			// each batch at once), then re-check (§2.7.10). When
-			// completions are held back (canComplete), the next
-			// post is the news that unblocks them: ask for it too,
-			// not only for entries beyond those already pending.
-			d.wantNotifyAt(q, vring.Load16(q.avail, vring.AvailIdx))
-			more = q.canComplete() && d.pending(q) > 0
-		}
-		peer, tap, out := d.peer, d.tap, d.output
-		irq := d.takeIRQLocked()
-		d.mu.Unlock()
-		irq()
-		for i := 0; i < k; i++ {
-			f := d.stage[i][:d.stageN[i]]
-			switch {
-			case peer != nil:
-				peer.Deliver(f)
-			case tap != nil:
-				tap.Write(f)
-			case out != nil:
-				out(f)
-			}
-		}
-		if !more && k < len(d.stage) {
-			return
-		}
+// fillTxLocked takes transmitted frames off the tx ring into stage for
+// wire.Port.Transmit, which hands them to the backend with mu dropped.
+func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) {
+	q := &d.q[queueTx]
+	if d.w.Stalled() || !d.live(q) {
+		return 0, false
 	}
-}
-
-// AttachTap makes the tap f the device's wire: a goroutine reads frames from
-// f into the receive ring, transmitted frames are written to f. The device
-// owns f from here; Close closes it.
-func (d *Device) AttachTap(f *os.File) {
-	d.mu.Lock()
-	d.tap = f
-	d.mu.Unlock()
-	d.tapWG.Add(1)
-	go func() {
-		defer d.tapWG.Done()
-		buf := make([]byte, 65536)
-		for {
-			n, err := f.Read(buf)
-			if err != nil {
-				return
-			}
-			d.Deliver(buf[:n])
+	for k < len(stage) && q.canComplete() && d.pending(q) > 0 {
+		head := q.takeHead()
+		total, ok := d.chain(q, head, false)
+		if !ok {
+			q.broken = true
+			d.deviceErrorLocked()
+			break
 		}
-	}()
-}
-
-// Close detaches and closes a tap attached with AttachTap and waits for its
-// reader to stop.
-func (d *Device) Close() error {
-	d.mu.Lock()
-	f := d.tap
-	d.tap = nil
-	d.mu.Unlock()
-	if f == nil {
-		return nil
+		n := total - hdrSize
+		switch {
+		case n < 0:
+			d.stats.DeviceErrors++
+		case n > MaxFrame:
+			d.stats.Oversize++
+		default:
+			stageN[k] = d.gather(q, hdrSize, stage[k][:n])
+			d.stats.TxFrames++
+			d.stats.TxBytes += uint64(n)
+			k++
+		}
+		// Nothing is written into a transmit buffer: used len 0.
+		d.complete(q, uint32(head), 0)
 	}
-	err := f.Close()
-	d.tapWG.Wait()
-	return err
+	d.publish(q)
+	more := false
+	if !q.broken {
+		// Kick on every new frame (a synchronous device works each
+		// batch at once), then re-check (§2.7.10). When completions
+		// are held back (canComplete), the next post is the news that
+		// unblocks them: ask for it too, not only for entries beyond
+		// those already pending.
+		d.wantNotifyAt(q, vring.Load16(q.avail, vring.AvailIdx))
+		more = q.canComplete() && d.pending(q) > 0
+	}
+	return k, more || k == len(stage)
 }
