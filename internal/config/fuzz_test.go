@@ -1,0 +1,77 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// FuzzParse feeds arbitrary IP, GW and MAC strings to Parse. It must not
+// panic; whatever it accepts must be a usable interface configuration (an
+// IPv4 host address inside its prefix, a unicast gateway inside that prefix
+// and not the address itself, a unicast 6-byte MAC) and must parse again to
+// the same Config from its own String form.
+func FuzzParse(f *testing.F) {
+	f.Add("10.0.0.1/24", "10.0.0.2", "02:00:00:00:00:01")
+	f.Add("192.168.7.9/16", "", "0a-1b-2c-3d-4e-5f")
+	f.Add(" 10.0.0.1/31 ", "10.0.0.0", "0200.0000.0001")
+	f.Add("10.0.0.1/32", "10.0.0.1", "02:00:00:00:00:01")
+	f.Add("10.0.0.0/24", "10.0.0.255", "01:00:5e:00:00:01")
+	f.Add("255.255.255.255/8", "0.0.0.0", "00:00:00:00:00:00")
+	f.Add("::ffff:10.0.0.1/120", "::ffff:10.0.0.2", "02:00:00:00:00:01:02:03")
+	f.Add("10.0.0.1/0", "224.0.0.1", "")
+	f.Add("127.0.0.1/8", "10.0.0.2/24", "zz:00:00:00:00:01")
+	f.Fuzz(func(t *testing.T, ip, gw, mac string) {
+		c, err := Parse(ip, gw, mac)
+		if err != nil {
+			if c.Addr.IsValid() || c.Gateway.IsValid() || c.MAC != nil {
+				t.Fatalf("error %v with a partly filled Config %+v", err, c)
+			}
+			if !strings.HasPrefix(err.Error(), "config: ") {
+				t.Fatalf("error %q does not say it is a config error", err)
+			}
+			return
+		}
+		a, bits := c.Addr.Addr(), c.Addr.Bits()
+		netw := c.Addr.Masked().Addr()
+		bcast := broadcast(c.Addr)
+		switch {
+		case !a.Is4() || bits < 1 || bits > 32:
+			t.Fatalf("accepted %v: not an IPv4 prefix", c.Addr)
+		case a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			t.Fatalf("accepted %v: not a unicast host address", a)
+		case bits <= 30 && (a == netw || a == bcast):
+			t.Fatalf("accepted %v: network or broadcast address of its prefix", c.Addr)
+		}
+		if g := c.Gateway; g.IsValid() {
+			switch {
+			case !g.Is4() || g.Zone() != "":
+				t.Fatalf("accepted gateway %v: not IPv4", g)
+			case !c.Addr.Contains(g) || g == a:
+				t.Fatalf("accepted gateway %v for %v", g, c.Addr)
+			case g.IsUnspecified() || g.IsLoopback() || g.IsMulticast():
+				t.Fatalf("accepted gateway %v: not unicast", g)
+			case bits <= 30 && (g == netw || g == bcast):
+				t.Fatalf("accepted gateway %v: network or broadcast address of %v", g, c.Addr)
+			}
+		} else if strings.TrimSpace(gw) != "" {
+			t.Fatalf("gateway %q accepted as none", gw)
+		}
+		if len(c.MAC) != 6 || c.MAC[0]&1 != 0 || [6]byte(c.MAC) == [6]byte{} {
+			t.Fatalf("accepted MAC %v", c.MAC)
+		}
+
+		// Round trip through the canonical forms.
+		g := ""
+		if c.Gateway.IsValid() {
+			g = c.Gateway.String()
+		}
+		c2, err := Parse(c.Addr.String(), g, c.MAC.String())
+		if err != nil {
+			t.Fatalf("canonical form of an accepted config refused: %v", err)
+		}
+		if c2.Addr != c.Addr || c2.Gateway != c.Gateway || c2.MAC.String() != c.MAC.String() || c2.String() != c.String() {
+			t.Fatalf("round trip %v -> %v", c, c2)
+		}
+	})
+}
