@@ -681,7 +681,11 @@ func (d *Driver) transmit(b *alloc.Buffer) error {
 		return nic.ErrLinkDown
 	}
 	n := b.Len()
-	if n < 14 || n > MaxFrame {
+	if n < 14 {
+		d.txc.Drop(nic.Runt)
+		return nic.ErrFrameSize
+	}
+	if n > MaxFrame {
 		d.txc.Drop(nic.Oversize)
 		return nic.ErrFrameSize
 	}

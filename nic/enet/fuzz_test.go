@@ -1,0 +1,367 @@
+package enet
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic"
+	"github.com/tamanet/tamanet/nic/enet/internal/bd"
+)
+
+// FuzzRxDescriptors plays the MAC itself: it writes the descriptors' control
+// words in the rings the driver laid out, raises events in EIR and answers
+// the PHY, so every value a MAC or PHY could present reaches the driver.
+
+// fzRegs is an ENET register window: ECR.RESET self-clears, EIR is write-1-
+// to-clear with events the fuzzer raises, and a graceful stop completes at
+// once (EIR.GRA) so the driver never waits.
+type fzRegs struct {
+	r          [RegsSize / 4]uint32
+	eir        uint32
+	rdar, tdar int
+}
+
+func (f *fzRegs) Read32(off uint32) uint32 {
+	switch off {
+	case RegEIR:
+		if f.r[RegTCR/4]&TCRGTS != 0 {
+			f.eir |= EventGRA
+		}
+		return f.eir
+	}
+	if off >= RegsSize {
+		return 0
+	}
+	return f.r[off/4]
+}
+
+func (f *fzRegs) Write32(off, v uint32) {
+	switch off {
+	case RegEIR:
+		f.eir &^= v
+		return
+	case RegECR:
+		v &^= ECRReset
+	case RegRDAR:
+		f.rdar++
+	case RegTDAR:
+		f.tdar++
+	}
+	if off < RegsSize {
+		f.r[off/4] = v
+	}
+}
+
+// fzPHY is a clause 22 PHY whose registers the fuzzer sets; a reset
+// completes at once.
+type fzPHY struct {
+	reg  [32]uint16
+	fail bool
+}
+
+var errFzMDIO = errors.New("fuzz: MDIO error")
+
+func (p *fzPHY) ReadPHY(phy, reg int) (uint16, error) {
+	if p.fail {
+		return 0, errFzMDIO
+	}
+	return p.reg[reg&31], nil
+}
+
+func (p *fzPHY) WritePHY(phy, reg int, v uint16) error {
+	if p.fail {
+		return errFzMDIO
+	}
+	if reg == phyBMCR {
+		v &^= bmcrReset
+	}
+	p.reg[reg&31] = v
+	return nil
+}
+
+type fzReader struct{ b []byte }
+
+func (r *fzReader) u8() byte {
+	if len(r.b) == 0 {
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *fzReader) u16() uint16 { return uint16(r.u8()) | uint16(r.u8())<<8 }
+
+// rxDropCauses are the causes under which Receive drops a completed frame.
+var rxDropCauses = []nic.Cause{nic.BadLength, nic.Runt, nic.Oversize, nic.CRC, nic.Overrun,
+	nic.Truncated, nic.NonOctet, nic.LengthViolation}
+
+// fzCheck verifies the bookkeeping: every buffer out of the pool is on
+// exactly one ring or held by the caller, the transmit ring holds exactly
+// txUsed buffers from txHead on, and no Put was refused.
+func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]bool) {
+	t.Helper()
+	seen := make(map[*alloc.Buffer]bool, len(held))
+	for b := range held {
+		seen[b] = true
+	}
+	out := len(held)
+	for _, r := range [2]*ring{&d.rx, &d.tx} {
+		for _, b := range r.buf {
+			if b == nil {
+				continue
+			}
+			if seen[b] {
+				t.Fatalf("buffer %d is on a ring twice or also held by the caller", b.Index())
+			}
+			seen[b] = true
+			out++
+		}
+	}
+	for i := 0; i < d.tx.n; i++ {
+		inUse := (i-d.txHead+d.tx.n)%d.tx.n < d.txUsed
+		if (d.tx.buf[i] != nil) != inUse {
+			t.Fatalf("tx slot %d: buffer %v, head %d used %d", i, d.tx.buf[i] != nil, d.txHead, d.txUsed)
+		}
+	}
+	if st := pool.Stats(); st.InUse != out || st.RefusedPuts != 0 {
+		t.Fatalf("pool in use %d, accounted for %d; refused puts %d", st.InUse, out, st.RefusedPuts)
+	}
+}
+
+func FuzzRxDescriptors(f *testing.F) {
+	le := func(v uint16) []byte { return []byte{byte(v), byte(v >> 8)} }
+	seed := func(head []byte, ops ...[]byte) []byte {
+		for _, o := range ops {
+			head = append(head, o...)
+		}
+		return head
+	}
+	rx := func(length, status uint16) []byte {
+		return append(append([]byte{0}, le(length)...), le(status)...)
+	}
+	recv := []byte{2}
+	// Header: pool size, rx ring, tx ring, flags.
+	h := []byte{30, 4, 4, 0}
+	f.Add(seed(h, rx(64, bd.L), recv, []byte{3, 4}))                                       // one good frame
+	f.Add(seed(h, rx(64, bd.L|bd.CR), rx(64, bd.L|bd.OV|bd.LG), rx(64, bd.L|bd.TR), recv)) // errors
+	f.Add(seed(h, rx(0, bd.L), rx(45, bd.L), rx(1523, bd.L), rx(3000, bd.L), recv))        // lengths
+	f.Add(seed(h, rx(1000, 0), rx(1000, 0), rx(100, bd.L), rx(64, bd.L), recv, []byte{4})) // spanned frame
+	f.Add(seed(h, []byte{5, 60, 0, 0, 5, 10, 0, 3, 5, 0xff, 0x0f, 1, 6, 0, 0, 7}))         // tx, short, long, completion
+	f.Add(seed(h, []byte{5, 60, 0, 0, 9, 4, 0, 0x40, 10, 5, 60, 0, 0}))                    // bus error restarts the MAC
+	f.Add(seed([]byte{30, 4, 4, 1}, []byte{11, 4, 0x24, 11, 1, 0, 10, 5, 60, 0, 0}))       // PHY link down
+	f.Add(seed([]byte{6, 4, 4, 0}, rx(64, bd.L), recv, rx(64, bd.L), recv, []byte{4, 3, 4}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &fzReader{b: data}
+		count := 4 + int(in.u8()%40)
+		rxN := 2 + int(in.u8()%15)
+		txN := 2 + int(in.u8()%15)
+		flags := in.u8()
+
+		arena := alloc.NewArena(make([]byte, (count+2)*2048+4096))
+		pool, err := arena.Pool(alloc.Config{Count: count})
+		if err != nil {
+			t.Fatal(err)
+		}
+		regs := &fzRegs{}
+		phy := &fzPHY{}
+		phy.reg[phyID1] = 0x0022
+		phy.reg[phyBMSR] = bmsrLink | bmsrANComplete
+		phy.reg[phyANLPAR] = an100FD
+		cfg := Config{
+			MAC:      [6]byte{2, 0, 0, 0, 0, 1},
+			RxRing:   rxN,
+			TxRing:   txN,
+			LinkPoll: -1,
+			NoPHY:    flags&1 == 0,
+			MDIO:     phy,
+			TxAlign:  1 << ((flags >> 1) % 7), // 1..64
+		}
+		d, err := New(regs, arena, pool, cfg)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		held := make(map[*alloc.Buffer]bool)
+		fzCheck(t, d, pool, held)
+
+		macRx, macTx := 0, 0 // where the MAC's DMA pointers are
+		var lastConsumed, received, accepted, freed, refusedDown, refusedShort, refusedLong uint64
+		rxDrops := func() (n uint64) {
+			for _, c := range rxDropCauses {
+				n += d.rxc.Dropped(c)
+			}
+			return n
+		}
+		before := make([]*alloc.Buffer, rxN)
+
+		for steps := 0; len(in.b) > 0 && steps < 256; steps++ {
+			switch op := in.u8(); op % 12 {
+			case 0: // the MAC completes its current rx descriptor
+				length, status := in.u16(), in.u16()&^bd.E
+				if status&bd.W != 0 || macRx == rxN-1 {
+					status |= bd.W
+				}
+				bd.Store(d.rx.desc, macRx*bd.Size, bd.Word(length, status))
+				if macRx++; macRx == rxN || status&bd.W != 0 {
+					macRx = 0
+				}
+			case 1: // the MAC writes any rx descriptor
+				i := int(in.u8()) % rxN
+				bd.Store(d.rx.desc, i*bd.Size, bd.Word(in.u16(), in.u16()))
+			case 2: // receive everything
+				copy(before, d.rx.buf)
+				for {
+					b := d.Receive()
+					if b == nil {
+						break
+					}
+					if !pool.Owns(b) || held[b] {
+						t.Fatalf("Receive returned a foreign or held buffer %d", b.Index())
+					}
+					if b.Len() < MinFrame || b.Len() > MaxFrame || b.Offset() != d.rxOff || b.Offset()+b.Len() > b.Cap() {
+						t.Fatalf("frame at %d+%d in a buffer of %d", b.Offset(), b.Len(), b.Cap())
+					}
+					held[b] = true
+					received++
+				}
+				for i, b := range before {
+					if b == nil || d.rx.buf[i] != nil {
+						continue
+					}
+					length, status := bd.Split(bd.Load(d.rx.desc, i*bd.Size))
+					if status&bd.E != 0 {
+						t.Fatalf("rx slot %d consumed while the MAC owns it", i)
+					}
+					if status&bd.L != 0 {
+						lastConsumed++
+					}
+					if held[b] && (status&(bd.L|bd.RxErrors) != bd.L || int(length)-4 != b.Len()) {
+						t.Fatalf("delivered %d bytes from a descriptor with length %d status %#x", b.Len(), length, status)
+					}
+				}
+			case 3: // the stack returns what it holds
+				for b := range held {
+					if err := pool.Put(b); err != nil {
+						t.Fatalf("put of received buffer: %v", err)
+					}
+					delete(held, b)
+				}
+			case 4:
+				d.Refill()
+				d.RxKick()
+			case 5: // transmit a frame of the given length at the given offset
+				n := int(in.u16() % 2100)
+				off := int(in.u8() % 80)
+				b := pool.Get()
+				if b == nil {
+					break
+				}
+				if err := b.SetBody(off, min(n, b.Cap()-off)); err != nil {
+					t.Fatal(err)
+				}
+				body := b.Bytes()
+				for i := range body {
+					body[i] = byte(i*7 + 1)
+				}
+				l := b.Len()
+				err := d.Transmit(b)
+				switch {
+				case err == nil:
+					if l < 14 || l > MaxFrame || !d.linkUp.Load() {
+						t.Fatalf("Transmit accepted %d bytes, link %v", l, d.linkUp.Load())
+					}
+					if b.Len() != l || b.BodyAddr()%uintptr(d.txAlign) != 0 {
+						t.Fatalf("posted %d of %d bytes at %#x, alignment %d", b.Len(), l, b.BodyAddr(), d.txAlign)
+					}
+					for i, v := range b.Bytes() {
+						if v != byte(i*7+1) {
+							t.Fatalf("frame byte %d changed while aligning", i)
+						}
+					}
+					i := (d.txTail - 1 + txN) % txN
+					o := i * bd.Size
+					length, status := bd.Split(bd.Load(d.tx.desc, o))
+					if d.tx.buf[i] != b || int(length) != l || status&(bd.R|bd.L) != bd.R|bd.L ||
+						binary.LittleEndian.Uint32(d.tx.desc[o+bd.Addr:]) != uint32(b.BodyAddr()) {
+						t.Fatalf("tx descriptor %d: length %d status %#x for %d bytes", i, length, status, l)
+					}
+					accepted++
+				case errors.Is(err, nic.ErrLinkDown):
+					refusedDown++
+				case errors.Is(err, nic.ErrFrameSize):
+					if l < 14 {
+						refusedShort++
+					} else {
+						refusedLong++
+					}
+				}
+				if err != nil {
+					if err := pool.Put(b); err != nil {
+						t.Fatal(err)
+					}
+				}
+			case 6: // the MAC completes its current tx descriptor
+				o := macTx * bd.Size
+				length, status := bd.Split(bd.Load(d.tx.desc, o))
+				if status&bd.R != 0 {
+					if in.u8()&1 != 0 {
+						length = in.u16()
+					}
+					bd.Store(d.tx.desc, o, bd.Word(length, status&^bd.R))
+					if macTx++; macTx == txN || status&bd.W != 0 {
+						macTx = 0
+					}
+				}
+			case 7: // the MAC writes any tx descriptor's control word
+				i := int(in.u8()) % txN
+				bd.Store(d.tx.desc, i*bd.Size, bd.Word(in.u16(), in.u16()))
+			case 8:
+				freed += uint64(d.Reclaim())
+				d.TxKick()
+			case 9: // events: transmit errors, bus error, anything
+				regs.eir |= uint32(in.u16()) << 16
+			case 10: // link poll (restarts on bus error or speed change)
+				r0 := d.restarts.Load()
+				d.PollLink()
+				if d.restarts.Load() != r0 {
+					macRx, macTx = 0, 0 // ETHEREN cleared: pointers back to RDSR/TDSR
+				}
+			case 11: // the PHY changes its mind
+				reg := []int{phyBMSR, phyBMCR, phyANLPAR, phyANAR}[op>>4&3]
+				phy.reg[reg] = in.u16()
+				phy.fail = op&0x80 != 0
+			}
+			fzCheck(t, d, pool, held)
+			if lastConsumed != received+rxDrops() {
+				t.Fatalf("rx: %d frames ended, %d delivered + %d dropped", lastConsumed, received, rxDrops())
+			}
+			// Transmit: every accepted frame is still posted, freed at
+			// Reclaim, or dropped (link down) by a MAC restart.
+			restartDrops := d.txc.Dropped(nic.LinkDown) - refusedDown
+			if accepted != freed+uint64(d.txUsed)+restartDrops {
+				t.Fatalf("tx: %d accepted, %d freed, %d posted, %d dropped at restart", accepted, freed, d.txUsed, restartDrops)
+			}
+			if d.txc.Dropped(nic.Runt) != refusedShort || d.txc.Dropped(nic.Oversize) != refusedLong {
+				t.Fatalf("tx: %d short and %d long frames refused, counted runt %d oversize %d",
+					refusedShort, refusedLong, d.txc.Dropped(nic.Runt), d.txc.Dropped(nic.Oversize))
+			}
+			if d.txc.Packets.Load() != accepted {
+				t.Fatalf("tx: %d accepted, %d counted", accepted, d.txc.Packets.Load())
+			}
+		}
+		d.Close()
+		if st := pool.Stats(); st.InUse != len(held) || st.RefusedPuts != 0 {
+			t.Fatalf("after Close: %d in use, %d held; refused puts %d", st.InUse, len(held), st.RefusedPuts)
+		}
+		for b := range held {
+			if err := pool.Put(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if pool.InUse() != 0 {
+			t.Fatalf("leak: %d buffers in use", pool.InUse())
+		}
+	})
+}
