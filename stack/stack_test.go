@@ -1,16 +1,13 @@
 package stack
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net"
 	"net/netip"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,12 +15,10 @@ import (
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/nic/nictest"
+	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
-var (
-	addrA = netip.MustParsePrefix("10.0.0.1/24")
-	addrB = netip.MustParsePrefix("10.0.0.2/24")
-)
+var addrA, addrB = stacktest.AddrA, stacktest.AddrB
 
 func newPool(t testing.TB, n int) *alloc.Pool {
 	t.Helper()
@@ -39,8 +34,8 @@ func newPool(t testing.TB, n int) *alloc.Pool {
 func fakePair(t testing.TB) (a, b *Stack, da, db *nictest.Device) {
 	t.Helper()
 	pa, pb := newPool(t, 1024), newPool(t, 1024)
-	da = nictest.New(pa, nictest.Config{MAC: [6]byte{2, 0, 0, 0, 0, 1}})
-	db = nictest.New(pb, nictest.Config{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
+	da = nictest.New(pa, nictest.Config{MAC: stacktest.MACA})
+	db = nictest.New(pb, nictest.Config{MAC: stacktest.MACB})
 	nictest.Pipe(da, db)
 	var err error
 	if a, err = New(da, pa, Config{Addr: addrA, Gateway: addrB.Addr()}); err != nil {
@@ -96,17 +91,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestPing(t *testing.T) {
 	a, b, _, _ := fakePair(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for i := 0; i < 5; i++ {
-		payload := bytes.Repeat([]byte{byte(i)}, 56)
-		if _, err := a.Ping(ctx, addrB.Addr(), uint16(i), payload); err != nil {
-			t.Fatalf("ping %d a->b: %v", i, err)
-		}
-		if _, err := b.Ping(ctx, addrA.Addr(), uint16(i), payload); err != nil {
-			t.Fatalf("ping %d b->a: %v", i, err)
-		}
-	}
+	stacktest.Ping(t, a, b, addrA.Addr(), addrB.Addr(), stacktest.PingCheck{Count: 5, Wait: 10 * time.Second, Total: 10 * time.Second})
 	st := a.Stats()
 	icmp, _ := st.TCPIP["icmp"].(map[string]any)
 	if icmp == nil {
@@ -125,64 +110,13 @@ func TestPing(t *testing.T) {
 
 func TestUDP(t *testing.T) {
 	a, b, _, _ := fakePair(t)
-	pc, err := b.ListenPacket("udp", ":7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	go echoUDP(pc)
-	c, err := a.Dial(context.Background(), "udp", "10.0.0.2:7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	buf := make([]byte, 2000)
-	for _, size := range []int{1, 100, 1472} {
-		msg := make([]byte, size)
-		rand.Read(msg)
-		if _, err := c.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		n, err := c.Read(buf)
-		if err != nil || !bytes.Equal(buf[:n], msg) {
-			t.Fatalf("size %d: echo %d bytes, %v", size, n, err)
-		}
-	}
-}
-
-func echoUDP(pc net.PacketConn) {
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		pc.WriteTo(buf[:n], from)
-	}
-}
-
-func echoTCP(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			io.Copy(c, c)
-		}()
-	}
+	stacktest.ServeEcho(t, b)
+	stacktest.UDPEcho(t, a, stacktest.UDPCheck{Addr: "10.0.0.2:7", Sizes: []int{1, 100, 1472}, Wait: 20 * time.Second})
 }
 
 func TestTCP(t *testing.T) {
 	a, b, _, _ := fakePair(t)
-	l, err := b.Listen("tcp", ":7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go echoTCP(l)
+	stacktest.ServeEcho(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := a.Dial(ctx, "tcp", "10.0.0.2:7")
@@ -191,15 +125,8 @@ func TestTCP(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
-	msg := make([]byte, 1<<20)
-	rand.Read(msg)
-	go c.Write(msg)
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
+	if err := stacktest.EchoConn(c, 1<<20, 0); err != nil {
 		t.Fatal(err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatal("echo differs")
 	}
 	if la := c.LocalAddr().(*net.TCPAddr); !la.IP.Equal(addrA.Addr().AsSlice()) {
 		t.Fatalf("local address %v", la)
@@ -224,7 +151,7 @@ func TestSocketMapping(t *testing.T) {
 		t.Fatalf("listen returned %T", v)
 	}
 	defer l.Close()
-	go echoTCP(l)
+	go stacktest.EchoTCP(l)
 	// TCP dial bound to a local port.
 	v, err = a.Socket(ctx, "tcp4", syscall.AF_INET, syscall.SOCK_STREAM, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 4242}, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 8080})
 	if err != nil {
@@ -287,57 +214,8 @@ func TestSocketMapping(t *testing.T) {
 
 func TestConcurrentTCP(t *testing.T) {
 	a, b, _, _ := fakePair(t)
-	l, err := b.Listen("tcp", ":7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go echoTCP(l)
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			errs <- tcpEcho(a, "10.0.0.2:7", 64<<10, byte(i))
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// tcpEcho sends n bytes through an echo service and checks they come back.
-func tcpEcho(s *Stack, addr string, n int, seed byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := s.Dial(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	msg := make([]byte, n)
-	for i := range msg {
-		msg[i] = byte(i) ^ seed
-	}
-	werr := make(chan error, 1)
-	go func() { _, err := c.Write(msg); werr <- err }()
-	got := make([]byte, n)
-	if _, err := io.ReadFull(c, got); err != nil {
-		return err
-	}
-	if err := <-werr; err != nil {
-		return err
-	}
-	if !bytes.Equal(got, msg) {
-		return io.ErrUnexpectedEOF
-	}
-	return nil
+	stacktest.ServeEcho(t, b)
+	stacktest.EchoConns(t, a, "10.0.0.2:7", 16, 64<<10)
 }
 
 func TestStatsJSON(t *testing.T) {
@@ -430,12 +308,7 @@ func TestPollIdle(t *testing.T) {
 // allocations per packet (two packets per round trip).
 func BenchmarkStackUDPRoundTrip(b *testing.B) {
 	a, s, _, _ := fakePair(b)
-	pc, err := s.ListenPacket("udp", ":7")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pc.Close()
-	go echoUDP(pc)
+	stacktest.ServeEcho(b, s)
 	c, err := a.Dial(context.Background(), "udp", "10.0.0.2:7")
 	if err != nil {
 		b.Fatal(err)

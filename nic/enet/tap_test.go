@@ -1,4 +1,4 @@
-//go:build linux && amd64
+//go:build linux
 
 package enet_test
 
@@ -11,98 +11,23 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
+	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
-	"github.com/tamanet/tamanet/qemu/vm"
+	"github.com/tamanet/tamanet/stack/stacktest"
 )
-
-const (
-	sysSetns    = 308 // setns(2) on linux/amd64
-	cloneNewNet = 0x40000000
-	tunSetIff   = 0x400454ca
-	iffTap      = 0x0002
-	iffNoPI     = 0x1000
-)
-
-// openTap opens tap in namespace ns from a thread that enters ns and is
-// thrown away afterwards (its goroutine ends locked), so no other goroutine
-// ever runs in the namespace. The tap stays bound to ns.
-func openTap(ns, tap string) (*os.File, error) {
-	type res struct {
-		f   *os.File
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		nsf, err := os.Open(filepath.Join("/var/run/netns", ns))
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer nsf.Close()
-		if _, _, e := syscall.RawSyscall(sysSetns, nsf.Fd(), cloneNewNet, 0); e != 0 {
-			ch <- res{err: fmt.Errorf("setns: %w", e)}
-			return
-		}
-		fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		var ifr [40]byte
-		copy(ifr[:16], tap)
-		*(*uint16)(unsafe.Pointer(&ifr[16])) = iffTap | iffNoPI
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetIff, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
-			syscall.Close(fd)
-			ch <- res{err: fmt.Errorf("TUNSETIFF %s: %w", tap, e)}
-			return
-		}
-		ch <- res{f: os.NewFile(uintptr(fd), tap)}
-	}()
-	r := <-ch
-	return r.f, r.err
-}
 
 func TestTapLinux(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root for a network namespace and a tap")
-	}
-	for _, tool := range []string{"ip", "ping", "nc", "sha256sum"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s not installed", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("SKIP: no /dev/net/tun")
-	}
+	ns, f := stacktest.Netns(t, "tamanet-enet", "ping", "nc", "sha256sum")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	name, err := vm.FreeNetnsName("tamanet-enet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := vm.CreateNetns(ctx, name, "tap0", vm.DefaultHostAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Delete()
-	f, err := openTap(name, "tap0")
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	n := newEnode(t, [6]byte{2, 0, 0, 0, 0, 1}, addrA, addrB.Addr())
+	n := newEnode(t, stacktest.MACA, addrA, addrB.Addr())
 	n.model.AttachTap(f)
 	n.s.Start()
 	defer func() {
@@ -113,32 +38,12 @@ func TestTapLinux(t *testing.T) {
 
 	// sha: read to EOF, answer the hex SHA-256. gen: send a seeded stream.
 	const size = 4 << 20
-	serve := func(port string, h func(c io.ReadWriteCloser)) {
-		l, err := n.s.Listen("tcp", ":"+port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(time.Minute))
-					h(c)
-				}()
-			}
-		}()
-	}
-	serve("9", func(c io.ReadWriteCloser) {
+	stacktest.ServeTCP(t, n.s, "9", func(c net.Conn) {
 		h := sha256.New()
 		io.Copy(h, c)
 		io.WriteString(c, hex.EncodeToString(h.Sum(nil))+"\n")
 	})
-	serve("19", func(c io.ReadWriteCloser) { io.CopyN(c, stream(5), size) })
+	stacktest.ServeTCP(t, n.s, "19", func(c net.Conn) { io.CopyN(c, stacktest.Stream(5), size) })
 
 	run := func(name string, args ...string) string {
 		t.Helper()
@@ -156,7 +61,7 @@ func TestTapLinux(t *testing.T) {
 	})
 	t.Run("tcp-upload", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "up")
-		data, err := io.ReadAll(io.LimitReader(stream(6), size))
+		data, err := io.ReadAll(io.LimitReader(stacktest.Stream(6), size))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +79,7 @@ func TestTapLinux(t *testing.T) {
 	t.Run("tcp-download", func(t *testing.T) {
 		start := time.Now()
 		out := run("sh", "-c", "nc -d -w 20 10.0.0.1 19 | sha256sum")
-		if want := hex.EncodeToString(streamSum(5, size)); !strings.HasPrefix(out, want) {
+		if want := hex.EncodeToString(stacktest.StreamSum(5, size)); !strings.HasPrefix(out, want) {
 			t.Fatalf("Linux received SHA-256 %q, sent %s", out, want)
 		}
 		t.Logf("%d MiB stack -> Linux in %v", size>>20, time.Since(start).Round(time.Millisecond))
@@ -183,5 +88,5 @@ func TestTapLinux(t *testing.T) {
 	if ms.DeviceErrors != 0 || ms.BusErrors != 0 {
 		t.Errorf("device errors: %+v", ms)
 	}
-	checkQuiet(t, n)
+	stacktest.CheckQuiet(t, n.quiet())
 }
