@@ -26,3 +26,9 @@ func (r regs) Write32(off, v uint32) { atomic.StoreUint32((*uint32)(r.ptr(off)),
 
 //go:noinline
 func (r regs) Read8(off uint32) uint8 { return *(*uint8)(r.ptr(off)) }
+
+// Read16 is one 16-bit load (virtio 1.2 §4.2.2.2: le16 config fields are
+// read at their natural width).
+//
+//go:noinline
+func (r regs) Read16(off uint32) uint16 { return *(*uint16)(r.ptr(off)) }

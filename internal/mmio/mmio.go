@@ -44,10 +44,19 @@ func (r *Regs) Read8(off uint32) uint8 {
 	return *(*uint8)(r.ptr(off))
 }
 
+// Read16 loads the 16-bit little-endian field at off, 2-byte aligned, with
+// one access (virtio 1.2 §4.2.2.2: config fields at their natural width).
+//
+//go:noinline
+func (r *Regs) Read16(off uint32) uint16 {
+	return *(*uint16)(r.ptr(off))
+}
+
 // Regs has the method set of virtio.Regs (not imported, to keep this
 // package free of dependencies).
 var _ interface {
 	Read32(off uint32) uint32
 	Write32(off, v uint32)
 	Read8(off uint32) uint8
+	Read16(off uint32) uint16
 } = (*Regs)(nil)

@@ -30,12 +30,14 @@ type fzRegs struct {
 	gen                   uint32
 	config                [64]byte
 
-	status  uint32
-	qsel    uint32
-	q       [2]fzQueue
-	notify  [2]int
-	badSel  int // accesses to a queue register with QueueSel out of range
-	written []uint32
+	status uint32
+	qsel   uint32
+	q      [2]fzQueue
+	notify [2]int
+	badSel int // accesses to a queue register with QueueSel out of range
+	// config reads not at the field's natural width (§4.2.2.2)
+	badWidth int
+	written  []uint32
 }
 
 type fzQueue struct {
@@ -161,7 +163,20 @@ func (r *fzRegs) Write32(off, v uint32) {
 
 func (r *fzRegs) Read8(off uint32) uint8 {
 	if off >= regConfig && off < regConfig+uint32(len(r.config)) {
+		if o := off - regConfig; o >= cfgStatus && o < cfgMTU+2 {
+			r.badWidth++ // a byte of a le16 field
+		}
 		return r.config[off-regConfig]
+	}
+	return 0
+}
+
+func (r *fzRegs) Read16(off uint32) uint16 {
+	if off >= regConfig && off < regConfig+uint32(len(r.config))-1 {
+		if o := off - regConfig; o%2 != 0 || o < cfgStatus {
+			r.badWidth++ // misaligned, or into the u8 mac array
+		}
+		return binary.LittleEndian.Uint16(r.config[off-regConfig:])
 	}
 	return 0
 }
@@ -430,8 +445,8 @@ func FuzzUsedRing(f *testing.F) {
 				t.Fatalf("tx: %d used entries consumed, %d freed + %d bad ids", consumedTx, freed, d.txc.Dropped(nic.BadID))
 			}
 		}
-		if regs.badSel != 0 {
-			t.Fatalf("%d queue register accesses with QueueSel out of range", regs.badSel)
+		if regs.badSel != 0 || regs.badWidth != 0 {
+			t.Fatalf("%d queue register accesses with QueueSel out of range, %d config reads at the wrong width", regs.badSel, regs.badWidth)
 		}
 		d.Close()
 		if st := pool.Stats(); st.InUse != len(held) || st.RefusedPuts != 0 {
@@ -511,8 +526,8 @@ func FuzzInit(f *testing.F) {
 			t.Fatal(err)
 		}
 		d, err := New(r, arena, pool, cfg)
-		if r.badSel != 0 {
-			t.Fatalf("%d queue register accesses with QueueSel out of range", r.badSel)
+		if r.badSel != 0 || r.badWidth != 0 {
+			t.Fatalf("%d queue register accesses with QueueSel out of range, %d config reads at the wrong width", r.badSel, r.badWidth)
 		}
 		if err != nil {
 			t.Logf("New: %v", err)
@@ -582,6 +597,9 @@ func FuzzInit(f *testing.F) {
 			t.Fatal("completed frame not reclaimed")
 		}
 		d.LinkUp()
+		if r.badWidth != 0 {
+			t.Fatalf("%d config reads at the wrong width", r.badWidth)
+		}
 		d.Close()
 		if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
 			t.Fatalf("after Close: %d in use, %d refused puts", st.InUse, st.RefusedPuts)

@@ -1,13 +1,18 @@
 package virtio
 
 // Regs is the register window of one virtio-mmio device: 32-bit control
-// registers below 0x100 and the device configuration space from 0x100 on,
-// read a byte at a time. internal/mmio implements it over MMIO on tamago;
+// registers below 0x100 and the device configuration space from 0x100 on.
+// Config fields are read at their natural width and alignment, as virtio
+// 1.2 §4.2.2.2 requires: Read8 for u8 fields (mac), Read16 for le16 ones
+// (status, mtu). internal/mmio implements it over MMIO on tamago;
 // virtiotest.Device implements it as a device model in host tests.
 type Regs interface {
 	Read32(off uint32) uint32
 	Write32(off, v uint32)
 	Read8(off uint32) uint8
+	// Read16 reads the 16-bit little-endian field at off, which is
+	// 2-byte aligned, with one access.
+	Read16(off uint32) uint16
 }
 
 // virtio-mmio version 2 register offsets (virtio 1.2 §4.2.2, table 4.1).

@@ -201,7 +201,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	}
 	if d.features&FeatureMTU != 0 {
 		var mtu int
-		d.readConfig(func() { mtu = int(d.config16(cfgMTU)) })
+		d.readConfig(func() { mtu = int(d.regs.Read16(regConfig + cfgMTU)) })
 		// §5.1.4.1: the device's MTU is at least 68; the buffers
 		// bound it from above.
 		if mtu >= 68 && mtu < d.info.MTU {
@@ -251,11 +251,6 @@ func (d *Driver) readConfig(read func()) {
 			return
 		}
 	}
-}
-
-// config16 reads a little-endian 16-bit config field a byte at a time.
-func (d *Driver) config16(off uint32) uint16 {
-	return uint16(d.regs.Read8(regConfig+off)) | uint16(d.regs.Read8(regConfig+off+1))<<8
 }
 
 func (d *Driver) setupQueue(q *queue, index uint32, num int, arena *alloc.Arena) error {
@@ -340,8 +335,8 @@ func (d *Driver) LinkUp() bool {
 	if d.features&FeatureStatus == 0 {
 		return true
 	}
-	// The flag is in the low byte of the le16 status field.
-	return d.regs.Read8(regConfig+cfgStatus)&NetStatusLinkUp != 0
+	// One 16-bit read of the le16 field (§4.2.2.2: natural width).
+	return d.regs.Read16(regConfig+cfgStatus)&NetStatusLinkUp != 0
 }
 
 // Stats fills s with a snapshot of the counters.

@@ -351,12 +351,37 @@ func (d *Device) Read32(off uint32) uint32 {
 	return 0
 }
 
-// Read8 reads a byte of config space.
+// cfgLE16 is where the le16 fields of struct virtio_net_config start
+// (status, max_virtqueue_pairs, mtu; virtio 1.2 §5.1.4); before it is the
+// u8 mac array.
+const cfgLE16 = 6
+
+// Read8 reads a byte of config space. A byte of a le16 field is counted as
+// a device error: virtio 1.2 §4.2.2.2 has the driver read 16-bit fields
+// with one aligned 16-bit access.
 func (d *Device) Read8(off uint32) uint8 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if off >= regConfig && off < regConfig+uint32(len(d.cfg)) {
+		if off-regConfig >= cfgLE16 {
+			d.stats.DeviceErrors++
+		}
 		return d.cfg[off-regConfig]
+	}
+	return 0
+}
+
+// Read16 reads a le16 field of config space. A misaligned read, or one
+// into the u8 mac array, is counted as a device error (§4.2.2.2).
+func (d *Device) Read16(off uint32) uint16 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off >= regConfig && off+2 <= regConfig+uint32(len(d.cfg)) {
+		o := off - regConfig
+		if o%2 != 0 || o < cfgLE16 {
+			d.stats.DeviceErrors++
+		}
+		return binary.LittleEndian.Uint16(d.cfg[o:])
 	}
 	return 0
 }

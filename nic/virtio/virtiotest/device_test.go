@@ -32,8 +32,17 @@ func TestRegisters(t *testing.T) {
 			t.Fatalf("mac byte %d", i)
 		}
 	}
-	if d.Read8(regConfig+6)&1 == 0 || d.Read8(regConfig+10) != 9000&0xff || d.Read8(regConfig+11) != 9000>>8 {
+	if d.Read16(regConfig+6)&1 == 0 || d.Read16(regConfig+10) != 9000 {
 		t.Fatal("status / mtu in config space")
+	}
+	if d.Stats().DeviceErrors != 0 {
+		t.Fatalf("%d device errors from natural-width config reads", d.Stats().DeviceErrors)
+	}
+	d.Read8(regConfig + 6)  // a byte of le16 status
+	d.Read16(regConfig + 7) // misaligned
+	d.Read16(regConfig + 4) // into the u8 mac array
+	if d.Stats().DeviceErrors != 3 {
+		t.Fatalf("%d device errors from 3 config reads at the wrong width", d.Stats().DeviceErrors)
 	}
 	if setup(d, 1<<5) {
 		t.Fatal("FEATURES_OK accepted without VERSION_1")
