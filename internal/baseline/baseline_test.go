@@ -1,14 +1,12 @@
 package baseline
 
 import (
-	"bytes"
-	"context"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
 // TestPairs checks that every compared path really carries traffic before
@@ -17,46 +15,10 @@ func TestPairs(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			p := v.make(t)
-			serveEcho(t, p.b)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-
-			u, err := p.a.Dial(ctx, "udp", "10.0.0.2:7")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer u.Close()
-			u.SetDeadline(time.Now().Add(30 * time.Second))
-			buf := make([]byte, 2048)
-			for _, n := range []int{1, 64, 1000, 1472} {
-				msg := bytes.Repeat([]byte{byte(n)}, n)
-				if _, err := u.Write(msg); err != nil {
-					t.Fatal(err)
-				}
-				k, err := u.Read(buf)
-				if err != nil || !bytes.Equal(buf[:k], msg) {
-					t.Fatalf("UDP echo of %d bytes: %d bytes back, %v", n, k, err)
-				}
-			}
-
-			c, err := p.a.Dial(ctx, "tcp", "10.0.0.2:7")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(time.Minute))
-			data := make([]byte, 1<<20)
-			r := rand.New(rand.NewPCG(1, 2))
-			for i := range data {
-				data[i] = byte(r.Uint32())
-			}
-			go c.Write(data)
-			back := make([]byte, len(data))
-			if _, err := io.ReadFull(c, back); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(back, data) {
-				t.Fatal("TCP echo: data differs")
+			stacktest.ServeEcho(t, p.b)
+			stacktest.UDPEcho(t, p.a, stacktest.UDPCheck{Addr: "10.0.0.2:7", Sizes: []int{1, 64, 1000, 1472}, Wait: 30 * time.Second})
+			if err := stacktest.TCPEcho(p.a, "10.0.0.2:7", 1<<20, 0x5a); err != nil {
+				t.Fatalf("TCP echo of 1 MiB: %v", err)
 			}
 			if d := p.drops(); d != 0 {
 				t.Logf("%d frames dropped for want of a receive buffer", d)

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
 // memDelta measures allocations per frame over a timed loop.
@@ -151,7 +153,7 @@ func benchRR(b *testing.B, network string) {
 	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {
 			p := v.make(b)
-			serveEcho(b, p.b)
+			stacktest.ServeEcho(b, p.b)
 			c, err := p.a.Dial(context.Background(), network, "10.0.0.2:7")
 			if err != nil {
 				b.Fatal(err)

@@ -1,9 +1,6 @@
 package baseline
 
 import (
-	"context"
-	"io"
-	"net"
 	"net/netip"
 	"testing"
 
@@ -11,14 +8,11 @@ import (
 	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack"
+	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
 // node is what the benchmarks need of either stack.
-type node interface {
-	Listen(network, address string) (net.Listener, error)
-	ListenPacket(network, address string) (net.PacketConn, error)
-	Dial(ctx context.Context, network, address string) (net.Conn, error)
-}
+type node = stacktest.Node
 
 // pair is two stacks back to back, 10.0.0.1 (a) and 10.0.0.2 (b).
 type pair struct {
@@ -30,10 +24,8 @@ type pair struct {
 }
 
 var (
-	addrA = netip.MustParsePrefix("10.0.0.1/24")
-	addrB = netip.MustParsePrefix("10.0.0.2/24")
-	macA  = [6]byte{2, 0, 0, 0, 0, 1}
-	macB  = [6]byte{2, 0, 0, 0, 0, 2}
+	addrA, addrB = stacktest.AddrA, stacktest.AddrB
+	macA, macB   = stacktest.MACA, stacktest.MACB
 )
 
 // variants are the paths compared, by sub-benchmark name.
@@ -117,39 +109,4 @@ func channelPair(tb testing.TB, mode TxMode) *pair {
 		frames: func() uint64 { return da.frames.Load() + db.frames.Load() },
 		drops:  func() uint64 { return da.drops.Load() + db.drops.Load() },
 	}
-}
-
-// serveEcho runs a UDP and a TCP echo service on port 7 of n.
-func serveEcho(tb testing.TB, n node) {
-	pc, err := n.ListenPacket("udp", ":7")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	l, err := n.Listen("tcp", ":7")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { pc.Close(); l.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			k, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:k], from)
-		}
-	}()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
 }
