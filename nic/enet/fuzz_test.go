@@ -145,14 +145,16 @@ func FuzzRxDescriptors(f *testing.F) {
 	recv := []byte{2}
 	// Header: pool size, rx ring, tx ring, flags.
 	h := []byte{30, 4, 4, 0}
-	f.Add(seed(h, rx(64, bd.L), recv, []byte{3, 4}))                                       // one good frame
-	f.Add(seed(h, rx(64, bd.L|bd.CR), rx(64, bd.L|bd.OV|bd.LG), rx(64, bd.L|bd.TR), recv)) // errors
-	f.Add(seed(h, rx(0, bd.L), rx(45, bd.L), rx(1523, bd.L), rx(3000, bd.L), recv))        // lengths
-	f.Add(seed(h, rx(1000, 0), rx(1000, 0), rx(100, bd.L), rx(64, bd.L), recv, []byte{4})) // spanned frame
-	f.Add(seed(h, []byte{5, 60, 0, 0, 5, 10, 0, 3, 5, 0xff, 0x0f, 1, 6, 0, 0, 7}))         // tx, short, long, completion
-	f.Add(seed(h, []byte{5, 60, 0, 0, 9, 4, 0, 0x40, 10, 5, 60, 0, 0}))                    // bus error restarts the MAC
-	f.Add(seed([]byte{30, 4, 4, 1}, []byte{11, 4, 0x24, 11, 1, 0, 10, 5, 60, 0, 0}))       // PHY link down
+	f.Add(seed(h, rx(64, bd.L), recv, []byte{3, 4}))                                                                        // one good frame
+	f.Add(seed(h, rx(64, bd.L|bd.CR), rx(64, bd.L|bd.OV|bd.LG), rx(64, bd.L|bd.TR), recv))                                  // errors
+	f.Add(seed(h, rx(0, bd.L), rx(45, bd.L), rx(1523, bd.L), rx(3000, bd.L), recv))                                         // lengths
+	f.Add(seed(h, rx(1000, 0), rx(1000, 0), rx(100, bd.L), rx(64, bd.L), recv, []byte{4}))                                  // spanned frame
+	f.Add(seed(h, []byte{5, 60, 0, 0, 5, 10, 0, 3, 5, 0xff, 0x0f, 1, 6, 0, 8}))                                             // tx, short, long, completion
+	f.Add(seed(h, []byte{5, 60, 0, 0, 9, 0x40, 0, 10, 5, 60, 0, 0, 6, 0, 8}))                                               // bus error restarts the MAC
+	f.Add(seed([]byte{30, 4, 4, 1}, []byte{11, 0, 0, 10, 5, 60, 0, 0, 43, 0x40, 0, 11, 0x24, 0, 10, 5, 60, 0, 0, 6, 0, 8})) // PHY link down
 	f.Add(seed([]byte{6, 4, 4, 0}, rx(64, bd.L), recv, rx(64, bd.L), recv, []byte{4, 3, 4}))
+	f.Add(seed(h, []byte{5, 60, 0, 0, 6, 0, 129, 0x08, 0x08, 8}))   // underrun and TXF in EIR, acknowledged, counted
+	f.Add(seed([]byte{30, 4, 4, 8}, []byte{5, 100, 0, 3, 6, 0, 8})) // 16-byte TxAlign: frame moved down
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fzReader{b: data}
 		count := 4 + int(in.u8()%40)
@@ -322,6 +324,17 @@ func FuzzRxDescriptors(f *testing.F) {
 				d.TxKick()
 			case 9: // events: transmit errors, bus error, anything
 				regs.eir |= uint32(in.u16()) << 16
+				if op&0x80 != 0 {
+					e := regs.eir
+					if got := d.AckInterrupt(); got != e&(EventRXF|EventRXB|EventTXF|EventTXB) || regs.eir != e&^got {
+						t.Fatalf("AckInterrupt with EIR %#x returned %#x, left %#x", e, got, regs.eir)
+					}
+				}
+				var s nic.Stats
+				d.Stats(&s)
+				if s.Link != d.LinkUp() || s.Tx.Packets != accepted {
+					t.Fatalf("stats %+v", s)
+				}
 			case 10: // link poll (restarts on bus error or speed change)
 				r0 := d.restarts.Load()
 				d.PollLink()

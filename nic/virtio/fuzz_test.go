@@ -300,13 +300,20 @@ func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]b
 // lie inside its buffer, and every consumed used entry is either delivered
 // or counted under exactly one cause.
 func FuzzUsedRing(f *testing.F) {
-	// Seeds: byte 0 pool size, byte 1 ring shift, byte 2 flags, then ops.
-	f.Add([]byte{20, 3, 0, 11, 64, 0, 2, 3})                                             // a good frame
-	f.Add([]byte{20, 3, 1, 0, 200, 0, 0, 0, 60, 0, 0, 0, 2, 0, 3, 0, 0, 0, 99, 0, 2})    // bad id, duplicate, bad length
-	f.Add([]byte{20, 2, 0, 1, 0xff, 0x7f, 2, 1, 0xfc, 0x7f, 2})                          // used idx runs away, comes back
-	f.Add([]byte{12, 3, 0, 5, 60, 0, 5, 200, 5, 0xff, 6, 0, 0, 0, 0, 0, 0, 7, 12, 7})    // tx, completions, reclaim
-	f.Add([]byte{8, 1, 2, 11, 10, 0, 11, 0, 6, 2, 4, 9, 0x10, 0, 7, 5, 60, 0, 8, 10, 2}) // tiny pool, no event idx
-	f.Add([]byte{30, 3, 0, 5, 64, 0, 5, 64, 0, 12, 12, 7, 6, 1, 0, 0, 0, 0, 0, 0, 0, 7}) // tx completed twice
+	// Seeds: pool size, ring size, flags, then ops (see the switch).
+	h := []byte{20, 3, 0} // 24 buffers, 16-slot rings, EVENT_IDX
+	seed := func(head []byte, ops ...byte) []byte { return append(append([]byte(nil), head...), ops...) }
+	f.Add(seed(h, 11, 64, 0, 2, 3, 4)) // a good frame, returned, refilled
+	// Out-of-range id, good frame, its id again, runt, too long.
+	f.Add(seed(h, 0, 100, 60, 0, 11, 64, 0, 0, 0, 60, 0, 11, 5, 0, 0, 2, 0xff, 0x7f, 2, 3, 4))
+	// Used idx runs 32767 ahead (more than the ring), then comes back.
+	f.Add(seed(h, 1, 0xff, 0x7f, 2, 1, 0x01, 0x80, 11, 64, 0, 2))
+	// Tx: no headroom, good, runt, oversize; completion, duplicate, unknown id with a huge length.
+	f.Add(seed(h, 5, 60, 0, 0, 5, 60, 0, 64, 5, 10, 0, 64, 5, 0xd0, 0x07, 64, 8, 12, 6, 0, 0, 0, 0, 0, 6, 5, 0xff, 0xff, 0xff, 0xff, 7))
+	// Tiny pool and rings without EVENT_IDX; used flags NO_NOTIFY; link down and up.
+	f.Add(seed([]byte{4, 1, 2}, 11, 64, 0, 11, 64, 0, 2, 4, 10, 0, 0, 0, 0, 136, 0, 0, 1, 0, 5, 60, 0, 64, 8, 13, 0, 13, 1))
+	// Tx completed, reclaimed, completed again; tx used idx runs away.
+	f.Add(seed(h, 5, 64, 0, 64, 5, 64, 0, 64, 8, 12, 12, 7, 6, 1, 0, 0, 0, 0, 7, 9, 0xff, 0x7f, 7))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fzReader{b: data}
 		count := 4 + int(in.u8()%40)
