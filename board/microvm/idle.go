@@ -78,7 +78,7 @@ func enableHaltIdle(hz uint64) {
 	// The APIC must be software-enabled (spurious vector register, SDM
 	// §11.4.7.2) for its timer to deliver interrupts.
 	AMD64.LAPIC.Enable()
-	r := regs(lapicBase)
+	r := lapic
 	r.Write32(lapicInitCount, 0)
 	r.Write32(lapicDivideConf, lapicDivideByOne)
 	// One-shot mode (bits 17-18 = 00), unmasked.
@@ -109,7 +109,7 @@ func idtGate(vector int) []byte {
 	if int(limit) < (vector+1)*gateSize-1 || base == 0 {
 		return nil
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(base+uintptr(vector)*gateSize)), gateSize)
+	return unsafe.Slice((*byte)(unsafe.Add(nil, base+uintptr(vector)*gateSize)), gateSize)
 }
 
 // haltIdle is the scheduler's idle hook: wait for the timer due at
@@ -121,7 +121,7 @@ func haltIdle(pollUntil int64) {
 	}
 	wait = min(wait, maxHalt)
 
-	r := regs(lapicBase)
+	r := lapic
 	count := max(uint64(wait)*apicHz/1e9, 1)
 	cli()
 	r.Write32(lapicInitCount, uint32(min(count, 1<<32-1)))

@@ -2,6 +2,8 @@
 
 package microvm
 
+import "github.com/tamanet/tamanet/internal/mmio"
+
 // Local APIC timer registers (Intel SDM Vol. 3A §11.5.4 "APIC Timer",
 // table 11-1 "Local APIC Register Address Map").
 const (
@@ -28,11 +30,16 @@ const (
 	lapicSpinLimit = 100_000_000
 )
 
+// lapic is the local APIC's register window. tamago maps 0xc0000000 to
+// 0xffffffff uncached, and physical addresses are virtual ones. A value:
+// using it allocates nothing, which the idle hook (haltIdle) relies on.
+var lapic = mmio.Regs{Base: lapicBase}
+
 // bracketed reads the APIC current count between two TSC reads, several
 // times, and returns the sample whose two TSC reads were closest: the
 // midpoint of that bracket is when the count was read, give or take half
 // its width.
-func bracketed(r regs, counter func() uint64) (tsc uint64, count uint32, width uint64) {
+func bracketed(r mmio.Regs, counter func() uint64) (tsc uint64, count uint32, width uint64) {
 	width = ^uint64(0)
 	for range 8 {
 		a := counter()
@@ -50,7 +57,7 @@ func bracketed(r regs, counter func() uint64) (tsc uint64, count uint32, width u
 // returns the TSC ticks and APIC counts elapsed, or ok false when the timer
 // does not count or the vCPU was descheduled at the wrong moment.
 func timeAPIC(counter func() uint64) (ticks, counts uint64, ok bool) {
-	r := regs(lapicBase)
+	r := lapic
 	r.Write32(lapicLVTTimer, lapicLVTMasked)
 	r.Write32(lapicDivideConf, lapicDivideByOne)
 	r.Write32(lapicInitCount, ^uint32(0))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/internal/mmio"
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/nic/virtio"
 )
@@ -15,7 +16,7 @@ import (
 // device's interrupt (VirtioNet0IRQ) stays masked unless EnableNICInterrupt
 // is called.
 func NIC(arena *alloc.Arena, pool *alloc.Pool) (nic.Device, error) {
-	d, err := virtio.New(newRegs(VirtioNet0Base), arena, pool, virtio.Config{})
+	d, err := virtio.New(mmio.New(VirtioNet0Base), arena, pool, virtio.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("microvm: virtio-net at %#x: %w", VirtioNet0Base, err)
 	}
