@@ -21,6 +21,7 @@ type fzRegs struct {
 	r          [RegsSize / 4]uint32
 	eir        uint32
 	rdar, tdar int
+	stuckReset bool // ECR.RESET never self-clears
 }
 
 func (f *fzRegs) Read32(off uint32) uint32 {
@@ -43,7 +44,9 @@ func (f *fzRegs) Write32(off, v uint32) {
 		f.eir &^= v
 		return
 	case RegECR:
-		v &^= ECRReset
+		if !f.stuckReset {
+			v &^= ECRReset
+		}
 	case RegRDAR:
 		f.rdar++
 	case RegTDAR:
@@ -54,25 +57,40 @@ func (f *fzRegs) Write32(off, v uint32) {
 	}
 }
 
-// fzPHY is a clause 22 PHY whose registers the fuzzer sets; a reset
-// completes at once.
+// fzPHY is a clause 22 PHY at MDIO address addr whose registers the
+// fuzzer sets; a reset completes at once. Other addresses read all ones.
+// With failAfter > 0 every transfer from the failAfter-th on fails.
 type fzPHY struct {
-	reg  [32]uint16
-	fail bool
+	reg       [32]uint16
+	addr      int
+	fail      bool
+	ops       int
+	failAfter int
 }
 
 var errFzMDIO = errors.New("fuzz: MDIO error")
 
+func (p *fzPHY) failing() bool {
+	p.ops++
+	return p.fail || p.failAfter > 0 && p.ops >= p.failAfter
+}
+
 func (p *fzPHY) ReadPHY(phy, reg int) (uint16, error) {
-	if p.fail {
+	if p.failing() {
 		return 0, errFzMDIO
+	}
+	if phy != p.addr {
+		return 0xffff, nil
 	}
 	return p.reg[reg&31], nil
 }
 
 func (p *fzPHY) WritePHY(phy, reg int, v uint16) error {
-	if p.fail {
+	if p.failing() {
 		return errFzMDIO
+	}
+	if phy != p.addr {
+		return nil
 	}
 	if reg == phyBMCR {
 		v &^= bmcrReset
@@ -375,6 +393,109 @@ func FuzzRxDescriptors(f *testing.F) {
 		}
 		if pool.InUse() != 0 {
 			t.Fatalf("leak: %d buffers in use", pool.InUse())
+		}
+	})
+}
+
+// FuzzInit lets the fuzzer choose the configuration and what the MAC and
+// PHY answer at initialisation: a reset that never completes, the address
+// in PALR/PAUR, where the PHY sits, its registers, MDIO failures. New must
+// fail with no buffer out of the pool, or return a driver with a unicast
+// address, a sane register setup and a full receive ring, which closes
+// cleanly.
+func FuzzInit(f *testing.F) {
+	f.Add(uint32(0), uint32(0), uint8(0), uint8(0), uint8(4), uint8(4), uint16(0), uint16(0x022), uint8(0))
+	f.Add(uint32(0x02000000), uint32(0x00010000), uint8(1), uint8(0), uint8(4), uint8(4), uint16(0), uint16(0x022), uint8(0)) // MAC from PALR/PAUR
+	f.Add(uint32(0x01000000), uint32(0x00010000), uint8(1), uint8(0), uint8(4), uint8(4), uint16(0), uint16(0x022), uint8(0)) // multicast there
+	f.Add(uint32(0), uint32(0), uint8(1), uint8(0), uint8(4), uint8(4), uint16(0), uint16(0x022), uint8(0))                   // none there
+	f.Add(uint32(0), uint32(0), uint8(2), uint8(0), uint8(4), uint8(4), uint16(0), uint16(0x022), uint8(0))                   // reset never completes
+	f.Add(uint32(0), uint32(0), uint8(0), uint8(7), uint8(4), uint8(4), uint16(0), uint16(0x022), uint8(0))                   // PHY elsewhere: scan
+	f.Add(uint32(0), uint32(0), uint8(0), uint8(0), uint8(4), uint8(4), uint16(0), uint16(0xffff), uint8(0))                  // no PHY answers
+	f.Add(uint32(0), uint32(0), uint8(0), uint8(0), uint8(4), uint8(4), uint16(3), uint16(0x022), uint8(0))                   // MDIO fails mid-reset
+	f.Add(uint32(0), uint32(0), uint8(0), uint8(0), uint8(0), uint8(255), uint16(0), uint16(0x022), uint8(0))                 // bad ring sizes
+	f.Add(uint32(0), uint32(0), uint8(4), uint8(0), uint8(40), uint8(4), uint16(0), uint16(0x022), uint8(4))                  // RMII, pool smaller than the ring
+	f.Fuzz(func(t *testing.T, palr, paur uint32, flags, phyAddr, rxN, txN uint8, failAfter, id1 uint16, align uint8) {
+		regs := &fzRegs{}
+		regs.r[RegPALR/4], regs.r[RegPAUR/4] = palr, paur
+		stuck := flags&2 != 0
+		regs.stuckReset = stuck
+		phy := &fzPHY{addr: int(phyAddr % 40), failAfter: int(failAfter % 64)}
+		phy.reg[phyID1] = id1
+		phy.reg[phyBMSR] = bmsrLink | bmsrANComplete
+		phy.reg[phyANLPAR] = an100FD | an10HD
+		cfg := Config{
+			RxRing:   int(rxN) - 1,
+			TxRing:   int(txN) - 1,
+			RMII:     flags&4 != 0,
+			PHYAddr:  int(phyAddr%34) - 1,
+			MDIO:     phy,
+			TxAlign:  int(align % 70),
+			NoPHY:    flags&8 != 0,
+			LinkPoll: -1,
+		}
+		if flags&1 == 0 {
+			cfg.MAC = [6]byte{2, 0, 0, 0, 0, 1}
+		}
+		arena := alloc.NewArena(make([]byte, 34*2048+32*1024))
+		pool, err := arena.Pool(alloc.Config{Count: 32})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := New(regs, arena, pool, cfg)
+		if err != nil {
+			if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
+				t.Fatalf("New failed (%v) with %d buffers out, %d refused puts", err, st.InUse, st.RefusedPuts)
+			}
+			if regs.r[RegECR/4]&ECREtherEn != 0 {
+				t.Fatalf("New failed (%v) and left the MAC enabled", err)
+			}
+			return
+		}
+		ringOK := func(asked, got int) bool {
+			if asked == 0 {
+				return got == DefaultRing
+			}
+			return asked >= 2 && asked <= MaxRing && got == asked
+		}
+		if stuck || !ringOK(cfg.RxRing, d.rx.n) || !ringOK(cfg.TxRing, d.tx.n) {
+			t.Fatalf("New accepted reset stuck %v, rings %d/%d, made %d/%d", stuck, cfg.RxRing, cfg.TxRing, d.rx.n, d.tx.n)
+		}
+		mac := d.Info().MAC
+		if mac[0]&1 != 0 || mac == ([6]byte{}) {
+			t.Fatalf("station address %x", mac)
+		}
+		if w := uint32(mac[0])<<24 | uint32(mac[1])<<16 | uint32(mac[2])<<8 | uint32(mac[3]); regs.r[RegPALR/4] != w ||
+			regs.r[RegPAUR/4]>>16 != uint32(mac[4])<<8|uint32(mac[5]) {
+			t.Fatalf("PALR/PAUR %#x/%#x for %x", regs.r[RegPALR/4], regs.r[RegPAUR/4], mac)
+		}
+		if m := int(regs.r[RegMRBR/4]); m%16 != 0 || m < MaxFL || m > pool.BufferSize()-d.rxOff || m != d.mrbr {
+			t.Fatalf("MRBR %d, driver %d, buffer %d - %d", m, d.mrbr, pool.BufferSize(), d.rxOff)
+		}
+		if regs.r[RegRDSR/4]%8 != 0 || regs.r[RegTDSR/4]%8 != 0 || regs.r[RegECR/4]&(ECREtherEn|ECREN1588) != ECREtherEn {
+			t.Fatalf("RDSR %#x TDSR %#x ECR %#x", regs.r[RegRDSR/4], regs.r[RegTDSR/4], regs.r[RegECR/4])
+		}
+		posted := 0
+		for i, b := range d.rx.buf {
+			if b == nil {
+				continue
+			}
+			posted++
+			_, status := bd.Split(bd.Load(d.rx.desc, i*bd.Size))
+			if status&bd.E == 0 || (status&bd.W != 0) != (i == d.rx.n-1) {
+				t.Fatalf("rx descriptor %d status %#x", i, status)
+			}
+		}
+		if want := min(d.rx.n, pool.Capacity()); posted != want || pool.InUse() != posted {
+			t.Fatalf("%d rx buffers posted, %d in use, want %d", posted, pool.InUse(), want)
+		}
+		var s nic.Stats
+		d.Stats(&s)
+		if s.Link != d.LinkUp() || (d.noPHY && !s.Link) {
+			t.Fatalf("link %v, no PHY %v", s.Link, d.noPHY)
+		}
+		d.Close()
+		if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
+			t.Fatalf("after Close: %d in use, %d refused puts", st.InUse, st.RefusedPuts)
 		}
 	})
 }
