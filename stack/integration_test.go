@@ -103,42 +103,36 @@ func tcpSize(withFaults bool, t testing.TB) int {
 }
 
 func TestVirtioBackToBack(t *testing.T) {
-	for _, withFaults := range []bool{false, true} {
-		name := "clean"
+	stacktest.CleanAndFaults(t, func(t *testing.T, withFaults bool) {
+		a, b := virtioPair(t)
 		if withFaults {
-			name = "faults"
+			a.model.SetFaults(faults(1))
+			b.model.SetFaults(faults(2))
 		}
-		t.Run(name, func(t *testing.T) {
-			a, b := virtioPair(t)
-			if withFaults {
-				a.model.SetFaults(faults(1))
-				b.model.SetFaults(faults(2))
-			}
-			suite := stacktest.Suite{
-				A: a.s, B: b.s, AAddr: addrA.Addr(), BAddr: addrB.Addr(),
-				Ping: stacktest.PingCheck{Count: 20, Wait: time.Second, Total: 30 * time.Second},
-				UDP:  stacktest.UDPCheck{Sizes: stacktest.AllSizes(1, 1472), Wait: 2 * time.Second},
-				// 64 connections of 64 KiB each.
-				TCPSize: tcpSize(withFaults, t), Conns: 64, Each: 64 << 10,
-				// The link is likely wedged: show where.
-				OnFail: func(t *testing.T) { dumpState(t, a, b) },
-			}
-			if withFaults {
-				// A lost ping costs 300 ms; with 5% loss each way most
-				// pings still come back. A UDP round trip takes
-				// microseconds.
-				suite.Ping.Wait, suite.Ping.Lossy, suite.Ping.MinOK = 300*time.Millisecond, true, 2*20*3/4
-				suite.UDP.Wait, suite.UDP.Lossy = 30*time.Millisecond, true
-			}
-			suite.Run(t)
-			if withFaults {
-				a.model.SetFaults(virtiotest.Faults{})
-				b.model.SetFaults(virtiotest.Faults{})
-				checkFaultsCounted(t, a, b)
-			}
-			stacktest.CheckQuiet(t, a.quiet(), b.quiet())
-		})
-	}
+		suite := stacktest.Suite{
+			A: a.s, B: b.s, AAddr: addrA.Addr(), BAddr: addrB.Addr(),
+			Ping: stacktest.PingCheck{Count: 20, Wait: time.Second, Total: 30 * time.Second},
+			UDP:  stacktest.UDPCheck{Sizes: stacktest.AllSizes(1, 1472), Wait: 2 * time.Second},
+			// 64 connections of 64 KiB each.
+			TCPSize: tcpSize(withFaults, t), Conns: 64, Each: 64 << 10,
+			// The link is likely wedged: show where.
+			OnFail: func(t *testing.T) { dumpState(t, a, b) },
+		}
+		if withFaults {
+			// A lost ping costs 300 ms; with 5% loss each way most
+			// pings still come back. A UDP round trip takes
+			// microseconds.
+			suite.Ping.Wait, suite.Ping.Lossy, suite.Ping.MinOK = 300*time.Millisecond, true, 2*20*3/4
+			suite.UDP.Wait, suite.UDP.Lossy = 30*time.Millisecond, true
+		}
+		suite.Run(t)
+		if withFaults {
+			a.model.SetFaults(virtiotest.Faults{})
+			b.model.SetFaults(virtiotest.Faults{})
+			checkFaultsCounted(t, a, b)
+		}
+		stacktest.CheckQuiet(t, a.quiet(), b.quiet())
+	})
 }
 
 // dumpState logs both sides' device model, driver and pool state.

@@ -111,43 +111,37 @@ func udpSizes() []int {
 }
 
 func TestStacksBackToBack(t *testing.T) {
-	for _, withFaults := range []bool{false, true} {
-		name := "clean"
+	stacktest.CleanAndFaults(t, func(t *testing.T, withFaults bool) {
+		a, b := enetPair(t)
 		if withFaults {
-			name = "faults"
+			a.model.SetFaults(faults(1))
+			b.model.SetFaults(faults(2))
 		}
-		t.Run(name, func(t *testing.T) {
-			a, b := enetPair(t)
-			if withFaults {
-				a.model.SetFaults(faults(1))
-				b.model.SetFaults(faults(2))
-			}
-			suite := stacktest.Suite{
-				A: a.s, B: b.s, AAddr: addrA.Addr(), BAddr: addrB.Addr(),
-				Ping: stacktest.PingCheck{Count: 20, Wait: time.Second},
-				UDP:  stacktest.UDPCheck{Sizes: udpSizes(), Wait: 2 * time.Second},
-				// 16 connections of 32 KiB each.
-				TCPSize: tcpSize(withFaults), Conns: 16, Each: 32 << 10,
-			}
-			if withFaults {
-				// Each round trip crosses ~8% loss each way (drop,
-				// error bits, bad lengths) plus held-back (reordered)
-				// frames that arrive after the ping gave up: most, not
-				// all, pings come back.
-				suite.Ping.Lossy, suite.Ping.MinOK = true, 2*20/2
-				suite.UDP.Wait, suite.UDP.Lossy = 100*time.Millisecond, true
-			}
-			suite.Run(t)
-			if withFaults {
-				a.model.SetFaults(enettest.Faults{})
-				b.model.SetFaults(enettest.Faults{})
-				b.model.Flush()
-				a.model.Flush()
-				checkFaultsCounted(t, a, b)
-			}
-			stacktest.CheckQuiet(t, a.quiet(), b.quiet())
-		})
-	}
+		suite := stacktest.Suite{
+			A: a.s, B: b.s, AAddr: addrA.Addr(), BAddr: addrB.Addr(),
+			Ping: stacktest.PingCheck{Count: 20, Wait: time.Second},
+			UDP:  stacktest.UDPCheck{Sizes: udpSizes(), Wait: 2 * time.Second},
+			// 16 connections of 32 KiB each.
+			TCPSize: tcpSize(withFaults), Conns: 16, Each: 32 << 10,
+		}
+		if withFaults {
+			// Each round trip crosses ~8% loss each way (drop,
+			// error bits, bad lengths) plus held-back (reordered)
+			// frames that arrive after the ping gave up: most, not
+			// all, pings come back.
+			suite.Ping.Lossy, suite.Ping.MinOK = true, 2*20/2
+			suite.UDP.Wait, suite.UDP.Lossy = 100*time.Millisecond, true
+		}
+		suite.Run(t)
+		if withFaults {
+			a.model.SetFaults(enettest.Faults{})
+			b.model.SetFaults(enettest.Faults{})
+			b.model.Flush()
+			a.model.Flush()
+			checkFaultsCounted(t, a, b)
+		}
+		stacktest.CheckQuiet(t, a.quiet(), b.quiet())
+	})
 }
 
 // checkFaultsCounted: every injected receive error and bad length was

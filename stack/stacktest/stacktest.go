@@ -280,9 +280,9 @@ func UDPEcho(t *testing.T, a Node, c UDPCheck) {
 	t.Logf("%d sizes echoed byte-exact, %d resends", len(c.Sizes), resends)
 }
 
-// dial connects to a TCP service within 30 s and gives the connection a
-// 5 minute deadline.
-func dial(t *testing.T, a Node, addr string) net.Conn {
+// request connects to a TCP service within 30 s, gives the connection a
+// 5 minute deadline and sends hdr.
+func request(t *testing.T, a Node, addr string, hdr []byte) net.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -291,6 +291,10 @@ func dial(t *testing.T, a Node, addr string) net.Conn {
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	if _, err := c.Write(hdr); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -303,14 +307,11 @@ func logRate(t *testing.T, what string, size int, start time.Time) {
 // compares the digest it answers with the one sent.
 func Upload(t *testing.T, a Node, addr string, size int) {
 	t.Helper()
-	c := dial(t, a, addr)
-	defer c.Close()
 	start := time.Now()
 	var hdr [8]byte
 	binary.BigEndian.PutUint64(hdr[:], uint64(size))
-	if _, err := c.Write(hdr[:]); err != nil {
-		t.Fatal(err)
-	}
+	c := request(t, a, addr, hdr[:])
+	defer c.Close()
 	if _, err := io.CopyN(c, Stream(11), int64(size)); err != nil {
 		t.Fatal(err)
 	}
@@ -328,15 +329,12 @@ func Upload(t *testing.T, a Node, addr string, size int) {
 // compares their digest with the one sent.
 func Download(t *testing.T, a Node, addr string, size int) {
 	t.Helper()
-	c := dial(t, a, addr)
-	defer c.Close()
 	start := time.Now()
 	var hdr [16]byte
 	binary.BigEndian.PutUint64(hdr[:8], uint64(size))
 	binary.BigEndian.PutUint64(hdr[8:], 13)
-	if _, err := c.Write(hdr[:]); err != nil {
-		t.Fatal(err)
-	}
+	c := request(t, a, addr, hdr[:])
+	defer c.Close()
 	h := sha256.New()
 	if n, err := io.CopyN(h, c, int64(size)); err != nil {
 		t.Fatalf("after %d bytes: %v", n, err)
@@ -444,6 +442,13 @@ func (s Suite) Run(t *testing.T) {
 			t.FailNow()
 		}
 	}
+}
+
+// CleanAndFaults runs f as the subtests "clean" (withFaults false) and
+// "faults" (true).
+func CleanAndFaults(t *testing.T, f func(t *testing.T, withFaults bool)) {
+	t.Run("clean", func(t *testing.T) { f(t, false) })
+	t.Run("faults", func(t *testing.T) { f(t, true) })
 }
 
 // Quiet is one side for CheckQuiet.
