@@ -33,7 +33,10 @@ const (
 	NonOctet
 	// LengthViolation: the MAC reported a length violation.
 	LengthViolation
-	// RingFull: no transmit slot was free.
+	// RingFull: no transmit slot was free and the frame was dropped.
+	// Drivers do not count this: Transmit refusing a frame for a full
+	// ring leaves the buffer with the caller (see RingStats.Full); the
+	// caller counts RingFull if it then gives up on the frame.
 	RingFull
 	// LinkDown: the link was down.
 	LinkDown
@@ -103,7 +106,10 @@ type RingStats struct {
 	// the ones the device said it did not need (EVENT_IDX).
 	Kicks      uint64 `json:"kicks"`
 	Suppressed uint64 `json:"kicks_suppressed"`
-	Drops      Drops  `json:"drops"`
+	// Full counts posts refused because the ring was full. The caller
+	// kept those buffers; it is back-pressure, not loss.
+	Full  uint64 `json:"ring_full"`
+	Drops Drops  `json:"drops"`
 }
 
 // Stats is a snapshot of a device's counters.
@@ -123,6 +129,7 @@ type RingCounters struct {
 	Bytes      atomic.Uint64
 	Kicks      atomic.Uint64
 	Suppressed atomic.Uint64
+	Full       atomic.Uint64
 	drops      [NumCauses]atomic.Uint64
 }
 
@@ -153,6 +160,7 @@ func (r *RingCounters) Snapshot(s *RingStats) {
 	s.Bytes = r.Bytes.Load()
 	s.Kicks = r.Kicks.Load()
 	s.Suppressed = r.Suppressed.Load()
+	s.Full = r.Full.Load()
 	for i := range r.drops {
 		s.Drops[i] = r.drops[i].Load()
 	}

@@ -690,7 +690,7 @@ func (d *Driver) transmit(b *alloc.Buffer) error {
 		return nic.ErrFrameSize
 	}
 	if d.txUsed == d.tx.n {
-		d.txc.Drop(nic.RingFull)
+		d.txc.Full.Add(1) // back-pressure: the caller keeps b
 		return nic.ErrRingFull
 	}
 	if mis := int(b.BodyAddr() % uintptr(d.txAlign)); mis != 0 {

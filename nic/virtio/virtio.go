@@ -527,7 +527,7 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 		return nic.ErrFrameSize
 	}
 	if q.nfree == 0 {
-		d.txc.Drop(nic.RingFull)
+		d.txc.Full.Add(1) // back-pressure: the caller keeps b
 		return nic.ErrRingFull
 	}
 	frame := b.Len()

@@ -270,3 +270,25 @@ func TestWrapAround(t *testing.T) {
 		t.Fatalf("indices: rx lastUsed %d, tx lastUsed %d", b.drv.rx.lastUsed, a.drv.tx.lastUsed)
 	}
 }
+
+// TestTxRingFullIsBackPressure: a post refused for a full ring leaves the
+// buffer with the caller and is counted as ring_full, not as a drop.
+func TestTxRingFullIsBackPressure(t *testing.T) {
+	a, _ := pair(t, Config{RxRing: 256, TxRing: 8})
+	for a.drv.TxFree() > 0 {
+		send(t, a, 60, 0)
+	}
+	b := a.pool.Get()
+	fillFrame(t, b, 60, 1)
+	if err := a.drv.Transmit(b); !errors.Is(err, nic.ErrRingFull) {
+		t.Fatalf("transmit on a full ring: %v", err)
+	}
+	if err := a.pool.Put(b); err != nil {
+		t.Fatalf("refused buffer not the caller's: %v", err)
+	}
+	var st nic.Stats
+	a.drv.Stats(&st)
+	if st.Tx.Full != 1 || st.Tx.Drops.Total() != 0 {
+		t.Fatalf("ring full counted as %d, drops %+v", st.Tx.Full, st.Tx.Drops)
+	}
+}
