@@ -367,36 +367,53 @@ func EchoConn(c net.Conn, n int, seed byte) error {
 	return nil
 }
 
+// EchoDeadline bounds one TCPEcho connection. It is as long as the bulk
+// transfers' bound: under injected loss a segment lost several times in a
+// row waits out TCP's exponential backoff (1+2+4+8+16+32 s already passes a
+// minute), which is slow but not wrong. A wedged connection still fails.
+const EchoDeadline = 5 * time.Minute
+
 // TCPEcho dials the TCP echo service at addr and runs EchoConn, all within
-// 60 s.
+// EchoDeadline.
 func TCPEcho(a Node, addr string, n int, seed byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), EchoDeadline)
 	defer cancel()
 	c, err := a.Dial(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	c.SetDeadline(time.Now().Add(EchoDeadline))
 	return EchoConn(c, n, seed)
 }
 
-// EchoConns runs conns TCPEcho connections of each bytes at once.
+// EchoConns runs conns TCPEcho connections of each bytes at once and logs
+// the slowest, so a retransmission tail shows in the test output.
 func EchoConns(t testing.TB, a Node, addr string, conns, each int) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
+	took := make([]time.Duration, conns)
 	for i := 0; i < conns; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
+			start := time.Now()
 			if err := TCPEcho(a, addr, each, byte(i)); err != nil {
 				errs <- fmt.Errorf("connection %d: %w", i, err)
 			}
+			took[i] = time.Since(start)
 		}(i)
 	}
 	wg.Wait()
 	close(errs)
+	slowest := 0
+	for i := range took {
+		if took[i] > took[slowest] {
+			slowest = i
+		}
+	}
+	t.Logf("%d connections of %d bytes: slowest (connection %d) took %v", conns, each, slowest, took[slowest].Round(time.Millisecond))
 	for err := range errs {
 		t.Error(err)
 	}
