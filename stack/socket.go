@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -22,6 +23,17 @@ import (
 // ErrIPv6 is returned for sockets that need IPv6, which the stack does not
 // configure.
 var ErrIPv6 = errors.New("stack: IPv6 is not supported")
+
+// Sockets maps the standard net package's sockets onto a gVisor stack
+// through gonet: Socket is tamago's net.SocketFunc, Listen, Dial and
+// ListenPacket are their net counterparts. *Stack embeds one; the baseline
+// firmware uses one over its own gVisor stack, so both serve sockets alike.
+type Sockets struct {
+	gv *gvstack.Stack
+}
+
+// NewSockets returns the socket mapping for gv.
+func NewSockets(gv *gvstack.Stack) Sockets { return Sockets{gv: gv} }
 
 // Socket opens a socket on the stack. It has the signature of tamago's
 // net.SocketFunc, which calls it for net.Listen, net.Dial, net.ListenPacket
@@ -37,7 +49,7 @@ var ErrIPv6 = errors.New("stack: IPv6 is not supported")
 // means any local address. Only IPv4 is served: "tcp6"/"udp6" networks and
 // IPv6 addresses fail with ErrIPv6. family is not needed (tamago's net may
 // pass AF_INET6 for a wildcard listen) and is ignored.
-func (s *Stack) Socket(ctx context.Context, network string, family, sotype int, laddr, raddr net.Addr) (interface{}, error) {
+func (s Sockets) Socket(ctx context.Context, network string, family, sotype int, laddr, raddr net.Addr) (interface{}, error) {
 	switch network {
 	case "tcp6", "udp6":
 		return nil, ErrIPv6
@@ -130,7 +142,7 @@ func fullAddr(a net.Addr) (fa tcpip.FullAddress, ok bool, err error) {
 
 // Listen is net.Listen on the stack: network "tcp" or "tcp4", address
 // "host:port" (host may be empty).
-func (s *Stack) Listen(network, address string) (net.Listener, error) {
+func (s Sockets) Listen(network, address string) (net.Listener, error) {
 	a, err := resolve(network, address)
 	if err != nil {
 		return nil, err
@@ -144,7 +156,7 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 
 // Dial is net.Dial on the stack for "tcp", "tcp4", "udp" and "udp4" to a
 // literal "ip:port".
-func (s *Stack) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+func (s Sockets) Dial(ctx context.Context, network, address string) (net.Conn, error) {
 	a, err := resolve(network, address)
 	if err != nil {
 		return nil, err
@@ -163,7 +175,7 @@ func (s *Stack) Dial(ctx context.Context, network, address string) (net.Conn, er
 }
 
 // ListenPacket is net.ListenPacket on the stack: "udp" or "udp4".
-func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
+func (s Sockets) ListenPacket(network, address string) (net.PacketConn, error) {
 	a, err := resolve(network, address)
 	if err != nil {
 		return nil, err

@@ -136,6 +136,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // Stack is one network interface running gVisor over a tamanet driver.
 type Stack struct {
+	Sockets // Socket, Listen, Dial, ListenPacket
+
 	cfg   Config
 	dev   nic.Device
 	pool  *alloc.Pool
@@ -184,7 +186,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 		HandleLocal:        true,
 	})
-	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, gv: gv, start: time.Now(), wake: make(chan struct{}, 1)}
+	s := &Stack{Sockets: NewSockets(gv), cfg: cfg, dev: dev, pool: pool, ep: ep, gv: gv, start: time.Now(), wake: make(chan struct{}, 1)}
 	if err := s.configure(); err != nil {
 		gv.Close()
 		return nil, err

@@ -35,6 +35,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/tamanet/tamanet/stack"
+
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -98,6 +100,10 @@ type Config struct {
 
 // Stack is one interface: gVisor over a channel endpoint over a Device.
 type Stack struct {
+	// Sockets is tamanet's own net mapping (stack.Sockets): the socket
+	// layer is not what the comparison measures, so both firmwares share it.
+	stack.Sockets
+
 	gv  *gvstack.Stack
 	ep  *channel.Endpoint
 	dev Device
@@ -142,6 +148,7 @@ func New(dev Device, cfg Config) (*Stack, error) {
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 		HandleLocal:        true,
 	})
+	s.Sockets = stack.NewSockets(s.gv)
 	// SACK as tamanet's stack has it: the comparison is of the link path.
 	sack := tcpip.TCPSACKEnabled(true)
 	if err := s.gv.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
