@@ -95,50 +95,12 @@ func TestVirtioTransmitAllocs(t *testing.T) {
 
 func BenchmarkVirtioEndpointRx(b *testing.B) {
 	r := newVirtioRig(b)
-	f := frame(ourMAC, 0x0800, 1400)
-	const batch = 32
-	b.ReportAllocs()
-	b.SetBytes(int64(len(f)))
-	b.ResetTimer()
-	for i := 0; i < b.N; i += batch {
-		n := min(batch, b.N-i)
-		for j := 0; j < n; j++ {
-			r.model.Deliver(f)
-		}
-		r.ep.Poll(64)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/packet")
-	if r.d.n != b.N {
-		b.Fatalf("delivered %d of %d", r.d.n, b.N)
-	}
+	benchRx(b, r.ep, r.d, r.model.Deliver)
 }
 
 func BenchmarkVirtioEndpointTx(b *testing.B) {
 	r := newVirtioRig(b)
-	pkt := outPacket(r.ep, 1400)
-	defer pkt.DecRef()
-	const batch = 32
-	var l, one stack.PacketBufferList
-	for i := 0; i < batch; i++ {
-		l.PushBack(pkt)
-	}
-	one.PushBack(pkt)
-	b.ReportAllocs()
-	b.SetBytes(int64(pkt.Size()))
-	b.ResetTimer()
-	for i := 0; i < b.N; i += batch {
-		if b.N-i >= batch {
-			r.ep.WritePackets(l)
-		} else {
-			for j := i; j < b.N; j++ {
-				r.ep.WritePackets(one)
-			}
-		}
-		r.ep.Reclaim()
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/packet")
+	benchTx(b, r.ep)
 	if r.out != b.N {
 		b.Fatalf("device sent %d of %d", r.out, b.N)
 	}
