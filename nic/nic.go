@@ -82,3 +82,15 @@ type Device interface {
 	// Stats fills s with a snapshot of the counters.
 	Stats(s *Stats)
 }
+
+// Maintainer is implemented by drivers with slow-path work that must stay
+// off the per-packet path: noticing a device that asked to be reset or
+// wedged a ring, and recovering from it. The stack calls Maintain from the
+// poll goroutine while it holds the transmit side, so Maintain owns both
+// rings for the call; it runs every few hundred milliseconds, never per
+// packet. It returns true when it reset the device and rebuilt the rings;
+// buffers the device held are back in the pool by then, and the receive
+// ring still has to be refilled and kicked.
+type Maintainer interface {
+	Maintain() (reset bool)
+}

@@ -12,8 +12,7 @@ type Cause int
 const (
 	// BadLength: the device reported a used length out of range.
 	BadLength Cause = iota
-	// BadID: the device reported a descriptor id out of range or not
-	// outstanding (a duplicate completion).
+	// BadID: the device reported a descriptor id out of range.
 	BadID
 	// BadIndex: the device moved a ring index further than the ring holds.
 	BadIndex
@@ -46,6 +45,12 @@ const (
 	Filtered
 	// Malformed: a header the driver or stack parses was invalid.
 	Malformed
+	// Duplicate: the device completed a descriptor a second time; the
+	// driver had already taken the first completion back.
+	Duplicate
+	// Stale: the device reported a completion for a descriptor the driver
+	// has not posted (an old or zeroed ring entry, or a forged one).
+	Stale
 	// NumCauses is the number of causes.
 	NumCauses
 )
@@ -67,6 +72,8 @@ var causeNames = [NumCauses]string{
 	TxError:         "tx_error",
 	Filtered:        "filtered",
 	Malformed:       "malformed",
+	Duplicate:       "duplicate",
+	Stale:           "stale",
 }
 
 // String returns the cause's name as shown in stats.
@@ -120,6 +127,11 @@ type Stats struct {
 	FullDuplex bool      `json:"full_duplex,omitempty"`
 	Rx         RingStats `json:"rx"`
 	Tx         RingStats `json:"tx"`
+	// Resets counts recoveries: the driver reset the device and rebuilt
+	// both rings (a device that asked for a reset, a ring it wedged, a
+	// fatal error). ResetReason names the latest one.
+	Resets      uint64 `json:"resets"`
+	ResetReason string `json:"reset_reason,omitempty"`
 }
 
 // RingCounters are a ring's live counters. Each is updated by the goroutine

@@ -49,6 +49,13 @@ const (
 	// DefaultRxBudget is how many frames one step receives at most, so one
 	// step stays bounded and transmit reclaim gets its turn under load.
 	DefaultRxBudget = 64
+	// MaintainInterval is how often the runner gives the driver its
+	// slow-path step (nic.Maintainer: reset and recovery checks).
+	MaintainInterval = 250 * time.Millisecond
+	// maintainEvery is how many back-to-back busy steps pass between two
+	// looks at the clock for maintenance, so a busy loop reads the clock
+	// once per maintainEvery steps, not per step.
+	maintainEvery = 128
 )
 
 // NICID is the gVisor NIC id of the interface.
@@ -149,6 +156,7 @@ type Stack struct {
 	polling atomic.Bool   // guards Poll against concurrent callers
 
 	steps  atomic.Uint64 // Poll steps that ran
+	resets atomic.Uint64 // device resets done by Maintain
 	busy   atomic.Uint64 // steps that found work
 	sleeps atomic.Uint64 // idle sleeps of the runner
 	wakes  atomic.Uint64 // sleeps ended by Wake
@@ -263,6 +271,18 @@ func (s *Stack) Poll() (work int, next time.Duration) {
 	return 0, s.cfg.Tick
 }
 
+// Maintain gives the driver its slow-path step (see nic.Maintainer) and
+// reports whether it reset the device. Run calls it every MaintainInterval;
+// a caller that drives Poll itself calls it as often. It must not overlap
+// Poll.
+func (s *Stack) Maintain() bool {
+	if s.ep.Maintain() {
+		s.resets.Add(1)
+		return true
+	}
+	return false
+}
+
 // Wake makes a sleeping runner take a step now. It never blocks and may be
 // called from an interrupt hook; wake-ups while one is pending coalesce.
 func (s *Stack) Wake() {
@@ -279,8 +299,18 @@ func (s *Stack) Run(ctx context.Context) {
 	t.Stop()
 	defer t.Stop()
 	var lastWork time.Time
+	lastMaint, sinceLook := time.Now(), 0
 	for {
 		work, next := s.Poll()
+		// Maintenance: look at the clock before every sleep and once per
+		// maintainEvery busy steps.
+		if sinceLook++; next > 0 || sinceLook >= maintainEvery {
+			sinceLook = 0
+			if now := time.Now(); now.Sub(lastMaint) >= MaintainInterval {
+				lastMaint = now
+				s.Maintain()
+			}
+		}
 		if work == 0 && s.cfg.BusyPoll > 0 && time.Since(lastWork) < s.cfg.BusyPoll {
 			// Within the busy-poll window: step again after letting
 			// other goroutines run. Bounded by BusyPoll since the last

@@ -219,6 +219,24 @@ func (e *Endpoint) Poll(budget int) (rx, reclaimed int) {
 	return rx, reclaimed
 }
 
+// Maintain runs the device's slow-path step (nic.Maintainer) with the
+// transmit side held, and refills the receive ring if the device was reset.
+// It reports whether the device was reset. Only the goroutine that calls
+// Poll may call Maintain.
+func (e *Endpoint) Maintain() (reset bool) {
+	m, ok := e.dev.(nic.Maintainer)
+	if !ok {
+		return false
+	}
+	e.txMu.Lock()
+	reset = m.Maintain()
+	e.txMu.Unlock()
+	if reset && e.dev.Refill() > 0 {
+		e.dev.RxKick()
+	}
+	return reset
+}
+
 // Reclaim returns completed transmit buffers to the pool.
 func (e *Endpoint) Reclaim() int {
 	e.txMu.Lock()
