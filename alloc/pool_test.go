@@ -213,19 +213,6 @@ func TestArena(t *testing.T) {
 	}
 }
 
-func TestGetPutAllocs(t *testing.T) {
-	p := newPool(t, 8)
-	n := testing.AllocsPerRun(1000, func() {
-		b := p.Get()
-		b.Prepend(14)
-		b.Append(100)
-		p.Put(b)
-	})
-	if n != 0 {
-		t.Fatalf("Get/Put allocates %v per run", n)
-	}
-}
-
 func BenchmarkGetPut(b *testing.B) {
 	p := newPool(b, 64)
 	b.ReportAllocs()

@@ -811,44 +811,6 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-func TestAllocs(t *testing.T) {
-	a, b := pipe(t, enet.Config{}, enet.Config{})
-	f := frame(1000, 1, rand.New(rand.NewPCG(1, 1)))
-	rx := testing.AllocsPerRun(1000, func() {
-		b.dev.Deliver(f)
-		buf := b.drv.Receive()
-		if buf == nil {
-			panic("no frame")
-		}
-		b.pool.Put(buf)
-		b.drv.Refill()
-		b.drv.RxKick()
-	})
-	if rx != 0 {
-		t.Errorf("receive->return: %v allocs per frame", rx)
-	}
-	a.dev.SetOutput(func([]byte) {})
-	enettest.Pipe(a.dev, b.dev) // restore; output is used only without a peer
-	tx := testing.AllocsPerRun(1000, func() {
-		buf := a.pool.Get()
-		p, _ := buf.Append(len(f))
-		copy(p, f)
-		if err := a.drv.Transmit(buf); err != nil {
-			panic(err)
-		}
-		a.drv.TxKick()
-		a.drv.Reclaim()
-		// The peer's side of the same frame.
-		rb := b.drv.Receive()
-		b.pool.Put(rb)
-		b.drv.Refill()
-		b.drv.RxKick()
-	})
-	if tx != 0 {
-		t.Errorf("transmit->reclaim (with the peer's receive): %v allocs per frame", tx)
-	}
-}
-
 func BenchmarkRx(b *testing.B) {
 	r := newRig(b, enettest.Options{}, enet.Config{RxRing: 256})
 	f := frame(1000, 1, rand.New(rand.NewPCG(1, 1)))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic/nictest"
 	"github.com/tamanet/tamanet/nic/virtio/internal/vring"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 )
@@ -19,26 +20,28 @@ var frame64 = func() []byte {
 	return f
 }()
 
+// allocRuns is how many frames each allocation test moves, one per run.
+const allocRuns = 2000
+
 // TestAllocsRx: receive -> buffer return -> refill -> kick allocates nothing
 // (driver and device model together).
 func TestAllocsRx(t *testing.T) {
 	s := mustSide(t, virtiotest.Options{}, Config{})
 	base := s.pool.InUse()
-	allocs := testing.AllocsPerRun(1000, func() {
+	got := 0
+	nictest.NoAllocs(t, allocRuns, "receive -> return -> refill -> kick", func() {
 		s.dev.Deliver(frame64)
 		b := s.drv.Receive()
 		if b == nil || b.Len() != len(frame64) {
-			panic("no frame")
+			return
 		}
+		got++
 		s.pool.Put(b)
 		s.drv.Refill()
 		s.drv.RxKick()
 	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per received frame", allocs)
-	}
-	if s.pool.InUse() != base {
-		t.Fatalf("pool in use %d, baseline %d", s.pool.InUse(), base)
+	if got != allocRuns+1 || s.pool.InUse() != base {
+		t.Fatalf("received %d of %d frames, pool in use %d (baseline %d)", got, allocRuns+1, s.pool.InUse(), base)
 	}
 }
 
@@ -48,22 +51,22 @@ func TestAllocsTx(t *testing.T) {
 	sent := 0
 	s.dev.SetOutput(func(f []byte) { sent++ })
 	base := s.pool.InUse()
-	allocs := testing.AllocsPerRun(1000, func() {
+	reclaimed := 0
+	nictest.NoAllocs(t, allocRuns, "transmit -> kick -> device -> reclaim", func() {
 		b := s.pool.Get()
+		if b == nil {
+			return
+		}
 		b.Append(60)
 		if err := s.drv.Transmit(b); err != nil {
-			panic(err)
+			s.pool.Put(b)
+			return
 		}
 		s.drv.TxKick()
-		if s.drv.Reclaim() != 1 {
-			panic("not reclaimed")
-		}
+		reclaimed += s.drv.Reclaim()
 	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per transmitted frame", allocs)
-	}
-	if sent != 1001 || s.pool.InUse() != base {
-		t.Fatalf("sent %d, pool in use %d (baseline %d)", sent, s.pool.InUse(), base)
+	if sent != allocRuns+1 || reclaimed != allocRuns+1 || s.pool.InUse() != base {
+		t.Fatalf("sent %d, reclaimed %d of %d, pool in use %d (baseline %d)", sent, reclaimed, allocRuns+1, s.pool.InUse(), base)
 	}
 }
 

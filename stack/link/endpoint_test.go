@@ -292,52 +292,6 @@ func TestOptions(t *testing.T) {
 	}
 }
 
-func TestReceiveAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("SKIP: allocation counts are not meaningful under -race (sync.Pool drops items)")
-	}
-	r := newRig(t, nictest.Config{})
-	f := frame(ourMAC, 0x0800, 1000)
-	step := func() {
-		r.dev.Inject(f)
-		r.ep.Poll(64)
-	}
-	for i := 0; i < 100; i++ { // warm gVisor's view and packet pools
-		step()
-	}
-	if a := testing.AllocsPerRun(1000, step); a != 0 {
-		t.Fatalf("driver receive -> endpoint delivery -> buffer return allocates %v per frame", a)
-	}
-	if r.d.n < 1100 {
-		t.Fatalf("delivered %d frames", r.d.n)
-	}
-}
-
-func TestTransmitAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("SKIP: allocation counts are not meaningful under -race (sync.Pool drops items)")
-	}
-	r := newRig(t, nictest.Config{})
-	pkt := outPacket(r.ep, 1000)
-	defer pkt.DecRef()
-	var l stack.PacketBufferList
-	l.PushBack(pkt)
-	base := r.pool.InUse()
-	step := func() {
-		if n, _ := r.ep.WritePackets(l); n != 1 {
-			panic("not sent")
-		}
-		r.ep.Reclaim()
-	}
-	step()
-	if a := testing.AllocsPerRun(1000, step); a != 0 {
-		t.Fatalf("endpoint transmit -> driver post -> reclaim allocates %v per frame", a)
-	}
-	if r.pool.InUse() != base {
-		t.Fatalf("in use %d, want %d", r.pool.InUse(), base)
-	}
-}
-
 // benchRx feeds frame f to the endpoint through inject in batches of 32
 // and polls once per batch; it reports ns/packet and checks delivery.
 func benchRx(b *testing.B, ep *Endpoint, d *countingDispatcher, inject func([]byte)) {
