@@ -1,3 +1,5 @@
+//go:build !tamago
+
 package baseline
 
 // Benchmarks of tamanet against the baseline, two gVisor stacks back to
