@@ -6,9 +6,11 @@
 //
 // TestMain boots the image once, then re-executes this test binary inside
 // the namespace (`ip netns exec`), so every test's sockets are in the
-// namespace and can reach nothing but the guest. Missing prerequisites (not
-// root, no /dev/net/tun, no QEMU, no TamaGo distribution) make every test
-// SKIP with the reason; anything else that goes wrong fails.
+// namespace and can reach nothing but the guest. A missing prerequisite
+// (not root, no /dev/net/tun, no QEMU, no TamaGo distribution) fails the
+// run with the reason and the fix, like anything else that goes wrong: a
+// passing run means the firmware was built, booted and tested. Without
+// -target (plain `go test ./...`) every test SKIPs and points at `make e2e`.
 package e2e
 
 import (
@@ -55,7 +57,7 @@ const (
 
 // What the tests in the namespace know about the guest.
 var (
-	skipReason string // set when a prerequisite is missing
+	skipReason string // set when the suite runs without -target
 	guestIP    string // e.g. "10.0.0.1"
 	guestMAC   net.HardwareAddr
 	guestNIC   string
@@ -107,20 +109,16 @@ func outer(m *testing.M) int {
 		skipReason = "SKIP: the end-to-end suite runs with `make e2e` (go test ./qemu/e2e -args -target TARGET)"
 		return m.Run()
 	}
-	if skipReason = prerequisites(target); skipReason != "" {
-		return m.Run()
+	if missing := prerequisites(target); missing != "" {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: %s\n", missing)
+		return 1
 	}
 	image := *imageFlag
 	if image == "" {
-		var skip string
-		image, skip, err = buildImage(ctx, target)
+		image, err = buildImage(ctx, target)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
 			return 1
-		}
-		if skip != "" {
-			skipReason = skip
-			return m.Run()
 		}
 	}
 
@@ -143,10 +141,6 @@ func outer(m *testing.M) int {
 		return 1
 	}
 	v, err := vm.Start(ctx, vm.Options{Target: target, Image: image, Accel: accel, Netns: ns, Console: serial})
-	if errors.Is(err, vm.ErrQEMUMissing) {
-		skipReason = "SKIP: " + err.Error()
-		return m.Run()
-	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
 		return 1
@@ -222,20 +216,21 @@ func outer(m *testing.M) int {
 	return code
 }
 
-// prerequisites returns a SKIP reason, or "" when the host can run QEMU
-// on a tap in a namespace.
+// prerequisites says what is missing to run QEMU on a tap in a namespace,
+// and how to get it, or returns "" when nothing is.
 func prerequisites(target vm.Target) string {
+	const hostOnly = "; machines that cannot run the firmware use `make test-host`"
 	if os.Geteuid() != 0 {
-		return "SKIP: not root: the network namespace and tap device need root"
+		return "not root: the network namespace and tap device need root: run it as root" + hostOnly
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return "SKIP: no /dev/net/tun: " + err.Error()
+		return "no /dev/net/tun (" + err.Error() + "): `modprobe tun`, or give the container the device" + hostOnly
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		return "SKIP: iproute2 (ip) not installed"
+		return "iproute2 (ip) not installed: run `make deps` as root" + hostOnly
 	}
 	if _, err := exec.LookPath(target.QEMUBinary()); err != nil {
-		return "SKIP: " + target.QEMUBinary() + " not installed (make deps)"
+		return target.QEMUBinary() + " not installed: run `make deps` as root" + hostOnly
 	}
 	return ""
 }
@@ -260,23 +255,24 @@ func repoRoot() (string, error) {
 
 // buildImage builds build/tamanet-TARGET with the Makefile (go's cache
 // makes a rebuild of an unchanged tree cheap, and a stale image is never
-// tested). Without the TamaGo distribution a failed build is a SKIP.
-func buildImage(ctx context.Context, target vm.Target) (image, skip string, err error) {
+// tested). A failed build says whether the TamaGo distribution is the
+// cause.
+func buildImage(ctx context.Context, target vm.Target) (image string, err error) {
 	root, err := repoRoot()
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	image = filepath.Join(root, "build", "tamanet-"+string(target))
 	fmt.Printf("e2e: make build TARGET=%s\n", target)
 	cmd := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build", "TARGET="+string(target))
 	out, berr := cmd.CombinedOutput()
 	if berr == nil {
-		return image, "", nil
+		return image, nil
 	}
 	if !distributionPresent() {
-		return "", fmt.Sprintf("SKIP: TamaGo distribution %s not available: %s", distribution, lastLines(string(out), 3)), nil
+		return "", fmt.Errorf("TamaGo distribution %s absent or half built, so the firmware cannot be built (%s): `go run ./internal/toolcheck -prereq` says which and how to fix it", distribution, lastLines(string(out), 3))
 	}
-	return "", "", fmt.Errorf("make build TARGET=%s: %v\n%s", target, berr, out)
+	return "", fmt.Errorf("make build TARGET=%s: %v\n%s", target, berr, out)
 }
 
 func distributionPresent() bool {
@@ -322,7 +318,7 @@ func findPanic(serial string) string {
 	return tail(serial[loc[0]:], 4000)
 }
 
-// needGuest skips the test when a prerequisite is missing.
+// needGuest skips the test when the suite runs without -target.
 func needGuest(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {
