@@ -170,6 +170,7 @@ func follow(r io.Reader, out, tally io.Writer, verbose bool) bool {
 	}
 	if !sawPackage {
 		fmt.Fprintln(out, "testsummary: no package result in the go test output")
+		record(tally, fail, "step", "go test reported no package result", "")
 		return false
 	}
 	return ok

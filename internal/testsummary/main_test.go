@@ -115,4 +115,8 @@ func TestFollowNoResult(t *testing.T) {
 	if follow(strings.NewReader("go: something went wrong\n"), &out, &tally, false) {
 		t.Fatal("accepted")
 	}
+	var sum bytes.Buffer
+	if summarize(&tally, &sum) || !strings.Contains(sum.String(), "0 passed, 1 failed, 0 skipped") {
+		t.Fatalf("not counted as a failure: %q", sum.String())
+	}
 }
