@@ -220,3 +220,46 @@ func TestCheckDistribution(t *testing.T) {
 		})
 	}
 }
+
+// TestBoardsMatchMakefile: the configurations checked are the Makefile's
+// TARGETs, with its GOARCH, tags and link address.
+func TestBoardsMatchMakefile(t *testing.T) {
+	root, err := moduleRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Blocks of `ifeq ($(TARGET),name)` / `else ifeq ($(TARGET),name)`.
+	blocks := map[string]map[string]string{}
+	var cur map[string]string
+	for _, l := range strings.Split(string(mk), "\n") {
+		l = strings.TrimSpace(l)
+		if _, name, ok := strings.Cut(l, "ifeq ($(TARGET),"); ok {
+			cur = map[string]string{}
+			blocks[strings.TrimSuffix(name, ")")] = cur
+			continue
+		}
+		if l == "else" || l == "endif" {
+			cur = nil
+		}
+		if k, v, ok := strings.Cut(l, ":="); ok && cur != nil {
+			cur[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	if len(blocks) != len(Boards) {
+		t.Errorf("Makefile has targets %v, toolcheck %d boards", blocks, len(Boards))
+	}
+	for _, b := range Boards {
+		m := blocks[b.Name]
+		goarm := ""
+		if v, ok := strings.CutPrefix(m["GOENV_T"], "GOARM="); ok {
+			goarm = v
+		}
+		if m == nil || m["GOARCH_T"] != b.GOARCH || goarm != b.GOARM || m["TAGS"] != b.Tags || m["TEXT"] != b.Text {
+			t.Errorf("board %+v, Makefile %v", b, m)
+		}
+	}
+}
