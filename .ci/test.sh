@@ -56,7 +56,7 @@ gotest() { # name [-v] go-test-args...: go test -json, summarised
 	fi
 	echo "== $name"
 	local t=$SECONDS
-	"$GO" test -json "$@" 2>&1 | "$summary" -tally "$tally" $v
+	"$GO" test -json "$@" 2>&1 | "$summary" -tally "$tally" -label "$name" $v
 	local st=("${PIPESTATUS[@]}")
 	if [ "${st[0]}" -ne 0 ] && [ "${st[1]}" -eq 0 ]; then
 		"$summary" -tally "$tally" -fail "$name: go test exited ${st[0]} with no failure reported"

@@ -2,7 +2,7 @@
 // a tally of results across the several go test runs of `make test`, for
 // its final summary line.
 //
-//	go test -json ./... | go run ./internal/testsummary -tally build/test-results.txt [-v]
+//	go test -json ./... | go run ./internal/testsummary -tally build/test-results.txt [-v] [-label name]
 //	go run ./internal/testsummary -tally build/test-results.txt -fail 'step: reason'
 //	go run ./internal/testsummary -tally build/test-results.txt -summary
 //
@@ -47,6 +47,7 @@ func main() {
 	verbose := flag.Bool("v", false, "print every line of output as it comes")
 	failStep := flag.String("fail", "", "record a failed step that is not a go test run")
 	summary := flag.Bool("summary", false, "print the totals of the tally file")
+	flag.StringVar(&label, "label", "", "name of this run, shown with its failures and skips")
 	flag.Parse()
 	if *tally == "" {
 		fmt.Fprintln(os.Stderr, "testsummary: -tally is required")
@@ -86,7 +87,13 @@ func main() {
 	}
 }
 
+// label names the run the results come from (-label).
+var label string
+
 func record(w io.Writer, kind, pkg, test, note string) {
+	if label != "" && pkg != "step" {
+		pkg = label + ": " + pkg
+	}
 	fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", kind, pkg, test, strings.ReplaceAll(note, "\t", " "))
 }
 

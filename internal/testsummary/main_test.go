@@ -98,13 +98,19 @@ func TestSummarizeClean(t *testing.T) {
 	record(&tally, pass, "p", "TestA", "")
 	record(&tally, pass, "p", "TestB", "")
 	var sum bytes.Buffer
-	if !summarize(&tally, &sum) || sum.String() != "2 passed, 0 failed, 0 skipped\n" {
+	if !summarize(bytes.NewReader(tally.Bytes()), &sum) || sum.String() != "2 passed, 0 failed, 0 skipped\n" {
 		t.Fatalf("%q", sum.String())
 	}
 	record(&tally, fail, "step", "fuzz: exit status 1", "")
+	label = "e2e microvm"
+	record(&tally, skip, "p", "TestC", "why")
+	label = ""
 	sum.Reset()
 	if summarize(bytes.NewReader(tally.Bytes()), &sum) {
 		t.Fatal("a failed step passed")
+	}
+	if want := "skipped: e2e microvm: p TestC: why\nFAILED: fuzz: exit status 1\n2 passed, 1 failed, 1 skipped\n"; sum.String() != want {
+		t.Fatalf("summary %q, want %q", sum.String(), want)
 	}
 }
 
