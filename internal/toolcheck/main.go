@@ -40,11 +40,16 @@ func main() {
 		fmt.Println("toolcheck: TamaGo distribution, root, /dev/net/tun, ip and QEMU present")
 	}
 	if *tamago {
+		failed := 0
 		for _, b := range Boards {
 			fmt.Printf("toolcheck: compile, link the firmware, vet: GOOS=tamago GOARCH=%s%s -tags %s\n", b.GOARCH, goarmNote(b), b.Tags)
 			if err := CheckBoard(root, b, nil, os.Stdout); err != nil {
-				fail(err)
+				fmt.Fprintf(os.Stderr, "toolcheck: FAIL: %v\n", err)
+				failed++
 			}
+		}
+		if failed > 0 {
+			os.Exit(1)
 		}
 	}
 }
