@@ -74,6 +74,10 @@ step "tamago build and vet" "$GO" run ./internal/toolcheck -tamago
 
 # qemu/e2e runs below, with its targets.
 mapfile -t host < <("$GO" list ./... | grep -v '/qemu/e2e$')
+if [ ${#host[@]} -eq 0 ]; then
+	"$summary" -tally "$tally" -fail "go list ./... found no packages"
+	host=(./...)
+fi
 gotest "host tests (-race)" -race -count=1 -timeout 40m -skip Allocs "${host[@]}"
 gotest "allocation tests" -count=1 -timeout 10m -run Allocs "${host[@]}"
 
