@@ -28,6 +28,10 @@ E2E_TARGETS=${E2E_TARGETS:-microvm mx6ullevk}
 # Tests that run only under make bench.
 E2E_SKIP='^(TestSystemBenchmark|TestCompare|TestCompareMeasure)$'
 
+echo "== prerequisites"
+./qemu/deps.sh || exit 1
+"$GO" run ./internal/toolcheck -prereq || exit 1
+
 mkdir -p build
 tally=build/test-results.txt
 : >"$tally"
@@ -63,10 +67,6 @@ gotest() { # name [-v] go-test-args...: go test -json, summarised
 	fi
 	echo "== $name: $((SECONDS - t))s"
 }
-
-echo "== prerequisites"
-./qemu/deps.sh || exit 1
-"$GO" run ./internal/toolcheck -prereq || exit 1
 
 step "go vet" "$GO" vet ./...
 step "gofmt" sh -c 'out=$(gofmt -l .); [ -z "$out" ] || { echo "$out"; echo "gofmt: files above need formatting"; exit 1; }'
