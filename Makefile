@@ -21,6 +21,8 @@ endif
 IP     ?= 10.0.0.1/24
 FALLBACK ?=
 DNS    ?=
+# LOOKUP=name:port builds in the name-lookup self-test (see cmd/unikernel).
+LOOKUP ?=
 GW     ?= 10.0.0.2
 MAC    ?= 02:00:00:00:00:01
 BENCHCOUNT ?= 5
@@ -57,7 +59,8 @@ CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X '$(PKG)/internal/config.defaultGW=$(GW)' \
                   -X '$(PKG)/internal/config.defaultMAC=$(MAC)' \
                   -X '$(PKG)/internal/config.defaultDNS=$(DNS)' \
-                  -X '$(PKG)/internal/config.defaultFallback=$(FALLBACK)'
+                  -X '$(PKG)/internal/config.defaultFallback=$(FALLBACK)' \
+                  -X 'main.lookupTarget=$(LOOKUP)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 
 .PHONY: all build image imx qemu e2e test test-host bench deps check-config fuzz vet clean FORCE
