@@ -55,9 +55,9 @@ func dnsmasqOptions(pool [2]netip.Addr, dir string, authoritative bool) vm.Dnsma
 	}
 }
 
-// wantDHCP reports whether -test.run selects TestDHCP (and -bench, which
+// wantDHCP reports whether -test.run selects test (and -bench, which
 // runs only the benchmark, is off).
-func wantDHCP() bool {
+func wantDHCP(test string) bool {
 	if *benchFlag {
 		return false
 	}
@@ -66,13 +66,15 @@ func wantDHCP() bool {
 		return true
 	}
 	re, err := regexp.Compile(f.Value.String())
-	return err == nil && re.MatchString("TestDHCP")
+	return err == nil && re.MatchString(test)
 }
 
-// dhcpPhase boots the DHCP image and runs TestDHCP against it; it
-// returns the exit code (0 when the phase is not selected).
+// dhcpPhase builds the DHCP image, boots it with dnsmasq for TestDHCP and
+// without any server for TestDHCPBootFallback; it returns the exit code
+// (0 when neither is selected).
 func dhcpPhase(ctx, runCtx context.Context, target vm.Target, accel vm.Accel) int {
-	if !wantDHCP() {
+	withServer, without := wantDHCP("TestDHCP"), wantDHCP("TestDHCPBootFallback")
+	if !withServer && !without {
 		return 0
 	}
 	failf := func(format string, args ...any) int {
@@ -95,6 +97,26 @@ func dhcpPhase(ctx, runCtx context.Context, target vm.Target, accel vm.Accel) in
 	if err != nil {
 		return failf("make: %v\n%s", err, out)
 	}
+	code := 0
+	if withServer {
+		code = dhcpBoot(ctx, runCtx, target, accel, image, true, "^TestDHCP$")
+	}
+	if without {
+		if c := dhcpBoot(ctx, runCtx, target, accel, image, false, "^TestDHCPBootFallback$"); c != 0 {
+			code = c
+		}
+	}
+	return code
+}
+
+// dhcpBoot boots image in a namespace of its own, with dnsmasq on the tap
+// until the ready line when server is set, and runs the tests run selects
+// inside that namespace.
+func dhcpBoot(ctx, runCtx context.Context, target vm.Target, accel vm.Accel, image string, server bool, run string) int {
+	failf := func(format string, args ...any) int {
+		fmt.Fprintf(os.Stderr, "FAIL: e2e: dhcp: "+format+"\n", args...)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "tamanet-e2e-dhcp-")
 	if err != nil {
 		return failf("%v", err)
@@ -115,27 +137,33 @@ func dhcpPhase(ctx, runCtx context.Context, target vm.Target, accel vm.Accel) in
 	}
 	defer v.Close()
 	// dnsmasq starts right after QEMU: the guest's DISCOVERs are
-	// retransmitted until it answers. It is stopped before TestDHCP,
-	// which runs its own on the same lease file.
+	// retransmitted until it answers. It is stopped before the tests,
+	// which run their own on the same lease file.
 	leases := filepath.Join(dir, "dnsmasq")
 	os.Mkdir(leases, 0o755)
-	d, err := vm.StartDnsmasq(ctx, v.Netns(), dnsmasqOptions(poolA, leases, false))
-	if err != nil {
-		return failf("%v", err)
+	var d *vm.Dnsmasq
+	if server {
+		if d, err = vm.StartDnsmasq(ctx, v.Netns(), dnsmasqOptions(poolA, leases, false)); err != nil {
+			return failf("%v", err)
+		}
 	}
 	start := time.Now()
 	ready, err := v.WaitReady(ctx, *bootTimeout)
-	d.Stop()
-	if err != nil {
-		return failf("boot: %v\ndnsmasq:\n%s", err, d.Log())
+	log := ""
+	if d != nil {
+		d.Stop()
+		log = d.Log()
 	}
-	fmt.Printf("e2e: dhcp: ready after %v: ip=%s (dnsmasq pool %v-%v)\n", time.Since(start).Round(time.Millisecond), ready.Prefix, poolA[0], poolA[1])
+	if err != nil {
+		return failf("boot: %v\ndnsmasq:\n%s", err, log)
+	}
+	fmt.Printf("e2e: dhcp: ready after %v: ip=%s (dhcp server: %v)\n", time.Since(start).Round(time.Millisecond), ready.Prefix, server)
 
 	self, err := os.Executable()
 	if err != nil {
 		return failf("%v", err)
 	}
-	cmd := v.Netns().Command(runCtx, self, append(os.Args[1:], "-test.run=^TestDHCP$")...)
+	cmd := v.Netns().Command(runCtx, self, append(os.Args[1:], "-test.run="+run)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(),
 		envInner+"=1",
@@ -152,7 +180,7 @@ func dhcpPhase(ctx, runCtx context.Context, target vm.Target, accel vm.Accel) in
 	cmd.WaitDelay = 10 * time.Second
 	code := 0
 	if err := cmd.Run(); err != nil {
-		code = failf("TestDHCP: %v", err)
+		code = failf("%s: %v", run, err)
 	}
 	select {
 	case <-v.Done():
@@ -204,6 +232,8 @@ type dhcpStatus struct {
 	Naks         int      `json:"naks"`
 	Renewals     int      `json:"renewals"`
 	Expired      int      `json:"expired"`
+	Discovers    int      `json:"discovers"`
+	Fallbacks    int      `json:"fallbacks"`
 	dns          []string // the resolver's servers (top-level "dns")
 }
 
@@ -370,4 +400,57 @@ func TestDHCP(t *testing.T) {
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "still here\n" {
 		t.Fatalf("echo on the fallback address: %q %v", line, err)
 	}
+}
+
+// TestDHCPBootFallback runs against a DHCP guest booted with no server on
+// the wire (see dhcpPhase): it came up on its fallback address after the
+// wait, says so, serves there, and keeps asking for a lease, which it
+// takes once dnsmasq appears.
+func TestDHCPBootFallback(t *testing.T) {
+	if os.Getenv(envPhase) != "dhcp" {
+		t.Skip("SKIP: runs in the DHCP phase, against a guest of its own (TestMain boots it after this suite)")
+	}
+	needGuest(t)
+	if guestIP+"/24" != fallback {
+		t.Fatalf("ready line address %s, want the fallback %s", guestIP, fallback)
+	}
+	b, _ := os.ReadFile(serialPath)
+	if !strings.Contains(string(b), "tamanet: dhcp: asking for a lease (fallback "+fallback+" after 15s)") ||
+		!regexp.MustCompile(`tamanet: dhcp: \w+ ip=`+regexp.QuoteMeta(fallback)+` \(fallback\)`).Match(b) {
+		t.Fatalf("console:\n%s", b)
+	}
+	guest := guestIP
+	s, _, err := dhcpStats(guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Source != "fallback" || s.Address != fallback || s.Router != "10.0.0.2" || s.Fallbacks != 1 || s.Discovers < 3 {
+		t.Fatalf("/stats dhcp %+v", s)
+	}
+	// A server appears: the next DISCOVER (at most 64 s apart) gets a
+	// lease, which replaces the fallback.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := &vm.Netns{Name: os.Getenv(envNetns), Tap: tapName}
+	d, err := vm.StartDnsmasq(ctx, ns, dnsmasqOptions(poolA, os.Getenv(envDnsmasq), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	var leased netip.Addr
+	end := time.Now().Add(100 * time.Second)
+	for !leased.IsValid() && time.Now().Before(end) {
+		if ls, _ := d.Leases(); len(ls) == 1 && inPool(poolA, ls[0].Addr) {
+			leased = ls[0].Addr
+		}
+		time.Sleep(time.Second)
+	}
+	if !leased.IsValid() {
+		t.Fatalf("no lease within 100 s of dnsmasq starting\n%s", d.Log())
+	}
+	guest = leased.String()
+	waitStats(t, "lease after the fallback", &guest, 30*time.Second, func(s dhcpStatus, _ lookupStatus) bool {
+		return s.Source == "dhcp" && s.Address == guest+"/24"
+	})
+	t.Logf("fallback %s at boot, then lease %s", fallback, leased)
 }
