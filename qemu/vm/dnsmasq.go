@@ -56,7 +56,8 @@ type DnsmasqOptions struct {
 	// silent (dnsmasq(8), --dhcp-authoritative).
 	Authoritative bool
 	// IPv6Prefix, if valid, turns on router advertisements for that prefix
-	// with SLAAC (ra-only: no DHCPv6 addresses). The tap must carry an
+	// with SLAAC and no DHCPv6 (mode ra-only: dnsmasq 2.90 sends the
+	// prefix with A=1, L=1 and the RA with M=0, O=0). The tap must carry an
 	// address inside the prefix: dnsmasq only advertises prefixes it has an
 	// address in.
 	IPv6Prefix netip.Prefix
