@@ -250,6 +250,9 @@ func (c *Client) newExchange(now time.Time) {
 	c.tries = 0
 }
 
+// never is the timer of an infinite lease: no renewal.
+var never = time.Unix(1<<62, 0)
+
 var (
 	zero      = netip.AddrFrom4([4]byte{})
 	broadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
@@ -471,7 +474,7 @@ func (c *Client) ack(now time.Time, r reply) Event {
 	if l.Duration > 0 {
 		c.next = l.Start.Add(l.T1)
 	} else {
-		c.next = time.Time{}.Add(1<<63 - 1)
+		c.next = never
 	}
 	if had && was.sameParams(l) {
 		c.counters.Renewals++

@@ -546,3 +546,19 @@ func TestNewClientChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestInfiniteLease: a lease of 0xffffffff seconds is never renewed and
+// never expires.
+func TestInfiniteLease(t *testing.T) {
+	s := newServer(t)
+	s.lease = infinite
+	c := newClient(t, 0)
+	l := bind(t, c, s)
+	if l.Duration != 0 || l.T1 != 0 || l.T2 != 0 || !l.Expiry().IsZero() {
+		t.Fatalf("infinite lease %+v", l)
+	}
+	later := t0.Add(100 * 365 * 24 * time.Hour)
+	if p, ev, wake := c.Next(later); p.Data != nil || ev != None || !wake.After(later) || c.State() != Bound {
+		t.Fatalf("a century later: sent=%v event %v wake %v state %v", p.Data != nil, ev, wake, c.State())
+	}
+}
