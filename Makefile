@@ -10,11 +10,23 @@
 #   make bench           per-packet benchmarks and the QEMU system benchmark
 #
 # Variables: TARGET=microvm|mx6ullevk|usbarmory, ACCEL=auto|kvm|tcg,
-# IP=10.0.0.1/24 GW=10.0.0.2 MAC=02:00:00:00:00:01 (checked before building).
+# IP=10.0.0.1/24 GW=10.0.0.2 MAC=02:00:00:00:00:01 (checked before building),
+# IP=dhcp with FALLBACK=10.0.0.1/24 (static address if no DHCP server
+# answers; empty: none), DNS=10.0.0.2 (comma-separated name servers).
+# usbarmory images default to IP=dhcp FALLBACK=10.0.0.1/24; the QEMU
+# targets stay static. `make qemu IP=dhcp` runs dnsmasq on the tap.
 
 TARGET ?= microvm
 ACCEL  ?= auto
+ifeq ($(TARGET),usbarmory)
+  IP       ?= dhcp
+  FALLBACK ?= 10.0.0.1/24
+endif
 IP     ?= 10.0.0.1/24
+FALLBACK ?=
+DNS    ?=
+# LOOKUP=name:port builds in the name-lookup self-test (see cmd/unikernel).
+LOOKUP ?=
 GW     ?= 10.0.0.2
 MAC    ?= 02:00:00:00:00:01
 BENCHCOUNT ?= 5
@@ -49,7 +61,10 @@ endif
 
 CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X '$(PKG)/internal/config.defaultGW=$(GW)' \
-                  -X '$(PKG)/internal/config.defaultMAC=$(MAC)'
+                  -X '$(PKG)/internal/config.defaultMAC=$(MAC)' \
+                  -X '$(PKG)/internal/config.defaultDNS=$(DNS)' \
+                  -X '$(PKG)/internal/config.defaultFallback=$(FALLBACK)' \
+                  -X 'main.lookupTarget=$(LOOKUP)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 
 .PHONY: all build image imx qemu e2e test test-host bench deps check-config fuzz vet clean FORCE
@@ -89,12 +104,13 @@ imx: build
 	@rm -f $(IMAGE).bin
 endif
 
-# Invalid IP/GW/MAC fail the build here, with the reason.
+# Invalid IP/GW/MAC/DNS/FALLBACK fail the build here, with the reason.
 check-config:
-	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)'
+	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)' -dns '$(DNS)' -fallback '$(FALLBACK)'
 
+# With IP=dhcp, dnsmasq serves DHCP and DNS on the tap.
 qemu: deps build
-	$(GO) run ./qemu/cmd/tamanet-qemu -target $(TARGET) -image $(IMAGE) -accel $(ACCEL)
+	$(GO) run ./qemu/cmd/tamanet-qemu -target $(TARGET) -image $(IMAGE) -accel $(ACCEL) $(if $(filter dhcp DHCP,$(IP)),-dhcp)
 
 # The benchmark tests run under make bench.
 E2E_SKIP := ^(TestSystemBenchmark|TestCompare|TestCompareMeasure)$$

@@ -8,6 +8,9 @@
 //   - chargen (RFC 864) on TCP port 19, an endless stream,
 //   - HTTP on port 80: an index page and /stats as JSON.
 //
+// StartLookup runs a name-lookup self-test (resolve a name, dial it by
+// name, read a line) whose outcome the firmware shows in /stats.
+//
 // Start opens every listener before serving any: it either returns running
 // services or an error with nothing left open.
 package service

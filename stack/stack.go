@@ -3,7 +3,8 @@
 // New joins a nic.Device and its packet pool to a gVisor stack (IPv4, ARP,
 // ICMP, TCP, UDP) through the link endpoint of package
 // github.com/tamanet/tamanet/stack/link, configures one interface with a
-// static address and a default route, and returns a Stack. Nothing runs
+// static address and a default route (or, with Config.Dynamic, with none
+// until SetIPv4 gives it one: see package stack/dhcp), and returns a Stack. Nothing runs
 // until the caller drives the poll loop: either Poll, one bounded step at a
 // time, or Start / Run, which call Poll back to back while there is work
 // and otherwise sleep until the next tick or a Wake (e.g. from an interrupt
@@ -63,8 +64,12 @@ const NICID tcpip.NICID = 1
 
 // Config is the interface configuration.
 type Config struct {
-	// Addr is the IPv4 address and prefix, e.g. 10.0.0.1/24. Required.
+	// Addr is the IPv4 address and prefix, e.g. 10.0.0.1/24. Required
+	// unless Dynamic is set.
 	Addr netip.Prefix
+	// Dynamic starts the interface without an IPv4 address (Addr and
+	// Gateway unset): a DHCP client sets it later with SetIPv4.
+	Dynamic bool
 	// Gateway is the next hop of the default route. Optional; when set it
 	// must be an IPv4 address inside Addr's prefix.
 	Gateway netip.Addr
@@ -87,6 +92,17 @@ type Config struct {
 
 // Validate reports the first problem with c, with defaults applied.
 func (c *Config) Validate() error {
+	if c.Dynamic {
+		if c.Addr.IsValid() || c.Gateway.IsValid() {
+			return errors.New("stack: a dynamic configuration has no static address or gateway")
+		}
+		return c.validateRest()
+	}
+	return c.validateAddr()
+}
+
+// validateAddr checks the static address and gateway, then the rest.
+func (c *Config) validateAddr() error {
 	a := c.Addr.Addr()
 	switch {
 	case !c.Addr.IsValid():
@@ -110,6 +126,10 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("stack: gateway %v is outside %v", c.Gateway, c.Addr.Masked())
 		}
 	}
+	return c.validateRest()
+}
+
+func (c *Config) validateRest() error {
 	if c.MAC != nil {
 		if len(c.MAC) != 6 {
 			return fmt.Errorf("stack: MAC %v is not 6 bytes", c.MAC)
@@ -161,6 +181,10 @@ type Stack struct {
 	sleeps atomic.Uint64 // idle sleeps of the runner
 	wakes  atomic.Uint64 // sleeps ended by Wake
 
+	ipMu sync.Mutex   // serialises SetIPv4 and ClearIPv4
+	ip   netip.Prefix // current IPv4 address (zero: none)
+	gw   netip.Addr   // current default gateway (zero: none)
+
 	runMu  sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -194,7 +218,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 		HandleLocal:        true,
 	})
-	s := &Stack{Sockets: NewSockets(gv), cfg: cfg, dev: dev, pool: pool, ep: ep, gv: gv, start: time.Now(), wake: make(chan struct{}, 1)}
+	s := &Stack{Sockets: NewSockets(gv), cfg: cfg, dev: dev, pool: pool, ep: ep, gv: gv, start: time.Now(), wake: make(chan struct{}, 1), ip: cfg.Addr, gw: cfg.Gateway}
 	if err := s.configure(); err != nil {
 		gv.Close()
 		return nil, err
@@ -212,6 +236,9 @@ func (s *Stack) configure() error {
 	}
 	if err := s.gv.CreateNICWithOptions(NICID, s.ep, gvstack.NICOptions{Name: s.dev.Info().Name}); err != nil {
 		return fmt.Errorf("stack: create NIC: %v", err)
+	}
+	if s.cfg.Dynamic {
+		return nil
 	}
 	addr := tcpip.ProtocolAddress{
 		Protocol: ipv4.ProtocolNumber,

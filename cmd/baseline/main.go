@@ -22,6 +22,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -61,6 +62,9 @@ func run(configure func() (config.Config, error), boot time.Time, console io.Wri
 	cfg, err := configure()
 	if err != nil {
 		return err
+	}
+	if cfg.DHCP {
+		return errors.New("the baseline firmware takes a static address only: build it without IP=dhcp")
 	}
 	b, err := platform()
 	if err != nil {

@@ -9,14 +9,26 @@
 // If it is invalid, or any step of the bring-up fails, the firmware prints
 // "tamanet: error: ..." and stops before any service runs.
 //
+// With IP=dhcp the interface starts without an address and a DHCP client
+// (package stack/dhcp) configures it; the ready line shows the leased
+// address (or the fallback's, when no server answered in time), and
+// /stats shows the lease under "dhcp". Name resolution goes through Go's
+// resolver with the DNS servers from the build (DNS=) and the lease
+// (package stack/resolve), so net.Dial("tcp", "name:port") works from
+// firmware code. Built with LOOKUP=name:port, the firmware runs a
+// self-test that resolves and dials that name every 5 s and shows the
+// outcome under "lookup" in /stats.
+//
 // The board comes from the target file selected by build tag (microvm, ...):
 // each provides platform, which returns a target.
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -25,7 +37,17 @@ import (
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/service"
 	"github.com/tamanet/tamanet/stack"
+	"github.com/tamanet/tamanet/stack/dhcp"
+	"github.com/tamanet/tamanet/stack/resolve"
 )
+
+// lookupTarget is the self-test's "name:port", set at build time with
+// -ldflags "-X main.lookupTarget=..." (make LOOKUP=...); "" means none.
+var lookupTarget = ""
+
+// dhcpFallbackAfter is how long the firmware waits for a lease before it
+// uses the fallback address.
+var dhcpFallbackAfter = dhcp.DefaultFallbackAfter
 
 // target is what a board offers the firmware.
 type target struct {
@@ -60,6 +82,9 @@ var poolConfig = alloc.Config{Count: 2048}
 type sockets struct {
 	Listen       func(network, address string) (net.Listener, error)
 	ListenPacket func(network, address string) (net.PacketConn, error)
+	// Dial connects to a literal address (the resolver's name servers);
+	// nil means net.Dialer.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // firmware is a brought-up system.
@@ -69,6 +94,34 @@ type firmware struct {
 	dev      nic.Device
 	stack    *stack.Stack
 	services *service.Services
+	dhcp     *dhcp.Runner // nil with a static address
+	resolver *resolve.Resolver
+	lookup   *service.Lookup // nil without LOOKUP
+}
+
+// stats is /stats: the stack's counters plus the lease, the name servers
+// and the lookup self-test.
+type stats struct {
+	stack.Stats
+	DHCP   *dhcp.Status          `json:"dhcp,omitempty"`
+	DNS    []string              `json:"dns"`
+	Lookup *service.LookupStatus `json:"lookup,omitempty"`
+}
+
+func (fw *firmware) stats() any {
+	st := stats{Stats: fw.stack.Stats(), DNS: []string{}}
+	if fw.dhcp != nil {
+		s := fw.dhcp.Status()
+		st.DHCP = &s
+	}
+	for _, a := range fw.resolver.Servers() {
+		st.DNS = append(st.DNS, a.String())
+	}
+	if fw.lookup != nil {
+		s := fw.lookup.Status()
+		st.Lookup = &s
+	}
+	return st
 }
 
 func main() {
@@ -106,12 +159,17 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	if fw.dev, err = t.NewNIC(arena, fw.pool); err != nil {
 		return nil, fmt.Errorf("network device: %w", err)
 	}
-	fw.stack, err = stack.New(fw.dev, fw.pool, stack.Config{
+	scfg := stack.Config{
 		Addr:     cfg.Addr,
 		Gateway:  cfg.Gateway,
 		MAC:      cfg.MAC,
 		BusyPoll: busyPoll,
-	})
+	}
+	if cfg.DHCP {
+		// The address comes from the DHCP client; cfg's is the fallback.
+		scfg.Addr, scfg.Gateway, scfg.Dynamic = netip.Prefix{}, netip.Addr{}, true
+	}
+	fw.stack, err = stack.New(fw.dev, fw.pool, scfg)
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
@@ -125,14 +183,35 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	if socks != nil {
 		s = socks(fw.stack)
 	}
+	dial := s.Dial
+	if dial == nil {
+		dial = new(net.Dialer).DialContext
+	}
+	fw.resolver = resolve.New(dial)
+	fw.resolver.SetServers(cfg.DNS)
+	if socks == nil {
+		// The firmware's own net package: net.Dial by name resolves
+		// through the stack.
+		fw.resolver.Install()
+	}
+	if cfg.DHCP {
+		if err := fw.startDHCP(cfg, console); err != nil {
+			fw.stack.Close()
+			return nil, err
+		}
+	}
+	addr, gw := fw.stack.IPv4()
 	info := map[string]string{
 		"board": t.Board,
 		"nic":   fw.dev.Info().Name,
-		"ip":    cfg.Addr.String(),
+		"ip":    addr.String(),
 		"mac":   fw.stack.MAC().String(),
 	}
-	if cfg.Gateway.IsValid() {
-		info["gateway"] = cfg.Gateway.String()
+	if gw.IsValid() {
+		info["gateway"] = gw.String()
+	}
+	if cfg.DHCP {
+		info["ip_config"] = "dhcp"
 	}
 	info["nic_interrupt"] = irq
 	for k, v := range t.Info {
@@ -142,16 +221,87 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		Listen:       s.Listen,
 		ListenPacket: s.ListenPacket,
 		Ports:        service.DefaultPorts,
-		Stats:        func() any { return fw.stack.Stats() },
+		Stats:        fw.stats,
 		Info:         info,
 		Boot:         boot,
 		Logf:         func(format string, args ...any) { fmt.Fprintf(console, "tamanet: "+format+"\n", args...) },
 	})
 	if err != nil {
+		fw.stopDHCP()
 		fw.stack.Close()
 		return nil, err
 	}
+	if lookupTarget != "" {
+		// The firmware's self-test uses the standard library as any
+		// firmware code would: net.DefaultResolver and net.Dialer.
+		lookupHost, dialName := net.DefaultResolver.LookupHost, new(net.Dialer).DialContext
+		if socks != nil {
+			lookupHost = fw.resolver.Resolver().LookupHost
+			dialName = func(ctx context.Context, network, address string) (net.Conn, error) {
+				host, port, err := net.SplitHostPort(address)
+				if err != nil {
+					return nil, err
+				}
+				addrs, err := lookupHost(ctx, host)
+				if err != nil {
+					return nil, err
+				}
+				return s.Dial(ctx, network, net.JoinHostPort(addrs[0], port))
+			}
+		}
+		fw.lookup, err = service.StartLookup(service.LookupConfig{Target: lookupTarget, LookupHost: lookupHost, Dial: dialName})
+		if err != nil {
+			fw.services.Close()
+			fw.stopDHCP()
+			fw.stack.Close()
+			return nil, fmt.Errorf("LOOKUP=%q: %w", lookupTarget, err)
+		}
+	}
 
-	fmt.Fprintf(console, "tamanet: ready ip=%v mac=%v nic=%s\n", cfg.Addr, fw.stack.MAC(), fw.dev.Info().Name)
+	fmt.Fprintf(console, "tamanet: ready ip=%v mac=%v nic=%s\n", addr, fw.stack.MAC(), fw.dev.Info().Name)
 	return fw, nil
+}
+
+// startDHCP runs the DHCP client and waits until the interface has an
+// address: a lease, or the fallback after dhcpFallbackAfter. Without a
+// fallback it waits for a lease as long as it takes.
+func (fw *firmware) startDHCP(cfg config.Config, console io.Writer) error {
+	var err error
+	fw.dhcp, err = dhcp.Start(fw.stack, dhcp.Options{
+		Hostname:        "tamanet",
+		Fallback:        cfg.Addr,
+		FallbackGateway: cfg.Gateway,
+		FallbackAfter:   dhcpFallbackAfter,
+		OnChange: func(st dhcp.Status) {
+			servers := append([]netip.Addr(nil), cfg.DNS...)
+			for _, d := range st.DNS {
+				if a, err := netip.ParseAddr(d); err == nil {
+					servers = append(servers, a)
+				}
+			}
+			fw.resolver.SetServers(servers)
+			if st.Source == "dhcp" {
+				fmt.Fprintf(console, "tamanet: dhcp: %s ip=%s gw=%s dns=%v server=%s lease=%.0fs\n", st.State, st.Address, st.Router, st.DNS, st.Server, st.LeaseSeconds)
+			} else {
+				fmt.Fprintf(console, "tamanet: dhcp: %s ip=%s (%s)\n", st.State, st.Address, st.Source)
+			}
+		},
+		Logf: func(format string, args ...any) { fmt.Fprintf(console, "tamanet: "+format+"\n", args...) },
+	})
+	if err != nil {
+		return fmt.Errorf("dhcp: %w", err)
+	}
+	if cfg.Addr.IsValid() {
+		fmt.Fprintf(console, "tamanet: dhcp: asking for a lease (fallback %v after %v)\n", cfg.Addr, dhcpFallbackAfter)
+	} else {
+		fmt.Fprintf(console, "tamanet: dhcp: asking for a lease (no fallback)\n")
+	}
+	<-fw.dhcp.Configured()
+	return nil
+}
+
+func (fw *firmware) stopDHCP() {
+	if fw.dhcp != nil {
+		fw.dhcp.Stop()
+	}
 }

@@ -44,7 +44,7 @@ func (c *console) String() string {
 // stackSockets makes the services listen on the stack directly: on the
 // host, net.Listen would be the host's network.
 func stackSockets(s *stack.Stack) sockets {
-	return sockets{Listen: s.Listen, ListenPacket: s.ListenPacket}
+	return sockets{Listen: s.Listen, ListenPacket: s.ListenPacket, Dial: s.Dial}
 }
 
 // client is the host side (10.0.0.2): a second stack on a virtio device
@@ -227,5 +227,61 @@ func TestServiceFailure(t *testing.T) {
 func TestNoBoard(t *testing.T) {
 	if _, err := platform(); err == nil || !strings.Contains(err.Error(), "GOOS=tamago") {
 		t.Fatalf("platform() on the host: %v", err)
+	}
+}
+
+// TestFirmwareDHCPFallback: an IP=dhcp image with no DHCP server on the
+// wire comes up on its fallback address after the wait, says so in the
+// console and in /stats, and serves there.
+func TestFirmwareDHCPFallback(t *testing.T) {
+	saved := dhcpFallbackAfter
+	dhcpFallbackAfter = time.Second
+	t.Cleanup(func() { dhcpFallbackAfter = saved })
+	c := newClient(t)
+	var calls int
+	var out console
+	cfg := func() (config.Config, error) {
+		return config.ParseValues(config.Values{IP: "dhcp", Fallback: "10.0.0.1/24", GW: "10.0.0.2", MAC: "02:00:00:00:00:01", DNS: "10.0.0.2"})
+	}
+	start := time.Now()
+	fw, err := run(platformFor(c, &calls), cfg, stackSockets, time.Now(), &out)
+	if err != nil {
+		t.Fatalf("run: %v\nconsole:\n%s", err, out.String())
+	}
+	t.Cleanup(func() { fw.services.Close(); fw.dhcp.Stop(); fw.stack.Close() })
+	if el := time.Since(start); el < time.Second {
+		t.Errorf("ready after %v, before the fallback wait", el)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if want := "tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net"; lines[len(lines)-1] != want {
+		t.Fatalf("console:\n%s\nwant last line %q", out.String(), want)
+	}
+	if !strings.Contains(out.String(), "tamanet: dhcp: selecting ip=10.0.0.1/24 (fallback)") {
+		t.Errorf("console does not report the fallback:\n%s", out.String())
+	}
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.s.Dial(ctx, network, addr)
+		},
+	}}
+	resp, err := hc.Get("http://10.0.0.1/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		DHCP struct {
+			Source, Address, Router string
+			Discovers               int
+		}
+		DNS  []string
+		Info map[string]string
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.DHCP.Source != "fallback" || st.DHCP.Address != "10.0.0.1/24" || st.DHCP.Router != "10.0.0.2" || st.DHCP.Discovers < 1 ||
+		len(st.DNS) != 1 || st.DNS[0] != "10.0.0.2" || st.Info["ip_config"] != "dhcp" || st.Info["ip"] != "10.0.0.1/24" {
+		t.Errorf("/stats: %+v", st)
 	}
 }

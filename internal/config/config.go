@@ -1,11 +1,19 @@
 // Package config holds the unikernel's network configuration: the IPv4
-// address with its prefix, the default gateway and the MAC address.
+// address with its prefix (or DHCP), the default gateway, the MAC address,
+// the DNS servers and, with DHCP, a static fallback.
 //
-// The values are fixed at build time. The Makefile passes IP, GW and MAC to
-// the linker (-X) as defaultIP, defaultGW and defaultMAC, after running
-// internal/config/check on them so that invalid values fail the build. The
-// unikernel calls Default at boot and refuses to start on an error, so an
-// image built without the check still never runs half-configured.
+// The values are fixed at build time. The Makefile passes IP, GW, MAC, DNS
+// and FALLBACK to the linker (-X) as defaultIP, defaultGW, defaultMAC,
+// defaultDNS and defaultFallback, after running internal/config/check on
+// them so that invalid values fail the build. The unikernel calls Default
+// at boot and refuses to start on an error, so an image built without the
+// check still never runs half-configured.
+//
+// IP=dhcp asks a DHCP server for the address (package stack/dhcp); then
+// FALLBACK (an address with prefix, or empty for none) is used, with GW as
+// its gateway, when no server answers. DNS is a comma-separated list of
+// IPv4 name servers, used as they are with a static address and before a
+// lease's own servers with DHCP.
 package config
 
 import (
@@ -18,10 +26,18 @@ import (
 
 // Build-time values, set with -ldflags "-X ...config.defaultIP=..." etc.
 var (
-	defaultIP  = "10.0.0.1/24"
-	defaultGW  = "10.0.0.2"
-	defaultMAC = "02:00:00:00:00:01"
+	defaultIP       = "10.0.0.1/24"
+	defaultGW       = "10.0.0.2"
+	defaultMAC      = "02:00:00:00:00:01"
+	defaultDNS      = ""
+	defaultFallback = ""
 )
+
+// DHCP is the IP value that selects DHCP.
+const DHCP = "dhcp"
+
+// MaxDNS is how many DNS servers DNS may list.
+const MaxDNS = 3
 
 // Config is a validated network configuration.
 type Config struct {
@@ -32,11 +48,56 @@ type Config struct {
 	Gateway netip.Addr
 	// MAC is the station address: 6 bytes, unicast, not all zeros.
 	MAC net.HardwareAddr
+	// DHCP means the address comes from a DHCP server; Addr and Gateway
+	// are then the fallback (Addr invalid: no fallback).
+	DHCP bool
+	// DNS are name servers configured at build time.
+	DNS []netip.Addr
+}
+
+// Values are the configuration as text, as the make variables give it.
+type Values struct {
+	IP, GW, MAC, DNS, Fallback string
 }
 
 // Default parses and validates the values the image was built with.
 func Default() (Config, error) {
-	return Parse(defaultIP, defaultGW, defaultMAC)
+	return ParseValues(Values{IP: defaultIP, GW: defaultGW, MAC: defaultMAC, DNS: defaultDNS, Fallback: defaultFallback})
+}
+
+// ParseValues parses and validates a whole configuration. IP "dhcp"
+// selects DHCP: Fallback (empty for none) is then the static address and
+// GW its gateway; GW is ignored without a fallback (the server gives the
+// router). With a static IP, Fallback must be empty.
+func ParseValues(v Values) (Config, error) {
+	var c Config
+	var err error
+	fb := strings.TrimSpace(v.Fallback)
+	if strings.EqualFold(strings.TrimSpace(v.IP), DHCP) {
+		c.DHCP = true
+		if fb != "" {
+			if c.Addr, err = parseAddr(fb); err != nil {
+				return Config{}, fmt.Errorf("config: FALLBACK%s", strings.TrimPrefix(err.Error(), "config: IP"))
+			}
+			if c.Gateway, err = parseGateway(v.GW, c.Addr); err != nil {
+				return Config{}, err
+			}
+		}
+		if c.MAC, err = parseMAC(v.MAC); err != nil {
+			return Config{}, err
+		}
+	} else {
+		if fb != "" {
+			return Config{}, fmt.Errorf("config: FALLBACK %q: only with IP=dhcp", v.Fallback)
+		}
+		if c, err = Parse(v.IP, v.GW, v.MAC); err != nil {
+			return Config{}, err
+		}
+	}
+	if c.DNS, err = parseDNS(v.DNS); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
 
 // Parse parses and validates an address with prefix ("10.0.0.1/24"), a
@@ -57,13 +118,49 @@ func Parse(ip, gw, mac string) (Config, error) {
 	return c, nil
 }
 
-// String formats c as the IP, GW and MAC make variables would set it.
+// String formats c as the IP, GW and MAC make variables would set it
+// (and, when set, DHCP with its fallback, and DNS).
 func (c Config) String() string {
 	gw := "none"
 	if c.Gateway.IsValid() {
 		gw = c.Gateway.String()
 	}
-	return fmt.Sprintf("ip=%v gw=%s mac=%v", c.Addr, gw, c.MAC)
+	var s string
+	switch {
+	case !c.DHCP:
+		s = fmt.Sprintf("ip=%v gw=%s mac=%v", c.Addr, gw, c.MAC)
+	case c.Addr.IsValid():
+		s = fmt.Sprintf("ip=dhcp fallback=%v gw=%s mac=%v", c.Addr, gw, c.MAC)
+	default:
+		s = fmt.Sprintf("ip=dhcp fallback=none mac=%v", c.MAC)
+	}
+	if len(c.DNS) > 0 {
+		d := make([]string, len(c.DNS))
+		for i, a := range c.DNS {
+			d[i] = a.String()
+		}
+		s += " dns=" + strings.Join(d, ",")
+	}
+	return s
+}
+
+func parseDNS(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		a, err := netip.ParseAddr(f)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("config: DNS %q: %q is not an IP address", s, f)
+		case !a.Is4():
+			return nil, fmt.Errorf("config: DNS %q: %v is not IPv4", s, a)
+		case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			return nil, fmt.Errorf("config: DNS %q: %v is not a unicast address", s, a)
+		case len(out) == MaxDNS:
+			return nil, fmt.Errorf("config: DNS %q: more than %d servers", s, MaxDNS)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func parseAddr(s string) (netip.Prefix, error) {

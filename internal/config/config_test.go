@@ -110,3 +110,46 @@ func TestParseInvalid(t *testing.T) {
 		}
 	}
 }
+
+func TestParseValues(t *testing.T) {
+	for _, tc := range []struct {
+		v    Values
+		want string
+	}{
+		{Values{IP: "10.0.0.1/24", GW: "10.0.0.2", MAC: "02:00:00:00:00:01"}, "ip=10.0.0.1/24 gw=10.0.0.2 mac=02:00:00:00:00:01"},
+		{Values{IP: "10.0.0.1/24", GW: "10.0.0.2", MAC: "02:00:00:00:00:01", DNS: "10.0.0.2, 9.9.9.9"}, "ip=10.0.0.1/24 gw=10.0.0.2 mac=02:00:00:00:00:01 dns=10.0.0.2,9.9.9.9"},
+		{Values{IP: "dhcp", GW: "10.0.0.2", MAC: "02:00:00:00:00:01"}, "ip=dhcp fallback=none mac=02:00:00:00:00:01"},
+		{Values{IP: " DHCP ", GW: "10.0.0.2", MAC: "02:00:00:00:00:01", Fallback: "10.0.0.1/24"}, "ip=dhcp fallback=10.0.0.1/24 gw=10.0.0.2 mac=02:00:00:00:00:01"},
+		{Values{IP: "dhcp", MAC: "02:00:00:00:00:01", Fallback: "192.168.1.5/24", DNS: "192.168.1.1"}, "ip=dhcp fallback=192.168.1.5/24 gw=none mac=02:00:00:00:00:01 dns=192.168.1.1"},
+	} {
+		c, err := ParseValues(tc.v)
+		if err != nil {
+			t.Errorf("%+v: %v", tc.v, err)
+			continue
+		}
+		if got := c.String(); got != tc.want {
+			t.Errorf("%+v = %q, want %q", tc.v, got, tc.want)
+		}
+		if c.DHCP != strings.Contains(tc.want, "dhcp") {
+			t.Errorf("%+v: DHCP %v", tc.v, c.DHCP)
+		}
+	}
+	for _, tc := range []struct {
+		v    Values
+		want string
+	}{
+		{Values{IP: "10.0.0.1/24", MAC: "02:00:00:00:00:01", Fallback: "10.0.0.1/24"}, "only with IP=dhcp"},
+		{Values{IP: "dhcp", MAC: "02:00:00:00:00:01", Fallback: "10.0.0.1"}, `FALLBACK "10.0.0.1": missing prefix length`},
+		{Values{IP: "dhcp", GW: "10.0.1.2", MAC: "02:00:00:00:00:01", Fallback: "10.0.0.1/24"}, "outside"},
+		{Values{IP: "dhcp", MAC: "01:00:00:00:00:01"}, "multicast"},
+		{Values{IP: "dhcp", MAC: "02:00:00:00:00:01", DNS: "10.0.0.2,fd00::1"}, "not IPv4"},
+		{Values{IP: "dhcp", MAC: "02:00:00:00:00:01", DNS: "resolver.lan"}, "not an IP address"},
+		{Values{IP: "dhcp", MAC: "02:00:00:00:00:01", DNS: "0.0.0.0"}, "not a unicast"},
+		{Values{IP: "dhcp", MAC: "02:00:00:00:00:01", DNS: "1.1.1.1,1.0.0.1,8.8.8.8,8.8.4.4"}, "more than 3"},
+		{Values{IP: "dhcpx", MAC: "02:00:00:00:00:01"}, `IP "dhcpx"`},
+	} {
+		if _, err := ParseValues(tc.v); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", tc.v, err, tc.want)
+		}
+	}
+}

@@ -75,3 +75,70 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseValues feeds arbitrary make variables to ParseValues. It must
+// not panic; an accepted DHCP configuration has either no fallback or a
+// valid one, an accepted static one is what Parse accepts, DNS holds at
+// most MaxDNS unicast IPv4 servers, and String's form parses again to the
+// same configuration.
+func FuzzParseValues(f *testing.F) {
+	f.Add("dhcp", "10.0.0.2", "02:00:00:00:00:01", "10.0.0.2", "10.0.0.1/24")
+	f.Add("DHCP", "", "02:00:00:00:00:01", "", "")
+	f.Add("10.0.0.1/24", "10.0.0.2", "02:00:00:00:00:01", "1.1.1.1, 8.8.8.8", "")
+	f.Add("dhcp", "10.0.1.2", "02:00:00:00:00:01", "fd00::1", "10.0.0.1")
+	f.Fuzz(func(t *testing.T, ip, gw, mac, dns, fb string) {
+		c, err := ParseValues(Values{IP: ip, GW: gw, MAC: mac, DNS: dns, Fallback: fb})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "config: ") {
+				t.Fatalf("error %q does not say it is a config error", err)
+			}
+			return
+		}
+		if !c.DHCP {
+			if _, err := Parse(ip, gw, mac); err != nil {
+				t.Fatalf("static values accepted here but not by Parse: %v", err)
+			}
+		} else if c.Addr.IsValid() {
+			gw := ""
+			if c.Gateway.IsValid() {
+				gw = c.Gateway.String()
+			}
+			if _, err := Parse(c.Addr.String(), gw, c.MAC.String()); err != nil {
+				t.Fatalf("fallback %v via %v not a valid static configuration: %v", c.Addr, c.Gateway, err)
+			}
+		} else if c.Gateway.IsValid() {
+			t.Fatalf("gateway %v without a fallback", c.Gateway)
+		}
+		if len(c.DNS) > MaxDNS {
+			t.Fatalf("%d DNS servers", len(c.DNS))
+		}
+		for _, a := range c.DNS {
+			if !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
+				t.Fatalf("DNS server %v", a)
+			}
+		}
+		// Round trip through the canonical form.
+		v := Values{MAC: c.MAC.String()}
+		if c.DHCP {
+			v.IP = DHCP
+			if c.Addr.IsValid() {
+				v.Fallback = c.Addr.String()
+			}
+		} else {
+			v.IP = c.Addr.String()
+		}
+		if c.Gateway.IsValid() {
+			v.GW = c.Gateway.String()
+		}
+		for i, a := range c.DNS {
+			if i > 0 {
+				v.DNS += ","
+			}
+			v.DNS += a.String()
+		}
+		c2, err := ParseValues(v)
+		if err != nil || c2.String() != c.String() {
+			t.Fatalf("%q does not round-trip: %q %v", c.String(), c2.String(), err)
+		}
+	})
+}

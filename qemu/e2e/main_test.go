@@ -213,6 +213,9 @@ func outer(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: cleanup: %v\n", err)
 		code = 1
 	}
+	if c := dhcpPhase(ctx, runCtx, target, accel); c != 0 {
+		code = c
+	}
 	return code
 }
 

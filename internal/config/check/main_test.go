@@ -16,6 +16,9 @@ func TestRun(t *testing.T) {
 		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.1.2", "-mac", "02:00:00:00:00:01"}, 1, `GW "10.0.1.2": outside`},
 		{[]string{"-ip", "10.0.0.1", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01"}, 1, "missing prefix length"},
 		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "01:00:5e:00:00:01"}, 1, "multicast"},
+		{[]string{"-ip", "dhcp", "-fallback", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01", "-dns", "10.0.0.2"}, 0, ""},
+		{[]string{"-ip", "dhcp", "-fallback", "10.0.0.1", "-mac", "02:00:00:00:00:01"}, 1, "FALLBACK"},
+		{[]string{"-ip", "10.0.0.1/24", "-mac", "02:00:00:00:00:01", "-dns", "x"}, 1, "DNS"},
 		{[]string{"-ip", "10.0.0.1/24", "extra"}, 2, "unexpected arguments"},
 		{[]string{"-bogus"}, 2, "flag provided but not defined"},
 	} {

@@ -4,6 +4,10 @@
 // The namespace and QEMU are always removed on the way out.
 //
 //	go run ./qemu/cmd/tamanet-qemu -target microvm -image build/tamanet-microvm -accel auto
+//
+// With -dhcp (make qemu IP=dhcp) dnsmasq runs in the namespace on the tap:
+// DHCP for 10.0.0.10-10.0.0.100 and DNS for the name host.tamanet.test
+// (10.0.0.2, the host side), with no upstream servers.
 package main
 
 import (
@@ -11,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,6 +34,8 @@ func run() int {
 	accel := flag.String("accel", "auto", "accelerator: auto, kvm or tcg")
 	netns := flag.String("netns", "", "namespace name (default: first free tamanet0, tamanet1, ...)")
 	timeout := flag.Duration("timeout", 60*time.Second, "how long to wait for the ready line")
+	dhcp := flag.Bool("dhcp", false, "run dnsmasq (DHCP and DNS) on the tap, for images built with IP=dhcp")
+	lease := flag.Duration("lease", time.Hour, "DHCP lease time with -dhcp (dnsmasq's minimum is 2m)")
 	flag.Parse()
 
 	t, err := vm.ParseTarget(*target)
@@ -70,6 +77,17 @@ func run() int {
 	if *netns == "" && v.Netns().Name != "tamanet0" {
 		fmt.Fprintf(os.Stderr, "tamanet-qemu: tamanet0 is taken (another run, or left by a crashed one: `ip netns del tamanet0`), using %s\n", v.Netns().Name)
 	}
+	if *dhcp {
+		d, err := vm.StartDnsmasq(ctx, v.Netns(), vm.DnsmasqOptions{
+			DHCPv4: &vm.DHCPv4Range{Start: netip.MustParseAddr("10.0.0.10"), End: netip.MustParseAddr("10.0.0.100"), Lease: *lease},
+			Hosts:  []vm.HostRecord{{Name: "host.tamanet.test", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2")}}},
+		})
+		if err != nil {
+			return fail(err)
+		}
+		defer d.Stop()
+		fmt.Fprintf(os.Stderr, "tamanet-qemu: dnsmasq on tap0: DHCP 10.0.0.10-10.0.0.100 (lease %v), DNS host.tamanet.test = 10.0.0.2\n", *lease)
+	}
 	acc, note := v.Accel()
 	fmt.Fprintf(os.Stderr, "tamanet-qemu: namespace %s, tap0 10.0.0.2/24, accel %s (%s)\n", v.Netns().Name, acc, note)
 	fmt.Fprintf(os.Stderr, "tamanet-qemu: %s\n", v.CommandLine())
@@ -89,9 +107,9 @@ tamanet-qemu: the unikernel is up at %[2]s (mac %[3]s, nic %[4]s). From another 
     ip netns exec %[1]s curl http://%[2]s/stats
     ip netns exec %[1]s nc %[2]s 7        # TCP echo (also UDP: nc -u)
     ip netns exec %[1]s nc %[2]s 19       # chargen
-Ctrl-C stops QEMU and deletes the namespace.
+%[5]sCtrl-C stops QEMU and deletes the namespace.
 
-`, ns, ip, r.MAC, r.NIC)
+`, ns, ip, r.MAC, r.NIC, dhcpNote(*dhcp))
 
 	select {
 	case <-v.Done():
@@ -104,6 +122,13 @@ Ctrl-C stops QEMU and deletes the namespace.
 		fmt.Fprintln(os.Stderr, "\ntamanet-qemu: interrupted")
 		return 130
 	}
+}
+
+func dhcpNote(on bool) string {
+	if !on {
+		return ""
+	}
+	return "The address is dnsmasq's lease: see \"dhcp\" in /stats; the guest resolves host.tamanet.test.\n"
 }
 
 func fail(err error) int {
