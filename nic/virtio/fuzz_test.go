@@ -298,7 +298,9 @@ func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]b
 // the driver receives, refills, transmits and reclaims. After every step no
 // buffer may be lost, handed out twice or put twice, a received frame must
 // lie inside its buffer, and every consumed used entry is either delivered
-// or counted under exactly one cause.
+// or counted under exactly one cause. An oracle (fzOracle) follows each
+// queue from the device's side: every buffer the driver takes back must
+// match exactly one descriptor it posted and the device completed.
 func FuzzUsedRing(f *testing.F) {
 	// Seeds: pool size, ring size, flags, then ops (see the switch).
 	h := []byte{20, 3, 0} // 24 buffers, 16-slot rings, EVENT_IDX
@@ -334,6 +336,9 @@ func FuzzUsedRing(f *testing.F) {
 		tx := fzRingOf(t, arena.Memory(), &regs.q[queueTx])
 		held := make(map[*alloc.Buffer]bool)
 		fzCheck(t, d, pool, held)
+		orx, otx := newOracle(&d.rx, &rx), newOracle(&d.tx, &tx)
+		orx.check(t)
+		otx.check(t)
 
 		var received, freed uint64
 		dropsRx := func() uint64 {
@@ -348,6 +353,7 @@ func FuzzUsedRing(f *testing.F) {
 				if id >= 0x80 {
 					id = in.u32()
 				}
+				orx.used(id)
 				rx.putUsed(id, uint32(in.u16()))
 			case 1: // rx used index jump
 				rx.usedIdx += in.u16()
@@ -411,6 +417,7 @@ func FuzzUsedRing(f *testing.F) {
 				if id >= 0x80 {
 					id = in.u32()
 				}
+				otx.used(id)
 				tx.putUsed(id, in.u32())
 			case 7:
 				before := d.tx.lastUsed
@@ -430,10 +437,12 @@ func FuzzUsedRing(f *testing.F) {
 				vring.Store16(r.used, vring.UsedFlags, in.u16())
 			case 11: // complete the next available rx buffer with a frame
 				if id, ok := rx.takeAvail(); ok {
+					orx.used(uint32(id))
 					rx.putUsed(uint32(id), HeaderSize+uint32(in.u16()%1600))
 				}
 			case 12: // complete the next available tx buffer
 				if id, ok := tx.takeAvail(); ok {
+					otx.used(uint32(id))
 					tx.putUsed(uint32(id), 0)
 				}
 			case 13: // link status flaps
@@ -445,6 +454,8 @@ func FuzzUsedRing(f *testing.F) {
 				}
 			}
 			fzCheck(t, d, pool, held)
+			orx.check(t)
+			otx.check(t)
 			if got := received + dropsRx(); got != consumedRx {
 				t.Fatalf("rx: %d used entries consumed, %d delivered + %d dropped", consumedRx, received, dropsRx())
 			}
@@ -612,4 +623,74 @@ func FuzzInit(f *testing.F) {
 			t.Fatalf("after Close: %d in use, %d refused puts", st.InUse, st.RefusedPuts)
 		}
 	})
+}
+
+// fzOracle follows one queue from the device's side of the protocol, so the
+// fuzz target can check every buffer the driver gives up against what the
+// device actually did. A descriptor is device-held from the moment the
+// driver publishes it in the avail ring until the device writes a used
+// entry for it (a completion); it is then completed until the driver takes
+// it off its ring. A used entry for an id that is not device-held completes
+// nothing: it is forged, stale or a duplicate.
+//
+// The checks: the driver never takes a device-held descriptor off its ring
+// (that buffer would go up or back to the pool while the device may still
+// write it), never publishes a descriptor that is device-held or completed
+// and not yet taken back, and every completed descriptor is taken back at
+// most once (a second completion entry for it finds it gone).
+type fzOracle struct {
+	q    *queue
+	ring *fzRing
+	// held[id] is the buffer address the device holds under descriptor
+	// id; done[id] marks a completion the driver has not taken yet.
+	held map[uint16]uint64
+	done map[uint16]bool
+	seen uint16 // avail entries before seen have been learnt
+}
+
+func newOracle(q *queue, r *fzRing) *fzOracle {
+	return &fzOracle{q: q, ring: r, held: make(map[uint16]uint64), done: make(map[uint16]bool)}
+}
+
+// used records a used entry the device writes for id.
+func (o *fzOracle) used(id uint32) {
+	if id < uint32(o.ring.num) {
+		if _, ok := o.held[uint16(id)]; ok {
+			delete(o.held, uint16(id))
+			o.done[uint16(id)] = true
+		}
+	}
+}
+
+// check runs after every step: completions the driver took back are
+// settled, device-held descriptors must still be on the driver's ring, and
+// newly published descriptors become device-held.
+func (o *fzOracle) check(t *testing.T) {
+	t.Helper()
+	for id := range o.done {
+		if o.q.bufs[id] == nil {
+			delete(o.done, id) // taken back exactly once
+		}
+	}
+	for id, addr := range o.held {
+		b := o.q.bufs[id]
+		if b == nil || uint64(b.Addr()) > addr || addr >= uint64(b.Addr())+uint64(b.Cap()) {
+			t.Fatalf("queue %d: driver gave up descriptor %d (buffer at %#x) that the device still holds", o.q.index, id, addr)
+		}
+	}
+	idx := vring.Load16(o.ring.avail, vring.AvailIdx)
+	if uint16(idx-o.seen) > uint16(o.ring.num) {
+		t.Fatalf("queue %d: avail idx %d is %d past the last seen %d", o.q.index, idx, idx-o.seen, o.seen)
+	}
+	for ; o.seen != idx; o.seen++ {
+		s := vring.AvailSlot(o.seen, uint16(o.ring.num-1))
+		id := binary.LittleEndian.Uint16(o.ring.avail[s:])
+		if int(id) >= o.ring.num {
+			t.Fatalf("queue %d: driver published descriptor %d of %d", o.q.index, id, o.ring.num)
+		}
+		if _, ok := o.held[id]; ok || o.done[id] {
+			t.Fatalf("queue %d: driver published descriptor %d again before taking back its completion", o.q.index, id)
+		}
+		o.held[id] = binary.LittleEndian.Uint64(o.ring.desc[int(id)*vring.DescSize+vring.DescAddr:])
+	}
 }
