@@ -549,7 +549,7 @@ func FuzzUsedRing(f *testing.F) {
 				var s nic.Stats
 				d.Stats(&s)
 				// A driver whose recovery failed reports the link down.
-				if s.Link != (!d.down && regs.config[cfgStatus]&NetStatusLinkUp != 0) {
+				if s.Link != (!d.down.Load() && regs.config[cfgStatus]&NetStatusLinkUp != 0) {
 					t.Fatalf("link %v with status %#x", s.Link, regs.config[cfgStatus])
 				}
 			}

@@ -114,7 +114,9 @@ type Driver struct {
 
 	resets atomic.Uint64 // recoveries (Maintain)
 	reason atomic.Uint32 // resetReason of the latest one
-	down   bool          // a recovery failed: the device is not running
+	// down is set while a recovery failed and the device is not
+	// running; LinkUp reads it from any goroutine.
+	down atomic.Bool
 }
 
 var (
@@ -177,7 +179,8 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	if cfg.NoEventIdx {
 		want &^= FeatureEventIdx
 	}
-	if err := d.negotiate(want, false); err != nil {
+	var err error
+	if d.features, err = d.negotiate(want, false); err != nil {
 		return nil, err
 	}
 	d.eventIdx = d.features&FeatureEventIdx != 0
@@ -243,12 +246,12 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 // the features (offered & want, which must include VERSION_1), FEATURES_OK
 // and its re-read. With again (a recovery) the device must still offer every
 // feature negotiated before, and the same set is written; the caller has
-// reset the device already.
-func (d *Driver) negotiate(want uint64, again bool) error {
+// reset the device already. It returns the negotiated features.
+func (d *Driver) negotiate(want uint64, again bool) (uint64, error) {
 	regs := d.regs
 	if !again {
 		if err := d.reset(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	regs.Write32(regStatus, StatusAcknowledge)
@@ -260,23 +263,23 @@ func (d *Driver) negotiate(want uint64, again bool) error {
 	offered |= uint64(regs.Read32(regDeviceFeatures)) << 32
 	if offered&FeatureVersion1 == 0 {
 		d.fail()
-		return fmt.Errorf("%w: device does not offer VIRTIO_F_VERSION_1 (features %#x)", ErrFeatures, offered)
+		return 0, fmt.Errorf("%w: device does not offer VIRTIO_F_VERSION_1 (features %#x)", ErrFeatures, offered)
 	}
 	if again && offered&want != want {
 		d.fail()
-		return fmt.Errorf("%w: device no longer offers %#x (features %#x)", ErrFeatures, want&^offered, offered)
+		return 0, fmt.Errorf("%w: device no longer offers %#x (features %#x)", ErrFeatures, want&^offered, offered)
 	}
-	d.features = offered & want
+	features := offered & want
 	regs.Write32(regDriverFeatSel, 0)
-	regs.Write32(regDriverFeatures, uint32(d.features))
+	regs.Write32(regDriverFeatures, uint32(features))
 	regs.Write32(regDriverFeatSel, 1)
-	regs.Write32(regDriverFeatures, uint32(d.features>>32))
+	regs.Write32(regDriverFeatures, uint32(features>>32))
 	regs.Write32(regStatus, StatusAcknowledge|StatusDriver|StatusFeaturesOK)
 	if regs.Read32(regStatus)&StatusFeaturesOK == 0 {
 		d.fail()
-		return fmt.Errorf("%w: device refused features %#x", ErrFeatures, d.features)
+		return 0, fmt.Errorf("%w: device refused features %#x", ErrFeatures, features)
 	}
-	return nil
+	return features, nil
 }
 
 // reset writes 0 to Status and waits for it to read back 0 (§4.2.3.1).
@@ -422,7 +425,7 @@ func (d *Driver) Info() nic.Info { return d.info }
 // LinkUp reports VIRTIO_NET_S_LINK_UP from config space; without
 // VIRTIO_NET_F_STATUS the link is always up (§5.1.4).
 func (d *Driver) LinkUp() bool {
-	if d.down {
+	if d.down.Load() {
 		return false
 	}
 	if d.features&FeatureStatus == 0 {
@@ -607,7 +610,7 @@ func (d *Driver) Receive() *alloc.Buffer {
 // how many it posted. An empty pool is counted as nic.NoBuffer.
 func (d *Driver) Refill() int {
 	q := &d.rx
-	if d.down {
+	if d.down.Load() {
 		return 0
 	}
 	posted := 0
@@ -685,7 +688,7 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 		}
 		return nic.ErrFrameSize
 	}
-	if d.down {
+	if d.down.Load() {
 		d.txc.Drop(nic.LinkDown)
 		return nic.ErrLinkDown
 	}
@@ -765,7 +768,7 @@ func (d *Driver) Maintain() bool {
 	status := d.regs.Read32(regStatus)
 	rxBad, txBad := d.rx.checkIndex(), d.tx.checkIndex()
 	switch {
-	case d.down:
+	case d.down.Load():
 		reason = resetRetry
 	case status&StatusNeedsReset != 0:
 		reason = resetNeedsReset
@@ -780,10 +783,10 @@ func (d *Driver) Maintain() bool {
 		// The device is not running; the next call tries again.
 		// Nothing is posted meanwhile (Refill, Transmit) and the
 		// link reads down.
-		d.down = true
+		d.down.Store(true)
 		return false
 	}
-	d.down = false
+	d.down.Store(false)
 	d.reason.Store(uint32(reason))
 	d.resets.Add(1)
 	return true
@@ -815,7 +818,7 @@ func (d *Driver) restart() error {
 	d.tx.release(d.pool)
 	d.rx.clear()
 	d.tx.clear()
-	if err := d.negotiate(d.features, true); err != nil {
+	if _, err := d.negotiate(d.features, true); err != nil {
 		return err
 	}
 	for _, q := range [2]*queue{&d.rx, &d.tx} {
