@@ -263,3 +263,55 @@ func TestResetUnderFaults(t *testing.T) {
 		t.Fatalf("pool in use after Close %d/%d", a.pool.InUse(), b.pool.InUse())
 	}
 }
+
+// TestTxStallRecovery: a device that stops completing transmits without
+// saying so (as QEMU's does once it marked itself broken) is reset after
+// txStallLimit Maintain calls; a slow one, or one whose completions wait
+// for the driver, is not.
+func TestTxStallRecovery(t *testing.T) {
+	a, b := pair(t, Config{RxRing: 64, TxRing: 64})
+	a.dev.Stall()
+	for i := 0; i < 5; i++ {
+		send(t, a, 64, uint32(i))
+	}
+	a.drv.TxKick()
+	for i := 1; i < txStallLimit; i++ {
+		if a.drv.Maintain() {
+			t.Fatalf("reset after %d calls, limit %d", i, txStallLimit)
+		}
+	}
+	// The device completes one: the count starts again.
+	a.dev.Unstall()
+	a.dev.Stall()
+	send(t, a, 64, 5)
+	a.drv.TxKick()
+	if a.drv.TxFree() != 58 {
+		t.Fatalf("%d tx slots free, want 58 (one completion not yet taken)", a.drv.TxFree())
+	}
+	for i := 0; i < 2*txStallLimit; i++ {
+		if a.drv.Maintain() {
+			t.Fatal("reset while a completion waited for the driver")
+		}
+	}
+	if a.drv.Reclaim() != 5 {
+		t.Fatal("completions not reclaimed")
+	}
+	send(t, a, 64, 6)
+	a.drv.TxKick()
+	for i := 1; i < txStallLimit; i++ {
+		if a.drv.Maintain() {
+			t.Fatalf("reset after %d calls, limit %d", i, txStallLimit)
+		}
+	}
+	if !a.drv.Maintain() {
+		t.Fatal("no reset of a transmit ring stalled for the limit")
+	}
+	recovered(t, a, 1, "tx_stalled")
+	a.dev.Unstall()
+	a.drv.Refill()
+	a.drv.RxKick()
+	recvAll(b, nil)
+	if got := exchange(t, a, b, 10, 100); len(got) != 10 || got[0] != 100 {
+		t.Fatalf("after reset received %v", got)
+	}
+}

@@ -97,6 +97,12 @@ type queue struct {
 	badIndex   bool   // the device's used idx is currently out of range
 	insane     bool   // Maintain saw the used idx out of range last time
 	outOfStep  bool   // an entry older than its descriptor's post was seen
+	// stallIdx and stalls watch for a device that stopped completing:
+	// the used index at the last Maintain, and for how many calls in a
+	// row it has not moved while descriptors were outstanding and every
+	// completion was taken.
+	stallIdx uint16
+	stalls   int
 }
 
 // Driver is a virtio-net driver. It implements nic.Device.
@@ -131,14 +137,24 @@ const (
 	resetRxIndex
 	resetTxIndex
 	resetRetry
+	resetTxStalled
 	numResetReasons
 )
+
+// txStallLimit is how many Maintain calls in a row (at the runner's 250 ms,
+// 5 s) the transmit ring may hold frames the device completes none of before
+// the driver gives up on it. A device that broke without saying so (QEMU
+// marks a device broken on a driver error, raising only a configuration
+// interrupt: no DEVICE_NEEDS_RESET reaches the Status register) stalls
+// transmit for good; a working one completes a transmit in microseconds.
+const txStallLimit = 20
 
 var resetReasons = [numResetReasons]string{
 	resetNeedsReset: "device_needs_reset",
 	resetRxIndex:    "rx_used_index",
 	resetTxIndex:    "tx_used_index",
 	resetRetry:      "retry_after_failed_reset",
+	resetTxStalled:  "tx_stalled",
 }
 
 // New initialises the device behind regs in the order of virtio 1.2 §3.1.1,
@@ -361,6 +377,7 @@ func (q *queue) clear() {
 	q.consumed = 0
 	q.availIdx, q.lastUsed, q.kickedIdx = 0, 0, 0
 	q.badIndex, q.insane, q.outOfStep = false, false, false
+	q.stallIdx, q.stalls = 0, 0
 	clear(q.desc)
 	clear(q.avail)
 	clear(q.used)
@@ -749,7 +766,7 @@ func (d *Driver) Reclaim() int {
 // needs a reset, and the recovery. It must be called from the goroutine that
 // owns the receive ring, with the transmit side held, every few hundred
 // milliseconds; a call that finds nothing wrong reads the Status register
-// once and two used indices from memory.
+// once and reads the used indices from memory.
 //
 // It resets the device and brings it back (virtio 1.2 §2.1.2: a driver that
 // sees DEVICE_NEEDS_RESET resets the device; §3.1.1: initialisation again)
@@ -757,16 +774,18 @@ func (d *Driver) Reclaim() int {
 // used index that claimed more completions than descriptors outstanding on
 // two consecutive calls, or a used entry published before the post of the
 // descriptor it names): a ring the driver cannot trust again without a
-// reset. After the reset the
-// device owns nothing, so every buffer posted on either ring goes back to
-// the pool: frames in flight are lost, as on a link flap. The rings are
-// rebuilt empty in the same memory with the same features; the caller
-// refills and kicks the receive ring. It reports whether it reset the
+// reset; or when the transmit ring held frames for txStallLimit calls in a
+// row without the device completing any (a device broken without a word).
+// After the reset the device owns nothing, so every buffer posted on either
+// ring goes back to the pool: frames in flight are lost, as on a link flap.
+// The rings are rebuilt empty in the same memory with the same features;
+// the caller refills and kicks the receive ring. It reports whether it reset the
 // device; each recovery is counted in Stats (Resets, ResetReason).
 func (d *Driver) Maintain() bool {
 	reason := resetNone
 	status := d.regs.Read32(regStatus)
 	rxBad, txBad := d.rx.checkIndex(), d.tx.checkIndex()
+	txStalled := d.tx.checkStall()
 	switch {
 	case d.down.Load():
 		reason = resetRetry
@@ -776,6 +795,8 @@ func (d *Driver) Maintain() bool {
 		reason = resetRxIndex
 	case txBad:
 		reason = resetTxIndex
+	case txStalled:
+		reason = resetTxStalled
 	default:
 		return false
 	}
@@ -802,6 +823,18 @@ func (q *queue) checkIndex() bool {
 	wedged := bad && q.insane || q.outOfStep
 	q.insane = bad
 	return wedged
+}
+
+// checkStall reports whether q's used index has not moved for txStallLimit
+// calls in a row while the device held descriptors and had nothing pending.
+func (q *queue) checkStall() bool {
+	idx := vring.Load16(q.used, vring.UsedIdx)
+	if idx != q.stallIdx || idx != q.lastUsed || q.outstanding() == 0 {
+		q.stallIdx, q.stalls = idx, 0
+		return false
+	}
+	q.stalls++
+	return q.stalls >= txStallLimit
 }
 
 // restart resets the device, returns every buffer it held to the pool and
