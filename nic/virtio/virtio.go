@@ -11,7 +11,15 @@
 //
 // Every value the device writes into the used rings (index, id, length) is
 // checked; a bad one is counted under its nic.Cause and dropped, never a
-// panic, and no buffer is lost.
+// panic, and no buffer is lost. A completion is accepted only for a
+// descriptor the driver posted and has not taken back, published after its
+// post, and never more of them than descriptors are outstanding: a buffer
+// is never handed out twice, nor while the device may still write it.
+//
+// Driver implements nic.Maintainer: Maintain resets the device and rebuilds
+// both rings when the device sets DEVICE_NEEDS_RESET, a ring falls out of
+// step, or the transmit ring stalls; every buffer the device held goes
+// back to the pool, and the recovery is counted in nic.Stats.
 //
 // Register access goes through Regs, so the same code runs on tamago over
 // MMIO (internal/mmio) and in host tests against virtiotest's device model.

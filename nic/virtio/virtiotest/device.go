@@ -14,7 +14,9 @@
 //
 // Faults can be injected at run time from a seeded generator: dropped,
 // duplicated, corrupted and reordered frames, bad used lengths, bad used ids
-// and a stalled ring. Every injection is counted in Stats.
+// and a stalled ring. A test can also make the device ask for a reset
+// (RaiseNeedsReset) or forge its used index, once or for good (ForgeUsed).
+// Every injection is counted in Stats.
 //
 // The model allocates nothing per frame, so allocation tests of the driver
 // can run against it.
