@@ -26,6 +26,9 @@ func run(t *testing.T, a, b *side, total, batch int) []uint32 {
 			got = append(got, binary.BigEndian.Uint32(rb.Bytes()[14:]))
 		})
 	}
+	// The driver's periodic step reads Status, which lets the model do
+	// work it held back (completions behind injected entries).
+	a.drv.Maintain()
 	b.dev.Flush()
 	recvAll(b, func(rb *alloc.Buffer) {
 		got = append(got, binary.BigEndian.Uint32(rb.Bytes()[14:]))
@@ -200,8 +203,10 @@ func TestBacklogBounded(t *testing.T) {
 	}
 }
 
-// TestUsedIDNotOutstanding writes a used entry for an id the driver has
-// not posted (a duplicate completion): it must be counted, not delivered.
+// TestUsedIDNotOutstanding writes used entries for ids the driver has not
+// posted: a second completion of a descriptor already taken back
+// (Duplicate), one for a descriptor never posted (Stale), one beyond the
+// ring (BadID). None may be delivered.
 func TestUsedIDNotOutstanding(t *testing.T) {
 	a, b := pair(t, Config{RxRing: 8, TxRing: 8})
 	send(t, a, 64, 1)
@@ -211,20 +216,75 @@ func TestUsedIDNotOutstanding(t *testing.T) {
 		t.Fatal("no frame")
 	}
 	b.pool.Put(rb)
-	// Descriptor 0 completed and is free now; replay its completion.
+	// Descriptor 0 completed and is free now (not refilled): replay its
+	// completion, then complete an id beyond the ring.
 	b.dev.Stall()
 	q := &b.drv.rx
-	s := vring.UsedSlot(q.lastUsed, q.mask)
-	binary.LittleEndian.PutUint32(q.used[s:], 0)
-	binary.LittleEndian.PutUint32(q.used[s+4:], 76)
-	vring.Store16(q.used, vring.UsedIdx, q.lastUsed+1)
+	for i, id := range []uint32{0, 8} {
+		s := vring.UsedSlot(q.lastUsed+uint16(i), q.mask)
+		binary.LittleEndian.PutUint32(q.used[s:], id)
+		binary.LittleEndian.PutUint32(q.used[s+4:], 76)
+	}
+	vring.Store16(q.used, vring.UsedIdx, q.lastUsed+2)
 	if got := b.drv.Receive(); got != nil {
-		t.Fatal("a duplicate completion was delivered")
+		t.Fatal("a completion for a descriptor not outstanding was delivered")
 	}
 	var st nic.Stats
 	b.drv.Stats(&st)
-	if st.Rx.Drops[nic.BadID] != 1 {
-		t.Fatalf("bad id count %d, want 1", st.Rx.Drops[nic.BadID])
+	if st.Rx.Drops[nic.Duplicate] != 1 || st.Rx.Drops[nic.BadID] != 1 || st.Rx.Drops.Total() != 2 {
+		t.Fatalf("rx drops %v, want one duplicate, one bad id", st.Rx.Drops)
+	}
+
+	// Tx: one descriptor posted, a completion for descriptor 5, which
+	// never was: Stale; the posted one stays with the device.
+	if a.drv.Reclaim() != 1 {
+		t.Fatal("first frame not reclaimed")
+	}
+	a.dev.Stall()
+	send(t, a, 64, 2)
+	a.drv.TxKick()
+	q = &a.drv.tx
+	s := vring.UsedSlot(q.lastUsed, q.mask)
+	binary.LittleEndian.PutUint32(q.used[s:], 5)
+	vring.Store16(q.used, vring.UsedIdx, q.lastUsed+1)
+	if n := a.drv.Reclaim(); n != 0 || a.drv.TxFree() != 7 {
+		t.Fatalf("reclaimed %d, %d free; want 0 and 7", n, a.drv.TxFree())
+	}
+	a.drv.Stats(&st)
+	if st.Tx.Drops[nic.Stale] != 1 || st.Tx.Drops.Total() != 1 {
+		t.Fatalf("tx drops %v, want one stale", st.Tx.Drops)
+	}
+}
+
+// TestForgedIndexStale forges the used index one entry ahead while every
+// rx descriptor is posted: the slot under it was never written (poisoned
+// at setup), so it is Stale and no buffer the device holds comes out.
+// Forged further than descriptors are outstanding, it is BadIndex and
+// nothing is consumed.
+func TestForgedIndexStale(t *testing.T) {
+	s := mustSide(t, virtiotest.Options{}, Config{RxRing: 8, TxRing: 8})
+	s.dev.ForgeUsed(0, 1, false)
+	if s.drv.Receive() != nil {
+		t.Fatal("delivered a buffer for an entry the device never wrote")
+	}
+	var st nic.Stats
+	s.drv.Stats(&st)
+	if st.Rx.Drops[nic.Stale] != 1 || st.Rx.Drops.Total() != 1 || s.drv.rx.nfree != 0 {
+		t.Fatalf("drops %v, %d rx descriptors free; want one stale, none free", st.Rx.Drops, s.drv.rx.nfree)
+	}
+
+	// Tx: one frame outstanding, the index forged 8 ahead (the issue's
+	// case): nothing reclaimed, one BadIndex.
+	s.dev.Stall()
+	send(t, s, 64, 0)
+	s.drv.TxKick()
+	s.dev.ForgeUsed(1, 8, false)
+	if n := s.drv.Reclaim(); n != 0 {
+		t.Fatalf("reclaimed %d under a forged index", n)
+	}
+	s.drv.Stats(&st)
+	if st.Tx.Drops[nic.BadIndex] != 1 || st.Tx.Drops.Total() != 1 || s.drv.TxFree() != 7 {
+		t.Fatalf("tx drops %v, %d free; want one bad index, 7 free", st.Tx.Drops, s.drv.TxFree())
 	}
 }
 
@@ -385,14 +445,14 @@ func TestTxFullRingBadIDs(t *testing.T) {
 		}
 		recvAll(b, nil)
 	}
-	// Completions the model still holds back wait for the driver's next
-	// post, which shows it consumed the injected entries.
+	// Completions the model still holds back wait for the driver's
+	// periodic Status read (Maintain), after which used_event shows it
+	// consumed the injected entries.
 	a.drv.Reclaim()
-	if a.pool.InUse() != baseA {
-		send(t, a, 60, seq)
-		a.drv.TxKick()
-		a.drv.Reclaim()
+	if a.drv.Maintain() {
+		t.Fatal("Maintain reset a working device")
 	}
+	a.drv.Reclaim()
 	if a.pool.InUse() != baseA {
 		t.Fatalf("pool in use %d, baseline %d", a.pool.InUse(), baseA)
 	}

@@ -38,6 +38,7 @@ type fzRegs struct {
 	// config reads not at the field's natural width (§4.2.2.2)
 	badWidth int
 	written  []uint32
+	resets   int // resets that completed (status 0 written, not stuckReset)
 }
 
 type fzQueue struct {
@@ -146,6 +147,9 @@ func (r *fzRegs) Write32(off, v uint32) {
 	case regStatus:
 		r.written = append(r.written, v)
 		if v == 0 {
+			if !r.stuckReset {
+				r.resets++
+			}
 			r.status = 0
 			r.q = [2]fzQueue{}
 			r.drvFeatures = [2]uint32{}
@@ -298,7 +302,9 @@ func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]b
 // the driver receives, refills, transmits and reclaims. After every step no
 // buffer may be lost, handed out twice or put twice, a received frame must
 // lie inside its buffer, and every consumed used entry is either delivered
-// or counted under exactly one cause.
+// or counted under exactly one cause. An oracle (fzOracle) follows each
+// queue from the device's side: every buffer the driver takes back must
+// match exactly one descriptor it posted and the device completed.
 func FuzzUsedRing(f *testing.F) {
 	// Seeds: pool size, ring size, flags, then ops (see the switch).
 	h := []byte{20, 3, 0} // 24 buffers, 16-slot rings, EVENT_IDX
@@ -314,6 +320,25 @@ func FuzzUsedRing(f *testing.F) {
 	f.Add(seed([]byte{4, 1, 2}, 11, 64, 0, 11, 64, 0, 2, 4, 10, 0, 0, 0, 0, 136, 0, 0, 1, 0, 5, 60, 0, 64, 8, 13, 0, 13, 1))
 	// Tx completed, reclaimed, completed again; tx used idx runs away.
 	f.Add(seed(h, 5, 64, 0, 64, 5, 64, 0, 64, 8, 12, 12, 7, 6, 1, 0, 0, 0, 0, 7, 9, 0xff, 0x7f, 7))
+	// Rx used idx forged one ahead before any completion: the entry is
+	// the zeroed slot 0, id 0, a buffer the device still holds.
+	f.Add(seed(h, 1, 1, 0, 2, 3, 4))
+	// One tx frame outstanding, tx used idx forged 8 ahead, reclaim.
+	f.Add(seed(h, 5, 64, 0, 64, 8, 9, 8, 0, 7))
+	// A frame received and refilled (descriptor 0 posted again), then
+	// the index forged one ahead: the zeroed slot names descriptor 0.
+	f.Add(seed(h, 11, 64, 0, 2, 3, 4, 1, 1, 0, 2))
+	// Ops from 0xf0: 0xf8 the device sets DEVICE_NEEDS_RESET, 0xfc it
+	// refuses features from now on, 0xfe its reset hangs, 0xf0 Maintain.
+	// Needs reset with a frame received and one transmitted in flight.
+	f.Add(seed(h, 11, 64, 0, 5, 64, 0, 64, 8, 0xf8, 0xf0, 4, 11, 64, 0, 2, 3, 12, 7))
+	// Tx index wedged past the ring: one Maintain sees it, the next resets.
+	f.Add(seed(h, 5, 64, 0, 64, 8, 9, 0, 0x80, 7, 0xf0, 0xf0, 4, 5, 64, 0, 64, 8, 12, 7))
+	// The reset hangs: nothing is released; then it completes.
+	f.Add(seed(h, 0xf8, 0xfe, 0xf0, 2, 0xfe, 0xf0, 4, 11, 64, 0, 2))
+	// The device refuses its features after the reset: the driver stays
+	// down (transmit refused) until a later Maintain brings it back.
+	f.Add(seed(h, 0xf8, 0xfc, 0xf0, 2, 5, 64, 0, 64, 0xfc, 0xf0, 4, 11, 64, 0, 2))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fzReader{b: data}
 		count := 4 + int(in.u8()%40)
@@ -334,20 +359,100 @@ func FuzzUsedRing(f *testing.F) {
 		tx := fzRingOf(t, arena.Memory(), &regs.q[queueTx])
 		held := make(map[*alloc.Buffer]bool)
 		fzCheck(t, d, pool, held)
+		orx, otx := newOracle(&d.rx, &rx), newOracle(&d.tx, &tx)
+		orx.check(t)
+		otx.check(t)
 
 		var received, freed uint64
 		dropsRx := func() uint64 {
-			return d.rxc.Dropped(nic.BadID) + d.rxc.Dropped(nic.BadLength) + d.rxc.Dropped(nic.Runt)
+			return d.rxc.Dropped(nic.BadID) + d.rxc.Dropped(nic.Stale) + d.rxc.Dropped(nic.Duplicate) +
+				d.rxc.Dropped(nic.BadLength) + d.rxc.Dropped(nic.Runt)
 		}
 		var consumedRx, consumedTx uint64
 
+		var resets uint64
+		stuckTries := 0
 		for steps := 0; len(in.b) > 0 && steps < 256; steps++ {
-			switch op := in.u8(); op % 14 {
+			op := in.u8()
+			if op >= 0xf0 {
+				// Reset and recovery: the device asks for a reset,
+				// its reset hangs or it refuses the features again;
+				// the driver's periodic Maintain.
+				switch op & 0xf {
+				case 8, 9, 10, 11:
+					if regs.status != 0 {
+						regs.status |= StatusNeedsReset
+					}
+				case 12, 13:
+					regs.refuseFeatures = !regs.refuseFeatures
+				case 14:
+					regs.stuckReset = !regs.stuckReset
+				default:
+					if regs.stuckReset {
+						// Each try waits out a reset
+						// that never completes: a few
+						// show the point.
+						if stuckTries++; stuckTries > 2 {
+							continue
+						}
+					}
+					before := regs.resets
+					reset := d.Maintain()
+					var st nic.Stats
+					d.Stats(&st)
+					if reset {
+						resets++
+						if regs.status != StatusAcknowledge|StatusDriver|StatusFeaturesOK|StatusDriverOK {
+							t.Fatalf("Maintain reset, device status %#x", regs.status)
+						}
+						if st.ResetReason == "" {
+							t.Fatal("reset without a reason")
+						}
+					}
+					if st.Resets != resets {
+						t.Fatalf("%d resets counted, %d done", st.Resets, resets)
+					}
+					if regs.resets != before {
+						// The device owns nothing now: every
+						// buffer the rings held is the pool's.
+						if st := pool.Stats(); st.InUse != len(held) || d.rx.nfree != d.rx.num || d.tx.nfree != d.tx.num {
+							t.Fatalf("after a reset %d buffers in use, %d held by the caller; %d/%d rx, %d/%d tx ids free",
+								st.InUse, len(held), d.rx.nfree, d.rx.num, d.tx.nfree, d.tx.num)
+						}
+						orx.reset()
+						otx.reset()
+						rx, tx = fzRing{}, fzRing{}
+						if regs.q[queueRx].ready == 1 && regs.q[queueTx].ready == 1 {
+							rx = fzRingOf(t, arena.Memory(), &regs.q[queueRx])
+							tx = fzRingOf(t, arena.Memory(), &regs.q[queueTx])
+						} else if reset {
+							t.Fatal("Maintain reported a reset with the queues not ready")
+						}
+					}
+				}
+				fzCheck(t, d, pool, held)
+				if rx.num > 0 {
+					orx.check(t)
+					otx.check(t)
+				}
+				continue
+			}
+			if rx.num == 0 {
+				// Rings not rebuilt (the restart failed): only the
+				// driver's own calls are meaningful until Maintain.
+				switch op % 14 {
+				case 2, 3, 4, 5, 7, 8, 13:
+				default:
+					continue
+				}
+			}
+			switch op % 14 {
 			case 0: // rx completion, id and length as given
 				id := uint32(in.u8())
 				if id >= 0x80 {
 					id = in.u32()
 				}
+				orx.used(id)
 				rx.putUsed(id, uint32(in.u16()))
 			case 1: // rx used index jump
 				rx.usedIdx += in.u16()
@@ -411,6 +516,7 @@ func FuzzUsedRing(f *testing.F) {
 				if id >= 0x80 {
 					id = in.u32()
 				}
+				otx.used(id)
 				tx.putUsed(id, in.u32())
 			case 7:
 				before := d.tx.lastUsed
@@ -430,26 +536,34 @@ func FuzzUsedRing(f *testing.F) {
 				vring.Store16(r.used, vring.UsedFlags, in.u16())
 			case 11: // complete the next available rx buffer with a frame
 				if id, ok := rx.takeAvail(); ok {
+					orx.used(uint32(id))
 					rx.putUsed(uint32(id), HeaderSize+uint32(in.u16()%1600))
 				}
 			case 12: // complete the next available tx buffer
 				if id, ok := tx.takeAvail(); ok {
+					otx.used(uint32(id))
 					tx.putUsed(uint32(id), 0)
 				}
 			case 13: // link status flaps
 				regs.config[cfgStatus] = in.u8()
 				var s nic.Stats
 				d.Stats(&s)
-				if s.Link != (regs.config[cfgStatus]&NetStatusLinkUp != 0) {
+				// A driver whose recovery failed reports the link down.
+				if s.Link != (!d.down.Load() && regs.config[cfgStatus]&NetStatusLinkUp != 0) {
 					t.Fatalf("link %v with status %#x", s.Link, regs.config[cfgStatus])
 				}
 			}
 			fzCheck(t, d, pool, held)
+			if rx.num > 0 {
+				orx.check(t)
+				otx.check(t)
+			}
 			if got := received + dropsRx(); got != consumedRx {
 				t.Fatalf("rx: %d used entries consumed, %d delivered + %d dropped", consumedRx, received, dropsRx())
 			}
-			if got := freed + d.txc.Dropped(nic.BadID); got != consumedTx {
-				t.Fatalf("tx: %d used entries consumed, %d freed + %d bad ids", consumedTx, freed, d.txc.Dropped(nic.BadID))
+			dropsTx := d.txc.Dropped(nic.BadID) + d.txc.Dropped(nic.Stale) + d.txc.Dropped(nic.Duplicate)
+			if got := freed + dropsTx; got != consumedTx {
+				t.Fatalf("tx: %d used entries consumed, %d freed + %d bad entries", consumedTx, freed, dropsTx)
 			}
 		}
 		if regs.badSel != 0 || regs.badWidth != 0 {
@@ -612,4 +726,82 @@ func FuzzInit(f *testing.F) {
 			t.Fatalf("after Close: %d in use, %d refused puts", st.InUse, st.RefusedPuts)
 		}
 	})
+}
+
+// fzOracle follows one queue from the device's side of the protocol, so the
+// fuzz target can check every buffer the driver gives up against what the
+// device actually did. A descriptor is device-held from the moment the
+// driver publishes it in the avail ring until the device writes a used
+// entry for it (a completion); it is then completed until the driver takes
+// it off its ring. A used entry for an id that is not device-held completes
+// nothing: it is forged, stale or a duplicate.
+//
+// The checks: the driver never takes a device-held descriptor off its ring
+// (that buffer would go up or back to the pool while the device may still
+// write it), never publishes a descriptor that is device-held or completed
+// and not yet taken back, and every completed descriptor is taken back at
+// most once (a second completion entry for it finds it gone).
+type fzOracle struct {
+	q    *queue
+	ring *fzRing
+	// held[id] is the buffer address the device holds under descriptor
+	// id; done[id] marks a completion the driver has not taken yet.
+	held map[uint16]uint64
+	done map[uint16]bool
+	seen uint16 // avail entries before seen have been learnt
+}
+
+func newOracle(q *queue, r *fzRing) *fzOracle {
+	return &fzOracle{q: q, ring: r, held: make(map[uint16]uint64), done: make(map[uint16]bool)}
+}
+
+// reset forgets everything: after a completed device reset the device holds
+// nothing, and the driver lays the rings out again from index 0.
+func (o *fzOracle) reset() {
+	clear(o.held)
+	clear(o.done)
+	o.seen = 0
+}
+
+// used records a used entry the device writes for id.
+func (o *fzOracle) used(id uint32) {
+	if id < uint32(o.ring.num) {
+		if _, ok := o.held[uint16(id)]; ok {
+			delete(o.held, uint16(id))
+			o.done[uint16(id)] = true
+		}
+	}
+}
+
+// check runs after every step: completions the driver took back are
+// settled, device-held descriptors must still be on the driver's ring, and
+// newly published descriptors become device-held.
+func (o *fzOracle) check(t *testing.T) {
+	t.Helper()
+	for id := range o.done {
+		if o.q.bufs[id] == nil {
+			delete(o.done, id) // taken back exactly once
+		}
+	}
+	for id, addr := range o.held {
+		b := o.q.bufs[id]
+		if b == nil || uint64(b.Addr()) > addr || addr >= uint64(b.Addr())+uint64(b.Cap()) {
+			t.Fatalf("queue %d: driver gave up descriptor %d (buffer at %#x) that the device still holds", o.q.index, id, addr)
+		}
+	}
+	idx := vring.Load16(o.ring.avail, vring.AvailIdx)
+	if uint16(idx-o.seen) > uint16(o.ring.num) {
+		t.Fatalf("queue %d: avail idx %d is %d past the last seen %d", o.q.index, idx, idx-o.seen, o.seen)
+	}
+	for ; o.seen != idx; o.seen++ {
+		s := vring.AvailSlot(o.seen, uint16(o.ring.num-1))
+		id := binary.LittleEndian.Uint16(o.ring.avail[s:])
+		if int(id) >= o.ring.num {
+			t.Fatalf("queue %d: driver published descriptor %d of %d", o.q.index, id, o.ring.num)
+		}
+		if _, ok := o.held[id]; ok || o.done[id] {
+			t.Fatalf("queue %d: driver published descriptor %d again before taking back its completion", o.q.index, id)
+		}
+		o.held[id] = binary.LittleEndian.Uint64(o.ring.desc[int(id)*vring.DescSize+vring.DescAddr:])
+	}
 }

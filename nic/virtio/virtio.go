@@ -11,7 +11,15 @@
 //
 // Every value the device writes into the used rings (index, id, length) is
 // checked; a bad one is counted under its nic.Cause and dropped, never a
-// panic, and no buffer is lost.
+// panic, and no buffer is lost. A completion is accepted only for a
+// descriptor the driver posted and has not taken back, published after its
+// post, and never more of them than descriptors are outstanding: a buffer
+// is never handed out twice, nor while the device may still write it.
+//
+// Driver implements nic.Maintainer: Maintain resets the device and rebuilds
+// both rings when the device sets DEVICE_NEEDS_RESET, a ring falls out of
+// step, or the transmit ring stalls; every buffer the device held goes
+// back to the pool, and the recovery is counted in nic.Stats.
 //
 // Register access goes through Regs, so the same code runs on tamago over
 // MMIO (internal/mmio) and in host tests against virtiotest's device model.
@@ -21,6 +29,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
@@ -78,6 +87,15 @@ type queue struct {
 	// free is a stack of free descriptor ids, nfree of them.
 	free  []uint16
 	nfree int
+	// postedAt[id] is the position (in consumed) the used index had
+	// reached when id was last posted: an entry below it was published
+	// before the post and cannot complete it.
+	postedAt []uint64
+	consumed uint64 // used entries consumed, ever; lastUsed is its low half
+	// back[id] is set when the driver took id's completion back, and
+	// cleared when it posts id again: a second used entry for a free id
+	// is a Duplicate when back is set, Stale when it is not.
+	back []bool
 
 	availIdx   uint16 // next avail index to publish (shadow of avail.idx)
 	lastUsed   uint16 // next used entry to consume
@@ -85,6 +103,14 @@ type queue struct {
 	usedEvOff  int    // offset of used_event in avail
 	availEvOff int    // offset of avail_event in used
 	badIndex   bool   // the device's used idx is currently out of range
+	insane     bool   // Maintain saw the used idx out of range last time
+	outOfStep  bool   // an entry older than its descriptor's post was seen
+	// stallIdx and stalls watch for a device that stopped completing:
+	// the used index at the last Maintain, and for how many calls in a
+	// row it has not moved while descriptors were outstanding and every
+	// completion was taken.
+	stallIdx uint16
+	stalls   int
 }
 
 // Driver is a virtio-net driver. It implements nic.Device.
@@ -99,9 +125,45 @@ type Driver struct {
 	rxc, txc nic.RingCounters
 	rxOff    int // offset in a pool buffer where rx data (header) starts
 	maxFrame int // largest frame Transmit accepts
+
+	resets atomic.Uint64 // recoveries (Maintain)
+	reason atomic.Uint32 // resetReason of the latest one
+	// down is set while a recovery failed and the device is not
+	// running; LinkUp reads it from any goroutine.
+	down atomic.Bool
 }
 
-var _ nic.Device = (*Driver)(nil)
+var (
+	_ nic.Device     = (*Driver)(nil)
+	_ nic.Maintainer = (*Driver)(nil)
+)
+
+// Why Maintain reset the device, as shown in nic.Stats.ResetReason.
+const (
+	resetNone = iota
+	resetNeedsReset
+	resetRxIndex
+	resetTxIndex
+	resetRetry
+	resetTxStalled
+	numResetReasons
+)
+
+// txStallLimit is how many Maintain calls in a row (at the runner's 250 ms,
+// 5 s) the transmit ring may hold frames the device completes none of before
+// the driver gives up on it. A device that broke without saying so (QEMU
+// marks a device broken on a driver error, raising only a configuration
+// interrupt: no DEVICE_NEEDS_RESET reaches the Status register) stalls
+// transmit for good; a working one completes a transmit in microseconds.
+const txStallLimit = 20
+
+var resetReasons = [numResetReasons]string{
+	resetNeedsReset: "device_needs_reset",
+	resetRxIndex:    "rx_used_index",
+	resetTxIndex:    "tx_used_index",
+	resetRetry:      "retry_after_failed_reset",
+	resetTxStalled:  "tx_stalled",
+}
 
 // New initialises the device behind regs in the order of virtio 1.2 §3.1.1,
 // lays out both queues in arena memory and fills the rx ring from pool.
@@ -137,35 +199,13 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 		return nil, fmt.Errorf("%w: device id %d", ErrDevice, id)
 	}
 
-	// §3.1.1 steps 1-3: reset, then ACKNOWLEDGE, then DRIVER.
-	if err := d.reset(); err != nil {
-		return nil, err
-	}
-	regs.Write32(regStatus, StatusAcknowledge)
-	regs.Write32(regStatus, StatusAcknowledge|StatusDriver)
-
-	// Steps 4-6: features, FEATURES_OK, re-read.
-	regs.Write32(regDeviceFeatSel, 0)
-	offered := uint64(regs.Read32(regDeviceFeatures))
-	regs.Write32(regDeviceFeatSel, 1)
-	offered |= uint64(regs.Read32(regDeviceFeatures)) << 32
-	if offered&FeatureVersion1 == 0 {
-		d.fail()
-		return nil, fmt.Errorf("%w: device does not offer VIRTIO_F_VERSION_1 (features %#x)", ErrFeatures, offered)
-	}
 	want := uint64(Wanted)
 	if cfg.NoEventIdx {
 		want &^= FeatureEventIdx
 	}
-	d.features = offered & want
-	regs.Write32(regDriverFeatSel, 0)
-	regs.Write32(regDriverFeatures, uint32(d.features))
-	regs.Write32(regDriverFeatSel, 1)
-	regs.Write32(regDriverFeatures, uint32(d.features>>32))
-	regs.Write32(regStatus, StatusAcknowledge|StatusDriver|StatusFeaturesOK)
-	if regs.Read32(regStatus)&StatusFeaturesOK == 0 {
-		d.fail()
-		return nil, fmt.Errorf("%w: device refused features %#x", ErrFeatures, d.features)
+	var err error
+	if d.features, err = d.negotiate(want, false); err != nil {
+		return nil, err
 	}
 	d.eventIdx = d.features&FeatureEventIdx != 0
 
@@ -226,6 +266,46 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	return d, nil
 }
 
+// negotiate runs virtio 1.2 §3.1.1 steps 1-6: reset, ACKNOWLEDGE, DRIVER,
+// the features (offered & want, which must include VERSION_1), FEATURES_OK
+// and its re-read. With again (a recovery) the device must still offer every
+// feature negotiated before, and the same set is written; the caller has
+// reset the device already. It returns the negotiated features.
+func (d *Driver) negotiate(want uint64, again bool) (uint64, error) {
+	regs := d.regs
+	if !again {
+		if err := d.reset(); err != nil {
+			return 0, err
+		}
+	}
+	regs.Write32(regStatus, StatusAcknowledge)
+	regs.Write32(regStatus, StatusAcknowledge|StatusDriver)
+
+	regs.Write32(regDeviceFeatSel, 0)
+	offered := uint64(regs.Read32(regDeviceFeatures))
+	regs.Write32(regDeviceFeatSel, 1)
+	offered |= uint64(regs.Read32(regDeviceFeatures)) << 32
+	if offered&FeatureVersion1 == 0 {
+		d.fail()
+		return 0, fmt.Errorf("%w: device does not offer VIRTIO_F_VERSION_1 (features %#x)", ErrFeatures, offered)
+	}
+	if again && offered&want != want {
+		d.fail()
+		return 0, fmt.Errorf("%w: device no longer offers %#x (features %#x)", ErrFeatures, want&^offered, offered)
+	}
+	features := offered & want
+	regs.Write32(regDriverFeatSel, 0)
+	regs.Write32(regDriverFeatures, uint32(features))
+	regs.Write32(regDriverFeatSel, 1)
+	regs.Write32(regDriverFeatures, uint32(features>>32))
+	regs.Write32(regStatus, StatusAcknowledge|StatusDriver|StatusFeaturesOK)
+	if regs.Read32(regStatus)&StatusFeaturesOK == 0 {
+		d.fail()
+		return 0, fmt.Errorf("%w: device refused features %#x", ErrFeatures, features)
+	}
+	return features, nil
+}
+
 // reset writes 0 to Status and waits for it to read back 0 (§4.2.3.1).
 func (d *Driver) reset() error {
 	d.regs.Write32(regStatus, 0)
@@ -253,12 +333,11 @@ func (d *Driver) readConfig(read func()) {
 	}
 }
 
+// setupQueue sizes queue index against the device's QueueNumMax, lays its
+// rings out in arena memory and hands them to the device.
 func (d *Driver) setupQueue(q *queue, index uint32, num int, arena *alloc.Arena) error {
 	r := d.regs
 	r.Write32(regQueueSel, index)
-	if r.Read32(regQueueReady) != 0 {
-		return fmt.Errorf("%w: queue %d already ready after reset", ErrQueue, index)
-	}
 	max := int(r.Read32(regQueueNumMax))
 	if max == 0 {
 		return fmt.Errorf("%w: queue %d not available (QueueNumMax 0)", ErrQueue, index)
@@ -284,15 +363,49 @@ func (d *Driver) setupQueue(q *queue, index uint32, num int, arena *alloc.Arena)
 	q.mask = uint16(num - 1)
 	q.bufs = make([]*alloc.Buffer, num)
 	q.blen = make([]uint32, num)
+	q.back = make([]bool, num)
+	q.postedAt = make([]uint64, num)
 	q.free = make([]uint16, num)
-	for i := range q.free {
-		q.free[i] = uint16(num - 1 - i) // pop order 0, 1, 2, ...
-	}
-	q.nfree = num
 	q.usedEvOff = vring.UsedEvent(num)
 	q.availEvOff = vring.AvailEvent(num)
+	q.clear()
+	return d.program(q)
+}
 
-	r.Write32(regQueueNum, uint32(num))
+// clear puts an empty queue in its initial state: every id free, indices
+// 0, the ring memory zeroed and every used entry poisoned (usedPoison). It
+// must not hold a buffer.
+func (q *queue) clear() {
+	for i := range q.free {
+		q.free[i] = uint16(q.num - 1 - i) // pop order 0, 1, 2, ...
+	}
+	q.nfree = q.num
+	clear(q.back)
+	clear(q.postedAt)
+	q.consumed = 0
+	q.availIdx, q.lastUsed, q.kickedIdx = 0, 0, 0
+	q.badIndex, q.insane, q.outOfStep = false, false, false
+	q.stallIdx, q.stalls = 0, 0
+	clear(q.desc)
+	clear(q.avail)
+	clear(q.used)
+	for i := 0; i < q.num; i++ {
+		s := vring.UsedSlot(uint16(i), q.mask)
+		binary.LittleEndian.PutUint32(q.used[s+vring.UsedElemID:], usedPoison)
+	}
+}
+
+// program hands q's rings to the device and enables the queue (§4.2.3.2).
+func (d *Driver) program(q *queue) error {
+	r := d.regs
+	r.Write32(regQueueSel, q.index)
+	if r.Read32(regQueueReady) != 0 {
+		return fmt.Errorf("%w: queue %d already ready after reset", ErrQueue, q.index)
+	}
+	if max := r.Read32(regQueueNumMax); max < uint32(q.num) {
+		return fmt.Errorf("%w: queue %d QueueNumMax %d below the ring's %d", ErrQueue, q.index, max, q.num)
+	}
+	r.Write32(regQueueNum, uint32(q.num))
 	r.Write32(regQueueDescLow, uint32(q.descAddr))
 	r.Write32(regQueueDescHigh, uint32(uint64(q.descAddr)>>32))
 	r.Write32(regQueueDrvLow, uint32(q.availAddr))
@@ -301,9 +414,20 @@ func (d *Driver) setupQueue(q *queue, index uint32, num int, arena *alloc.Arena)
 	r.Write32(regQueueDevHigh, uint32(uint64(q.usedAddr)>>32))
 	r.Write32(regQueueReady, 1)
 	if r.Read32(regQueueReady) != 1 || r.Read32(regStatus)&StatusNeedsReset != 0 {
-		return fmt.Errorf("%w: device refused queue %d", ErrQueue, index)
+		return fmt.Errorf("%w: device refused queue %d", ErrQueue, q.index)
 	}
 	return nil
+}
+
+// release returns every buffer posted on q to the pool. Only after a reset:
+// the device then owns nothing.
+func (q *queue) release(pool *alloc.Pool) {
+	for id, b := range q.bufs {
+		if b != nil {
+			q.bufs[id] = nil
+			pool.Put(b)
+		}
+	}
 }
 
 // Close resets the device, which then no longer touches the rings, and
@@ -313,14 +437,8 @@ func (d *Driver) Close() {
 	d.regs.Write32(regStatus, 0)
 	for i := 0; i < 1000000 && d.regs.Read32(regStatus) != 0; i++ {
 	}
-	for _, q := range [2]*queue{&d.rx, &d.tx} {
-		for id, b := range q.bufs {
-			if b != nil {
-				q.bufs[id] = nil
-				d.pool.Put(b)
-			}
-		}
-	}
+	d.rx.release(d.pool)
+	d.tx.release(d.pool)
 }
 
 // Features returns the negotiated feature bits.
@@ -332,6 +450,9 @@ func (d *Driver) Info() nic.Info { return d.info }
 // LinkUp reports VIRTIO_NET_S_LINK_UP from config space; without
 // VIRTIO_NET_F_STATUS the link is always up (§5.1.4).
 func (d *Driver) LinkUp() bool {
+	if d.down.Load() {
+		return false
+	}
 	if d.features&FeatureStatus == 0 {
 		return true
 	}
@@ -345,6 +466,8 @@ func (d *Driver) Stats(s *nic.Stats) {
 	s.Link = d.LinkUp()
 	d.rxc.Snapshot(&s.Rx)
 	d.txc.Snapshot(&s.Tx)
+	s.Resets = d.resets.Load()
+	s.ResetReason = resetReasons[d.reason.Load()]
 }
 
 // post writes descriptor id for a buffer region and publishes it in the next
@@ -366,9 +489,27 @@ func (q *queue) post(id uint16, addr uintptr, n uint32, flags uint16) {
 // orders the descriptor and slot writes before it.
 func (q *queue) publish() { vring.Store16(q.avail, vring.AvailIdx, q.availIdx) }
 
+// usedPoison is the id the driver writes into every used entry it has
+// consumed (and into all of them at setup). No descriptor has it (ids are
+// below vring.MaxSize), and a device writes a real id into an entry before
+// it publishes it, so an entry still holding it under the used index is one
+// the device never wrote: a stale entry exposed by a forged index.
+const usedPoison = 0xffffffff
+
+// outstanding returns how many descriptors the driver has posted and not
+// taken back: the most completions the device can have pending.
+func (q *queue) outstanding() int { return q.num - q.nfree }
+
 // next returns the next used entry, validated, or ok == false when none is
 // pending. A bad entry is consumed, counted on c and reported with ok true
 // and b == nil.
+//
+// An entry is accepted only for a descriptor the driver posted and has not
+// taken back, so a buffer is never handed out twice nor while the device
+// still holds it: a used index claiming more completions than descriptors
+// are outstanding is not trusted at all (BadIndex, nothing consumed; see
+// Maintain), an entry the device never wrote is Stale, a second one for a
+// descriptor already taken back is a Duplicate, an id beyond the ring BadID.
 func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32, ok bool) {
 	usedIdx := vring.Load16(q.used, vring.UsedIdx)
 	pending := usedIdx - q.lastUsed
@@ -376,10 +517,11 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 		q.badIndex = false
 		return nil, 0, 0, false
 	}
-	if int(pending) > q.num {
-		// The device claims more completions than the ring holds:
-		// nothing in it can be trusted. Count the episode once and
-		// consume nothing until the index is sane again.
+	if int(pending) > q.outstanding() {
+		// More completions than descriptors the device holds: the
+		// index is forged or the ring is out of step, and any entry
+		// under it may be one the device never wrote. Count the
+		// episode once and consume nothing until it is sane again.
 		if !q.badIndex {
 			q.badIndex = true
 			c.Drop(nic.BadIndex)
@@ -391,17 +533,53 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 	elem := q.used[s : s+vring.UsedElemSize : s+vring.UsedElemSize]
 	rawID := binary.LittleEndian.Uint32(elem[vring.UsedElemID:])
 	n = binary.LittleEndian.Uint32(elem[vring.UsedElemLen:])
+	// The device writes this entry again only after num more
+	// completions, which needs the descriptor just consumed to be
+	// posted again first: poisoning it now cannot race the device.
+	binary.LittleEndian.PutUint32(elem[vring.UsedElemID:], usedPoison)
+	pos := q.consumed
+	q.consumed++
 	q.lastUsed++
-	if rawID >= uint32(q.num) || q.bufs[rawID] == nil {
+	switch {
+	case rawID == usedPoison:
+		c.Drop(nic.Stale)
+		return nil, 0, 0, true
+	case rawID >= uint32(q.num):
 		c.Drop(nic.BadID)
+		return nil, 0, 0, true
+	case q.bufs[rawID] == nil:
+		// Not posted: a second completion of one taken back, else
+		// a stale entry.
+		if q.back[rawID] {
+			c.Drop(nic.Duplicate)
+		} else {
+			c.Drop(nic.Stale)
+		}
+		return nil, 0, 0, true
+	case pos < q.postedAt[rawID]:
+		// Posted, but this entry was published before the post: an
+		// old one. Its real completion may still come; if the index
+		// moved back, it would land below postedAt too and the
+		// buffer would stay on the ring, so the ring is out of step
+		// and Maintain resets it.
+		c.Drop(nic.Stale)
+		q.outOfStep = true
 		return nil, 0, 0, true
 	}
 	id = uint16(rawID)
 	b = q.bufs[id]
 	q.bufs[id] = nil
+	q.back[id] = true
 	q.free[q.nfree] = id
 	q.nfree++
 	return b, id, n, true
+}
+
+// usedMark returns the position the used index has reached, for postedAt.
+// Everything published so far counts, forged or not: a completion of a
+// descriptor posted now can only be published after it.
+func (q *queue) usedMark() uint64 {
+	return q.consumed + uint64(vring.Load16(q.used, vring.UsedIdx)-q.lastUsed)
 }
 
 // armInterrupt asks the device to signal the next completion: with
@@ -457,7 +635,14 @@ func (d *Driver) Receive() *alloc.Buffer {
 // how many it posted. An empty pool is counted as nic.NoBuffer.
 func (d *Driver) Refill() int {
 	q := &d.rx
+	if d.down.Load() {
+		return 0
+	}
 	posted := 0
+	var mark uint64
+	if q.nfree > 0 {
+		mark = q.usedMark()
+	}
 	for q.nfree > 0 {
 		b := d.pool.Get()
 		if b == nil {
@@ -468,6 +653,8 @@ func (d *Driver) Refill() int {
 		id := q.free[q.nfree]
 		n := uint32(b.Cap() - d.rxOff)
 		q.bufs[id] = b // the device owns b from here until completion
+		q.back[id] = false
+		q.postedAt[id] = mark
 		q.blen[id] = n
 		q.post(id, b.Addr()+uintptr(d.rxOff), n, vring.DescFWrite)
 		posted++
@@ -526,6 +713,10 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 		}
 		return nic.ErrFrameSize
 	}
+	if d.down.Load() {
+		d.txc.Drop(nic.LinkDown)
+		return nic.ErrLinkDown
+	}
 	if q.nfree == 0 {
 		d.txc.Full.Add(1) // back-pressure: the caller keeps b
 		return nic.ErrRingFull
@@ -538,9 +729,12 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 	}
 	// No offloads negotiated: flags 0, GSO_NONE, num_buffers 0 (§5.1.6.2).
 	clear(hdr)
+	mark := q.usedMark()
 	q.nfree--
 	id := q.free[q.nfree]
+	q.postedAt[id] = mark
 	q.bufs[id] = b // owned by the device until Reclaim
+	q.back[id] = false
 	q.blen[id] = uint32(b.Len())
 	q.post(id, b.BodyAddr(), uint32(b.Len()), 0)
 	q.publish()
@@ -552,7 +746,7 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 // it freed.
 func (d *Driver) Reclaim() int {
 	q := &d.tx
-	freed := 0
+	freed, start := 0, q.lastUsed
 	for {
 		b, id, n, ok := q.next(&d.txc)
 		if !ok {
@@ -570,10 +764,115 @@ func (d *Driver) Reclaim() int {
 		d.pool.Put(b)
 		freed++
 	}
-	if freed > 0 {
+	if q.lastUsed != start {
 		q.armInterrupt(d.eventIdx)
 	}
 	return freed
+}
+
+// Maintain implements nic.Maintainer: the slow-path check for a device that
+// needs a reset, and the recovery. It must be called from the goroutine that
+// owns the receive ring, with the transmit side held, every few hundred
+// milliseconds; a call that finds nothing wrong reads the Status register
+// once and reads the used indices from memory.
+//
+// It resets the device and brings it back (virtio 1.2 §2.1.2: a driver that
+// sees DEVICE_NEEDS_RESET resets the device; §3.1.1: initialisation again)
+// when the device set DEVICE_NEEDS_RESET, or when a ring is out of step (a
+// used index that claimed more completions than descriptors outstanding on
+// two consecutive calls, or a used entry published before the post of the
+// descriptor it names): a ring the driver cannot trust again without a
+// reset; or when the transmit ring held frames for txStallLimit calls in a
+// row without the device completing any (a device broken without a word).
+// After the reset the device owns nothing, so every buffer posted on either
+// ring goes back to the pool: frames in flight are lost, as on a link flap.
+// The rings are rebuilt empty in the same memory with the same features;
+// the caller refills and kicks the receive ring. It reports whether it reset the
+// device; each recovery is counted in Stats (Resets, ResetReason).
+func (d *Driver) Maintain() bool {
+	reason := resetNone
+	status := d.regs.Read32(regStatus)
+	rxBad, txBad := d.rx.checkIndex(), d.tx.checkIndex()
+	txStalled := d.tx.checkStall()
+	switch {
+	case d.down.Load():
+		reason = resetRetry
+	case status&StatusNeedsReset != 0:
+		reason = resetNeedsReset
+	case rxBad:
+		reason = resetRxIndex
+	case txBad:
+		reason = resetTxIndex
+	case txStalled:
+		reason = resetTxStalled
+	default:
+		return false
+	}
+	if err := d.restart(); err != nil {
+		// The device is not running; the next call tries again.
+		// Nothing is posted meanwhile (Refill, Transmit) and the
+		// link reads down.
+		d.down.Store(true)
+		return false
+	}
+	d.down.Store(false)
+	d.reason.Store(uint32(reason))
+	d.resets.Add(1)
+	return true
+}
+
+// checkIndex reports whether q's ring is out of step with the device: its
+// used index claims more completions than descriptors outstanding now and
+// did so at the previous call too, or an entry older than the post of the
+// descriptor it names was seen.
+func (q *queue) checkIndex() bool {
+	pending := vring.Load16(q.used, vring.UsedIdx) - q.lastUsed
+	bad := int(pending) > q.outstanding()
+	wedged := bad && q.insane || q.outOfStep
+	q.insane = bad
+	return wedged
+}
+
+// checkStall reports whether q's used index has not moved for txStallLimit
+// calls in a row while the device held descriptors and had nothing pending.
+func (q *queue) checkStall() bool {
+	idx := vring.Load16(q.used, vring.UsedIdx)
+	if idx != q.stallIdx || idx != q.lastUsed || q.outstanding() == 0 {
+		q.stallIdx, q.stalls = idx, 0
+		return false
+	}
+	q.stalls++
+	return q.stalls >= txStallLimit
+}
+
+// restart resets the device, returns every buffer it held to the pool and
+// runs initialisation again (§3.1.1) on the same ring memory.
+func (d *Driver) restart() error {
+	if err := d.reset(); err != nil {
+		// The device may still be using the rings: leave every
+		// buffer where it is rather than hand it out.
+		return err
+	}
+	// From here the device owns nothing (§2.1.2 reset): the buffers it
+	// held are the pool's again.
+	d.rx.release(d.pool)
+	d.tx.release(d.pool)
+	d.rx.clear()
+	d.tx.clear()
+	if _, err := d.negotiate(d.features, true); err != nil {
+		return err
+	}
+	for _, q := range [2]*queue{&d.rx, &d.tx} {
+		if err := d.program(q); err != nil {
+			d.fail()
+			return err
+		}
+	}
+	d.regs.Write32(regStatus, StatusAcknowledge|StatusDriver|StatusFeaturesOK|StatusDriverOK)
+	if d.regs.Read32(regStatus)&StatusNeedsReset != 0 {
+		return fmt.Errorf("%w: device needs reset after DRIVER_OK", ErrConfig)
+	}
+	return nil
 }
 
 // NeedsReset reports whether the device set DEVICE_NEEDS_RESET (§2.1.2),

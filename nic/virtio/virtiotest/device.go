@@ -14,7 +14,9 @@
 //
 // Faults can be injected at run time from a seeded generator: dropped,
 // duplicated, corrupted and reordered frames, bad used lengths, bad used ids
-// and a stalled ring. Every injection is counted in Stats.
+// and a stalled ring. A test can also make the device ask for a reset
+// (RaiseNeedsReset) or forge its used index, once or for good (ForgeUsed).
+// Every injection is counted in Stats.
 //
 // The model allocates nothing per frame, so allocation tests of the driver
 // can run against it.
@@ -74,8 +76,9 @@ const (
 	featureEventIdx = 1 << 29
 	featureVersion1 = 1 << 32
 
-	hdrSize       = 12 // struct virtio_net_hdr, VERSION_1 (§5.1.6)
-	interruptUsed = 1  // InterruptStatus bit 0: used buffer notification
+	hdrSize         = 12 // struct virtio_net_hdr, VERSION_1 (§5.1.6)
+	interruptUsed   = 1  // InterruptStatus bit 0: used buffer notification
+	interruptConfig = 2  // InterruptStatus bit 1: configuration change
 
 	// MaxFrame is the largest frame the model carries: 1514 bytes plus a
 	// VLAN tag plus slack for a tap whose MTU is a little larger.
@@ -109,9 +112,13 @@ type Options struct {
 //
 // A bad id is an extra used entry with an id out of range, so no buffer is
 // lost with it. Extra entries could overrun the used ring of a driver that
-// lags, so while one may be unconsumed the model completes only what
-// certainly fits, and holds the rest back until the driver's next post or
-// used_event shows it caught up.
+// lags, and a driver may (rightly) refuse a used index that claims more
+// completions than it has descriptors outstanding. So while injected
+// entries may be unconsumed, the model completes only what certainly fits
+// the ring and leaves the device holding at least as many descriptors as
+// there are such entries; it holds the rest back until the driver's next
+// post, its used_event or its next read of the Status register (the
+// model's background work, see Read32) shows it caught up.
 type Faults struct {
 	Seed      uint64
 	Drop      float64
@@ -134,6 +141,11 @@ type Stats struct {
 	DeviceErrors      uint64 // bad addresses, descriptors or indices from the driver
 
 	BadLengths, BadIDs uint64
+
+	// NeedsResets counts RaiseNeedsReset calls and device errors that
+	// set DEVICE_NEEDS_RESET; Forged counts ForgeUsed calls; Resets
+	// counts resets the driver made of a device it had started.
+	NeedsResets, Forged, Resets uint64
 }
 
 // seg is one resolved descriptor buffer.
@@ -149,6 +161,7 @@ type vq struct {
 	lastAvail            uint16
 	usedIdx              uint16
 	pub                  uint16 // used index last published
+	forge                uint16 // added to every published used index (ForgeUsed, sticky)
 	broken               bool
 
 	// Bookkeeping that keeps injected extra used entries from ever
@@ -307,8 +320,14 @@ func (d *Device) AttachTap(f *os.File) { d.w.AttachTap(f) }
 // reader to stop.
 func (d *Device) Close() error { return d.w.Close() }
 
-// Read32 reads a register.
+// Read32 reads a register. A real device works its rings in the background;
+// the model does its held-back work (completions waiting for the driver to
+// catch up, frames waiting for buffers) when the driver reads Status, as a
+// driver does periodically to look for DEVICE_NEEDS_RESET.
 func (d *Device) Read32(off uint32) uint32 {
+	if off == regStatus {
+		d.background()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch off {
@@ -455,6 +474,9 @@ func (d *Device) Write32(off, v uint32) {
 func (d *Device) writeStatusLocked(v uint32) {
 	if v == 0 {
 		// Reset (§2.1.2, §4.2.3.1): forget everything negotiated.
+		if d.status&statusDriverOK != 0 {
+			d.stats.Resets++
+		}
 		d.status = 0
 		d.drvFeatures = 0
 		d.intStatus = 0
@@ -500,6 +522,9 @@ func (d *Device) setupLocked(q *vq) {
 // sets DEVICE_NEEDS_RESET (§2.1.2).
 func (d *Device) deviceErrorLocked() {
 	d.stats.DeviceErrors++
+	if d.status&statusNeedsReset == 0 {
+		d.stats.NeedsResets++
+	}
 	d.status |= statusNeedsReset
 }
 
@@ -535,6 +560,57 @@ func (d *Device) live(q *vq) bool {
 }
 
 func (d *Device) eventIdx() bool { return d.drvFeatures&featureEventIdx != 0 }
+
+// background works both rings as a notify would, without counting one,
+// when work is waiting: frames in the backlog or transmit descriptors
+// posted and not taken.
+func (d *Device) background() {
+	d.mu.Lock()
+	rx, tx := &d.q[queueRx], &d.q[queueTx]
+	if !(d.live(rx) && d.w.Backlogged() > 0) && !(d.live(tx) && tx.deviceHeld() > 0) {
+		d.mu.Unlock()
+		return
+	}
+	d.drainLocked()
+	irq := d.w.TakeIRQLocked()
+	d.mu.Unlock()
+	irq()
+	d.w.Transmit()
+}
+
+// RaiseNeedsReset sets DEVICE_NEEDS_RESET (virtio 1.2 §2.1.2) as a device
+// that hit an internal error does, and sends a configuration change
+// notification (InterruptStatus bit 1, §4.2.2). The device works neither
+// queue until the driver resets it.
+func (d *Device) RaiseNeedsReset() {
+	d.mu.Lock()
+	d.stats.NeedsResets++
+	d.status |= statusNeedsReset
+	d.intStatus |= interruptConfig
+	d.w.RaiseLocked()
+	irq := d.w.TakeIRQLocked()
+	d.mu.Unlock()
+	irq()
+}
+
+// ForgeUsed moves queue's published used index delta entries beyond what
+// the device wrote, without writing entries: the driver sees stale ring
+// slots under it. With sticky the offset stays on every later publication
+// too (a wedged ring that only a reset clears); without it the next
+// completion publishes the true index again.
+func (d *Device) ForgeUsed(queue int, delta uint16, sticky bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q := &d.q[queue&1]
+	if !q.ready {
+		return
+	}
+	d.stats.Forged++
+	if sticky {
+		q.forge = delta
+	}
+	vring.Store16(q.used, vring.UsedIdx, q.pub+delta)
+}
 
 // notify handles a QueueNotify write.
 func (d *Device) notify(v uint32) {
@@ -649,11 +725,8 @@ func (q *vq) learnUsedEvent() {
 // consumed, or the entries after lb, whichever is smaller.
 func (q *vq) unconsumedBound() int {
 	q.learnAhead(vring.Load16(q.avail, vring.AvailIdx))
-	if q.eventIdx && q.entries-q.lb > uint64(q.held) {
+	if q.eventIdx && (len(q.bad) > 0 || q.entries-q.lb > uint64(q.held)) {
 		q.learnUsedEvent()
-	}
-	if d := q.entries - q.lb; d < uint64(q.held+len(q.bad)) {
-		return int(d)
 	}
 	n := 0
 	for n < len(q.bad) && q.bad[n] <= q.lb {
@@ -662,14 +735,30 @@ func (q *vq) unconsumedBound() int {
 	if n > 0 {
 		q.bad = q.bad[:copy(q.bad, q.bad[n:])]
 	}
+	if d := q.entries - q.lb; d < uint64(q.held+len(q.bad)) {
+		return int(d)
+	}
 	return q.held + len(q.bad)
 }
 
-// canComplete reports whether one more used entry certainly fits the used
-// ring. Without injected entries it always does when a descriptor is
+// deviceHeld returns how many descriptors the driver made available that
+// the device has not taken (and so not completed) yet.
+func (q *vq) deviceHeld() int {
+	n := vring.Load16(q.avail, vring.AvailIdx) - q.lastAvail
+	if uint32(n) > q.num {
+		return 0
+	}
+	return int(n)
+}
+
+// canComplete reports whether the device may complete one more descriptor:
+// the entry certainly fits the used ring, and the device still holds, after
+// it, at least as many descriptors as injected entries may be unconsumed,
+// so the driver never sees more pending entries than it has descriptors
+// outstanding. Without injected entries it always may when a descriptor is
 // pending (that descriptor is not among the held ones).
 func (q *vq) canComplete() bool {
-	return q.unconsumedBound()+1 <= int(q.num)
+	return q.unconsumedBound()+1 <= int(q.num) && len(q.bad) <= q.deviceHeld()-1
 }
 
 // complete writes one used entry (slot first, index after).
@@ -693,7 +782,7 @@ func (d *Device) complete(q *vq, id uint32, n uint32) {
 		}
 		q.doneAt[id] = q.entries // 1 + position just written
 	}
-	if f.BadID > 0 && d.rng.Float64() < f.BadID && q.canComplete() {
+	if f.BadID > 0 && d.rng.Float64() < f.BadID && q.unconsumedBound()+1 <= int(q.num) && len(q.bad)+1 <= q.deviceHeld() {
 		d.stats.BadIDs++
 		d.putUsed(q, q.num+uint32(d.rng.IntN(1<<16)), 0)
 		q.bad = append(q.bad, q.entries) // cap num, never grows: bounded by canComplete
@@ -715,7 +804,7 @@ func (d *Device) publish(q *vq) {
 		return
 	}
 	q.pub = q.usedIdx
-	vring.Store16(q.used, vring.UsedIdx, q.usedIdx)
+	vring.Store16(q.used, vring.UsedIdx, q.usedIdx+q.forge)
 	var need bool
 	if d.eventIdx() {
 		need = vring.NeedEvent(vring.Load16(q.avail, vring.UsedEvent(int(q.num))), q.usedIdx, old)
