@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
@@ -114,7 +115,7 @@ func (r *fzReader) u16() uint16 { return uint16(r.u8()) | uint16(r.u8())<<8 }
 
 // rxDropCauses are the causes under which Receive drops a completed frame.
 var rxDropCauses = []nic.Cause{nic.BadLength, nic.Runt, nic.Oversize, nic.CRC, nic.Overrun,
-	nic.Truncated, nic.NonOctet, nic.LengthViolation}
+	nic.Truncated, nic.NonOctet, nic.LengthViolation, nic.BadIndex, nic.BadID}
 
 // fzCheck verifies the bookkeeping: every buffer out of the pool is on
 // exactly one ring or held by the caller, the transmit ring holds exactly
@@ -158,6 +159,7 @@ type fzSlot struct {
 	buf   *alloc.Buffer // posted buffer; nil when the driver has none there
 	seq   int           // postings of this slot so far
 	addr  uint32        // buffer pointer the driver posted
+	word  uint32        // control word the driver posted
 	done  bool          // the MAC completed this posting: it is finished with buf
 	valid bool          // ... through the posted pointer: buf holds the MAC's frame
 	last  uint32        // control word of the latest completion
@@ -198,6 +200,7 @@ func (o *fzOracle) observe(t *testing.T, d *Driver, rebuilt bool) {
 			case s.buf == nil:
 				s.buf, s.seq = cur, s.seq+1
 				s.addr = binary.LittleEndian.Uint32(r.desc[i*bd.Size+bd.Addr:])
+				s.word = bd.Load(r.desc, i*bd.Size)
 				s.done, s.valid = false, false
 			case status&own != 0:
 				s.done, s.valid = false, false // (re)armed: the MAC's
@@ -221,12 +224,16 @@ func (o *fzOracle) handOut(t *testing.T, b *alloc.Buffer) {
 	t.Fatalf("buffer %d handed out, not posted on any rx slot", b.Index())
 }
 
-// complete is the MAC completing the slot at i (ownership bit own set in
-// status): it records the completion the oracle trusts.
+// complete is the MAC completing the slot at i (its ownership bit set)
+// with control word w. A completion of the word the driver posted is
+// remembered for forge to write again; one of a forged word is not (what
+// it carries is the forger's, not an earlier posting's).
 func (s *fzSlot) complete(desc []byte, i int, w uint32) {
 	s.done = true
 	s.valid = s.buf != nil && binary.LittleEndian.Uint32(desc[i*bd.Size+bd.Addr:]) == s.addr
-	s.last, s.lastN = w, s.seq
+	if s.buf != nil && bd.Load(desc, i*bd.Size) == s.word {
+		s.last, s.lastN = w, s.seq
+	}
 	bd.Store(desc, i*bd.Size, w)
 }
 
@@ -279,6 +286,16 @@ func FuzzRxDescriptors(f *testing.F) {
 	f.Add(seed([]byte{6, 4, 4, 0}, rx(64, bd.L), recv, rx(64, bd.L), recv, []byte{4, 3, 4}))
 	f.Add(seed(h, []byte{5, 60, 0, 0, 6, 0, 129, 0x08, 0x08, 8}))   // underrun and TXF in EIR, acknowledged, counted
 	f.Add(seed([]byte{30, 4, 4, 8}, []byte{5, 100, 0, 3, 6, 0, 8})) // 16-byte TxAlign: frame moved down
+	// Forged completions the driver must not trust (each failed before
+	// the driver checked the software bits, W and the pointer).
+	f.Add(seed(h, []byte{1, 0, 0}, recv))                                                                            // rx: zeroed entry at the head (Stale)
+	f.Add(seed([]byte{30, 0, 4, 0}, rx(64, bd.L), rx(64, bd.L), recv, []byte{3, 4, 1, 0, 1}, recv))                  // rx: previous completion again (Duplicate)
+	f.Add(seed(h, []byte{1, 0, 2, 0}, rx(64, bd.L), recv))                                                           // rx: pointer rewritten (BadID)
+	f.Add(seed(h, []byte{0x84, 64, 0, 0, 8}, recv, []byte{3, 4}))                                                    // rx: wrap bit lied about (BadIndex)
+	f.Add(seed(h, []byte{5, 60, 0, 0, 7, 0, 0, 8, 0x82, 0x82, 8}))                                                   // tx: zeroed entry at the head; Maintain resets
+	f.Add(seed([]byte{30, 4, 0, 0}, []byte{5, 60, 0, 0, 6, 0, 8, 5, 60, 0, 0, 5, 60, 0, 0, 7, 0, 1, 6, 0, 8, 0x82})) // tx: duplicate completion
+	f.Add(seed(h, []byte{5, 60, 0, 0, 0x82, 0x82, 0x82}))                                                            // tx never completes: TDAR again, then reset
+	f.Add(seed(h, []byte{0x48}, rx(64, bd.L), recv, []byte{0x82, 0x82}, recv))                                       // rx: completion past an empty head: reset
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fzReader{b: data}
 		count := 4 + int(in.u8()%40)
@@ -304,6 +321,9 @@ func FuzzRxDescriptors(f *testing.F) {
 			NoPHY:    flags&1 == 0,
 			MDIO:     phy,
 			TxAlign:  1 << ((flags >> 1) % 7), // 1..64
+			// The second Maintain that sees no transmit progress
+			// resets.
+			TxTimeout: time.Nanosecond,
 		}
 		d, err := New(regs, arena, pool, cfg)
 		if err != nil {
@@ -328,6 +348,14 @@ func FuzzRxDescriptors(f *testing.F) {
 			r0 := d.restarts.Load()
 			switch op := in.u8(); op % 12 {
 			case 0: // the MAC completes its current rx descriptor
+				if op&0x40 != 0 {
+					// A MAC that loses its place: it moves on
+					// without completing this one.
+					if macRx++; macRx == rxN {
+						macRx = 0
+					}
+					break
+				}
 				length, bits := in.u16(), in.u16()
 				_, status := bd.Split(bd.Load(d.rx.desc, macRx*bd.Size))
 				if status&bd.E == 0 {
@@ -467,8 +495,15 @@ func FuzzRxDescriptors(f *testing.F) {
 				if s.Link != d.LinkUp() || s.Tx.Packets != accepted {
 					t.Fatalf("stats %+v", s)
 				}
-			case 10: // link poll (restarts on bus error or speed change)
-				d.PollLink()
+			case 10: // link poll (restarts on bus error or speed change), or Maintain
+				if op&0x80 == 0 {
+					d.PollLink()
+					break
+				}
+				rs := d.resets.Load()
+				if reset := d.Maintain(); reset != (d.resets.Load() == rs+1) {
+					t.Fatalf("Maintain returned %v, resets %d -> %d", reset, rs, d.resets.Load())
+				}
 			case 11: // the PHY changes its mind
 				reg := []int{phyBMSR, phyBMCR, phyANLPAR, phyANAR}[op>>4&3]
 				phy.reg[reg] = in.u16()
