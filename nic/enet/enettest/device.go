@@ -26,8 +26,12 @@
 //
 // Faults are injected from a seeded generator: dropped, duplicated,
 // corrupted, reordered frames, bad lengths, receive error bits (LG, NO, CR,
-// OV, TR), transmit errors in EIR, and a stalled MAC. Every injection is
-// counted in Stats. The model allocates nothing per frame.
+// OV, TR), transmit errors in EIR, and a stalled MAC. Faults that need a
+// reset to clear are injected on demand: a wedged transmit ring (WedgeTx),
+// a receive pointer that loses its place (SkipRx), lost TDAR writes
+// (LoseKicks), repeated bus errors (BusErrors), and descriptors written
+// behind both sides' backs (Forge). Every injection is counted in Stats.
+// The model allocates nothing per frame.
 //
 // The descriptor control word (length and status) is read and written with
 // sync/atomic on both sides: it is where ownership changes hands.
@@ -177,6 +181,10 @@ type Stats struct {
 	PHYResets         uint64
 
 	BadLengths, RxErrors, TxErrors uint64
+
+	// On-demand faults: WedgeTx calls, SkipRx calls, TDAR writes
+	// ignored, descriptors forged.
+	TxWedges, RxSkips, LostKicks, Forged uint64
 }
 
 // phy is a clause 22 PHY: BMCR, BMSR, ID, ANAR, ANLPAR.
@@ -198,6 +206,10 @@ type Device struct {
 	txPos  uint32 // address of the current transmit descriptor
 	phy    phy
 	halted bool // bus error: stopped until ETHEREN is cleared
+
+	txWedged  bool // WedgeTx: no transmit until reset or ETHEREN clear
+	lostKicks int  // TDAR writes still to ignore
+	busFail   int  // descriptor fetches still to fail
 
 	w      wire.Port // backends, backlog, frame faults, interrupt hook
 	faults Faults
@@ -246,6 +258,7 @@ func (d *Device) resetLocked() {
 	d.reg(regPAUR, uint32(binary.BigEndian.Uint16(m[4:6]))<<16|0x8808)
 	d.rxPos, d.txPos = 0, 0
 	d.halted = false
+	d.txWedged = false
 }
 
 func (d *Device) reg(off, v uint32) { d.regs[off/4] = v }
@@ -291,6 +304,65 @@ func (d *Device) Unstall() { d.w.Unstall() }
 
 // Flush delivers a frame held back for reordering, if any.
 func (d *Device) Flush() { d.w.Flush() }
+
+// WedgeTx wedges the transmit side the way a stuck uDMA does: descriptors
+// the driver posts stay ready (R) and are never sent, whatever TDAR says,
+// until the MAC is reset (ECR.RESET) or disabled (ETHEREN cleared).
+func (d *Device) WedgeTx() {
+	d.mu.Lock()
+	d.txWedged = true
+	d.stats.TxWedges++
+	d.mu.Unlock()
+}
+
+// SkipRx moves the MAC's receive pointer one descriptor on (following W)
+// without completing the current one: the MAC has lost its place, and the
+// next frames land past the descriptor the driver waits on. Only a MAC
+// reset or disable puts the pointer back at RDSR.
+func (d *Device) SkipRx() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.RxSkips++
+	if off := d.descLocked(d.rxPos); off >= 0 {
+		_, st := bd.Split(bd.Load(d.mem, off))
+		d.rxPos = d.next(d.rxPos, st, regRDSR)
+	}
+}
+
+// LoseKicks makes the MAC ignore the next n TDAR writes, as the i.MX6
+// ENET can miss a TDAR write (errata ERR006358).
+func (d *Device) LoseKicks(n int) {
+	d.mu.Lock()
+	d.lostKicks = n
+	d.mu.Unlock()
+}
+
+// BusErrors makes the next n descriptor fetches fail with a bus error
+// (EIR.EBERR, the MAC stops), as a faulty interconnect would.
+func (d *Device) BusErrors(n int) {
+	d.mu.Lock()
+	d.busFail = n
+	d.mu.Unlock()
+}
+
+// Forge writes the control word (length | status<<16) of descriptor i of
+// the receive ring (tx false) or the transmit ring, as a stray write or a
+// MAC writing back a stale copy would. The ring is the one at RDSR/TDSR;
+// an index outside the memory is ignored.
+func (d *Device) Forge(tx bool, i int, word uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	base := d.get(regRDSR)
+	if tx {
+		base = d.get(regTDSR)
+	}
+	off := d.resolve(base+uint32(i)*bd.Size, bd.Size)
+	if i < 0 || off < 0 {
+		return
+	}
+	d.stats.Forged++
+	bd.Store(d.mem, off, word)
+}
 
 // SetLink sets the PHY's link state (BMSR link status and autonegotiation
 // complete).
@@ -367,6 +439,11 @@ func (d *Device) Write32(off, v uint32) {
 		d.mu.Lock()
 		d.stats.TDARWrites++
 		on := d.get(regECR)&ecrEtherEn != 0
+		if d.lostKicks > 0 {
+			d.lostKicks--
+			d.stats.LostKicks++
+			on = false
+		}
 		d.mu.Unlock()
 		if on {
 			d.w.Transmit()
@@ -413,6 +490,7 @@ func (d *Device) writeLocked(off, v uint32) {
 			d.rxPos = d.get(regRDSR)
 			d.txPos = d.get(regTDSR)
 			d.halted = false
+			d.txWedged = false
 		} else if v&ecrDBSWP == 0 || v&ecrEN1588 != 0 {
 			// Without DBSWP the real MAC reads descriptors
 			// big-endian; EN1588 selects 32-byte descriptors.
@@ -541,6 +619,10 @@ func (d *Device) busErrorLocked() {
 // after raising a bus error.
 func (d *Device) descLocked(addr uint32) int {
 	off := d.resolve(addr, bd.Size)
+	if d.busFail > 0 {
+		d.busFail--
+		off = -1
+	}
 	if off < 0 || off&3 != 0 {
 		d.busErrorLocked()
 		return -1
