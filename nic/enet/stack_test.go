@@ -175,6 +175,11 @@ func checkFaultsCounted(t *testing.T, a, b *enode) {
 		if ms.DeviceErrors != 0 || ms.BusErrors != 0 {
 			t.Errorf("%v: the driver broke a rule: %+v", n.s.Config().Addr, ms)
 		}
+		// Lost, duplicated, corrupted frames and error bits are not
+		// a MAC that needs a reset.
+		if ns.Resets != 0 || ns.Rx.Drops[nic.Stale]+ns.Rx.Drops[nic.Duplicate]+ns.Tx.Drops[nic.Stale]+ns.Tx.Drops[nic.Duplicate] != 0 {
+			t.Errorf("%v: %d resets (%s), untrusted completions counted: rx %v tx %v", n.s.Config().Addr, ns.Resets, ns.ResetReason, ns.Rx.Drops, ns.Tx.Drops)
+		}
 	}
 }
 
