@@ -286,6 +286,41 @@ func TestMaintainRxSkipped(t *testing.T) {
 	}
 }
 
+// TestMaintainRDAR: a receive side that stopped (RDAR off) with an empty
+// descriptor at the head is kicked again by Maintain, without a reset, and
+// the frames that waited arrive.
+func TestMaintainRDAR(t *testing.T) {
+	r := newRig(t, enettest.Options{}, enet.Config{RxRing: 8})
+	rng := rand.New(rand.NewPCG(28, 28))
+	receiveOne(t, r, frame(100, 1, rng))
+	r.drv.Maintain()
+	r.dev.StopRx()
+	var sent [][]byte
+	for i := range 3 {
+		f := frame(100+i, uint32(2+i), rng)
+		sent = append(sent, f)
+		r.dev.Deliver(f)
+	}
+	if b := r.drv.Receive(); b != nil || r.dev.Backlog() != 3 {
+		t.Fatalf("frames received while RDAR is off (backlog %d)", r.dev.Backlog())
+	}
+	if r.drv.Maintain() {
+		t.Fatal("reset where a kick does")
+	}
+	for i, f := range sent {
+		b := r.drv.Receive()
+		if b == nil || !bytes.Equal(b.Bytes(), f) {
+			t.Fatalf("frame %d not received after the kick", i)
+		}
+		r.pool.Put(b)
+	}
+	r.drv.Refill()
+	r.drv.RxKick()
+	if s := stats(r); s.Resets != 0 || r.pool.InUse() != r.base {
+		t.Fatalf("resets %d, pool %d of %d", s.Resets, r.pool.InUse(), r.base)
+	}
+}
+
 // TestMaintainBusErrors: bus errors that come back right after a reset are
 // reset again each time, until the MAC runs.
 func TestMaintainBusErrors(t *testing.T) {

@@ -28,9 +28,10 @@
 // corrupted, reordered frames, bad lengths, receive error bits (LG, NO, CR,
 // OV, TR), transmit errors in EIR, and a stalled MAC. Faults that need a
 // reset to clear are injected on demand: a wedged transmit ring (WedgeTx),
-// a receive pointer that loses its place (SkipRx), lost TDAR writes
-// (LoseKicks), repeated bus errors (BusErrors), and descriptors written
-// behind both sides' backs (Forge). Every injection is counted in Stats.
+// a receive pointer that loses its place (SkipRx), a receive side that
+// stops as if its ring were full (StopRx), lost TDAR writes (LoseKicks),
+// repeated bus errors (BusErrors), and descriptors written behind both
+// sides' backs (Forge). Every injection is counted in Stats.
 // The model allocates nothing per frame.
 //
 // The descriptor control word (length and status) is read and written with
@@ -182,9 +183,9 @@ type Stats struct {
 
 	BadLengths, RxErrors, TxErrors uint64
 
-	// On-demand faults: WedgeTx calls, SkipRx calls, TDAR writes
+	// On-demand faults: WedgeTx, SkipRx and StopRx calls, TDAR writes
 	// ignored, descriptors forged.
-	TxWedges, RxSkips, LostKicks, Forged uint64
+	TxWedges, RxSkips, RxStops, LostKicks, Forged uint64
 }
 
 // phy is a clause 22 PHY: BMCR, BMSR, ID, ANAR, ANLPAR.
@@ -327,6 +328,16 @@ func (d *Device) SkipRx() {
 		_, st := bd.Split(bd.Load(d.mem, off))
 		d.rxPos = d.next(d.rxPos, st, regRDSR)
 	}
+}
+
+// StopRx clears RDAR as the MAC does when it finds no empty descriptor,
+// though there is one: arriving frames wait in the backlog until the
+// driver writes RDAR again.
+func (d *Device) StopRx() {
+	d.mu.Lock()
+	d.reg(regRDAR, 0)
+	d.stats.RxStops++
+	d.mu.Unlock()
 }
 
 // LoseKicks makes the MAC ignore the next n TDAR writes, as the i.MX6
