@@ -35,9 +35,9 @@
 //
 // The PHY is reached over MDIO (clause 22): it is reset and set to
 // autonegotiate at New; PollLink reads link, speed and duplex and applies
-// them to the MAC (TCR.FDEN, RCR.RMII_10T, RCR.DRT). Refill, which the poll
-// loop calls once per step, calls PollLink itself at most once per
-// Config.LinkPoll, so link polling costs nothing per packet.
+// them to the MAC (TCR.FDEN, RCR.RMII_10T, RCR.DRT). Maintain, which the
+// stack's poll loop calls every 250 ms, polls the link itself at most once
+// per Config.LinkPoll, so link polling costs nothing per packet.
 //
 // The driver behaves the same on the real MAC and on QEMU's imx.enet, which
 // implements the legacy descriptors the driver uses (ECR.EN1588 clear), a
@@ -78,7 +78,7 @@ const (
 	// DefaultTxAlign is the transmit buffer alignment: Linux's fec driver
 	// keeps ENET transmit buffers 16-byte aligned on ARM.
 	DefaultTxAlign = 16
-	// DefaultLinkPoll is how often Refill polls the PHY.
+	// DefaultLinkPoll is how often Maintain polls the PHY.
 	DefaultLinkPoll = time.Second
 	// DefaultTxTimeout is how long posted transmit descriptors may go
 	// without a completion, link up, before Maintain resets the MAC
@@ -122,8 +122,9 @@ type Config struct {
 	// frame that starts elsewhere is moved down inside its own buffer.
 	// Default DefaultTxAlign.
 	TxAlign int
-	// LinkPoll is the least time between two PHY polls made by Refill.
-	// Default DefaultLinkPoll; negative disables (call PollLink).
+	// LinkPoll is the least time between two PHY polls made by
+	// Maintain. Default DefaultLinkPoll; negative disables (call
+	// PollLink).
 	LinkPoll time.Duration
 	// TxTimeout is how long frames may stay posted with no transmit
 	// completion, link up, before Maintain resets the MAC. Default
@@ -288,7 +289,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	}
 
 	d := &Driver{regs: regs, pool: pool, rmii: cfg.RMII, txAlign: cfg.TxAlign, poll: cfg.LinkPoll, txTimeout: cfg.TxTimeout}
-	d.lastPoll = time.Now() // no PHY poll from Refill before the PHY is set up
+	d.lastPoll = time.Now() // no PHY poll from Maintain before the PHY is set up
 	d.barrier = cfg.Barrier
 	if d.barrier == nil {
 		d.barrier = func() {}
@@ -555,6 +556,16 @@ func (d *Driver) restart(why uint32) bool {
 	return true
 }
 
+// reinitFrom runs reinit with the gate held already (held) or through
+// restart, which takes it; it reports whether it ran.
+func (d *Driver) reinitFrom(held bool, why uint32) bool {
+	if held {
+		d.reinit(why)
+		return true
+	}
+	return d.restart(why)
+}
+
 // reinit stops the MAC, takes every buffer back from both rings (a frame
 // still posted for transmit is counted as a link-down drop), resets the
 // MAC (ECR.RESET), programs it again with initMAC and the programmed speed
@@ -622,15 +633,18 @@ func (d *Driver) setLink(s linkState) {
 // Stats and LinkUp, and re-programs the MAC when the negotiated speed or
 // duplex differs from what it runs. It also recovers from a DMA bus error
 // (EIR.EBERR), which stops the MAC, by resetting it. Call it on the
-// receive (poll) goroutine; Refill calls it at most once per
+// receive (poll) goroutine; Maintain calls it at most once per
 // Config.LinkPoll.
-func (d *Driver) PollLink() {
+func (d *Driver) PollLink() { d.pollLink(false) }
+
+// pollLink is PollLink; held says the caller (Maintain) holds the gate.
+func (d *Driver) pollLink(held bool) {
 	d.lastPoll = time.Now()
 	d.polls.Add(1)
 	if e := d.regs.Read32(RegEIR) & EventEBERR; e != 0 {
 		d.regs.Write32(RegEIR, e)
 		d.txc.Drop(nic.TxError)
-		d.restart(resetBusError)
+		d.reinitFrom(held, resetBusError)
 	}
 	if d.noPHY {
 		return
@@ -642,7 +656,7 @@ func (d *Driver) PollLink() {
 	}
 	if s.up && (s.mbps != d.progMbps || s.full != d.progFull) {
 		d.progMbps, d.progFull = s.mbps, s.full
-		if !d.restart(noReset) {
+		if !d.reinitFrom(held, noReset) {
 			// Try again at the next poll.
 			d.progMbps, d.progFull = 0, false
 		}
@@ -782,15 +796,7 @@ func rxCause(status uint16, spanned bool) (nic.Cause, bool) {
 // ring order, and returns how many it posted. An empty pool is counted as
 // nic.NoBuffer; the MAC stops at the first unposted descriptor until a
 // later Refill and RxKick.
-func (d *Driver) Refill() int {
-	posted := d.refill()
-	// Refill runs once per poll step whether or not frames came in, so
-	// the link is watched while idle too; one clock read per step.
-	if d.poll > 0 && time.Since(d.lastPoll) >= d.poll {
-		d.PollLink()
-	}
-	return posted
-}
+func (d *Driver) Refill() int { return d.refill() }
 
 func (d *Driver) refill() int {
 	r := &d.rx
@@ -988,23 +994,25 @@ func (d *Driver) EnableInterrupts(mask uint32) {
 //     is complete or RDAR is off: the MAC walks elsewhere in the ring.
 //     Seen on two calls in a row; the first writes RDAR again.
 //
-// It returns true when it reset the MAC; both rings are rebuilt then and
-// the receive ring refilled and kicked. It runs on the poll goroutine; if
-// a transmit is in progress it skips this round.
+// It also polls the PHY (PollLink) once Config.LinkPoll has passed. It
+// returns true when it reset the MAC; both rings are rebuilt then and the
+// receive ring refilled and kicked. It runs on the poll goroutine; if a
+// transmit is in progress it skips this round.
 func (d *Driver) Maintain() bool {
 	if !d.gate.CompareAndSwap(0, 2) {
 		return false
 	}
-	why := d.check(time.Now())
+	now := time.Now()
+	why := d.check(now)
 	if why != noReset {
 		d.reinit(why)
 	}
-	d.gate.Store(0)
-	if why == noReset {
-		return false
+	if d.poll > 0 && now.Sub(d.lastPoll) >= d.poll {
+		d.pollLink(true)
 	}
-	d.RxKick()
-	return true
+	d.gate.Store(0)
+	d.RxKick() // after a reset or a speed change: the refilled ring
+	return why != noReset
 }
 
 // check finds the reason for a reset, or noReset. The gate is held.

@@ -247,14 +247,33 @@ func TestPHY(t *testing.T) {
 			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
 		}
 	})
-	t.Run("polled from Refill", func(t *testing.T) {
-		r := newRig(t, enettest.Options{}, enet.Config{LinkPoll: time.Millisecond})
+	t.Run("polled from Maintain", func(t *testing.T) {
+		r := newRig(t, enettest.Options{}, enet.Config{LinkPoll: 20 * time.Millisecond})
 		polls := r.drv.Extra().LinkPolls
 		r.dev.SetLink(false)
-		time.Sleep(2 * time.Millisecond)
 		r.drv.Refill()
-		if r.drv.LinkUp() || r.drv.Extra().LinkPolls <= polls {
-			t.Fatalf("link not polled from Refill: up %v extra %+v", r.drv.LinkUp(), r.drv.Extra())
+		r.drv.Maintain()
+		if !r.drv.LinkUp() || r.drv.Extra().LinkPolls != polls {
+			t.Fatalf("link polled before LinkPoll passed: up %v extra %+v", r.drv.LinkUp(), r.drv.Extra())
+		}
+		time.Sleep(25 * time.Millisecond)
+		r.drv.Maintain()
+		if r.drv.LinkUp() || r.drv.Extra().LinkPolls != polls+1 {
+			t.Fatalf("link not polled from Maintain: up %v extra %+v", r.drv.LinkUp(), r.drv.Extra())
+		}
+		// A speed change found there re-programs the MAC at once.
+		r.dev.SetPartner(1<<5 | 1) // 10BASE-T half duplex only
+		r.dev.SetLink(true)
+		time.Sleep(25 * time.Millisecond)
+		if r.drv.Maintain() {
+			t.Fatal("a speed change counted as a reset")
+		}
+		if s := stats(r); !s.Link || s.SpeedMbps != 10 || s.FullDuplex || r.drv.Extra().Restarts != 1 || s.Resets != 0 {
+			t.Fatalf("stats %+v extra %+v", s, r.drv.Extra())
+		}
+		receiveOne(t, r, frame(100, 1, rand.New(rand.NewPCG(1, 3))))
+		if r.pool.InUse() != r.base {
+			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
 		}
 	})
 	t.Run("half duplex 10 RMII", func(t *testing.T) {
