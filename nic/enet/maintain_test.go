@@ -265,11 +265,19 @@ func TestMaintainRxSkipped(t *testing.T) {
 		t.Fatal("reset a healthy MAC")
 	}
 	r.dev.SkipRx()
-	for i := range 3 {
-		r.dev.Deliver(frame(100, uint32(2+i), rng))
+	// More frames than the ring holds: the MAC fills the 7 descriptors
+	// past the head, passes over the head again and stops; 3 wait.
+	var sent [][]byte
+	for i := range 10 {
+		f := frame(100+i, uint32(2+i), rng)
+		sent = append(sent, f)
+		r.dev.Deliver(f)
 	}
 	if b := r.drv.Receive(); b != nil {
 		t.Fatal("a frame was taken past the empty head")
+	}
+	if r.dev.Backlog() != 3 {
+		t.Fatalf("backlog %d, want 3", r.dev.Backlog())
 	}
 	if r.drv.Maintain() {
 		t.Fatal("reset at the first sight")
@@ -277,6 +285,16 @@ func TestMaintainRxSkipped(t *testing.T) {
 	if !r.drv.Maintain() {
 		t.Fatal("no reset at the second")
 	}
+	// The 7 frames on the ring went with it; the 3 that waited arrive.
+	for _, f := range sent[7:] {
+		b := r.drv.Receive()
+		if b == nil || !bytes.Equal(b.Bytes(), f) {
+			t.Fatal("a waiting frame did not arrive intact after the reset")
+		}
+		r.pool.Put(b)
+	}
+	r.drv.Refill()
+	r.drv.RxKick()
 	checkReset(t, r, 1, "rx ring stuck")
 	for i := range 10 {
 		receiveOne(t, r, frame(100+i, uint32(10+i), rng))

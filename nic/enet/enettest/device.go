@@ -208,9 +208,10 @@ type Device struct {
 	phy    phy
 	halted bool // bus error: stopped until ETHEREN is cleared
 
-	txWedged  bool // WedgeTx: no transmit until reset or ETHEREN clear
-	lostKicks int  // TDAR writes still to ignore
-	busFail   int  // descriptor fetches still to fail
+	txWedged  bool   // WedgeTx: no transmit until reset or ETHEREN clear
+	rxSkip    uint32 // SkipRx: the descriptor the MAC passes over; 0: none
+	lostKicks int    // TDAR writes still to ignore
+	busFail   int    // descriptor fetches still to fail
 
 	w      wire.Port // backends, backlog, frame faults, interrupt hook
 	faults Faults
@@ -259,7 +260,7 @@ func (d *Device) resetLocked() {
 	d.reg(regPAUR, uint32(binary.BigEndian.Uint16(m[4:6]))<<16|0x8808)
 	d.rxPos, d.txPos = 0, 0
 	d.halted = false
-	d.txWedged = false
+	d.txWedged, d.rxSkip = false, 0
 }
 
 func (d *Device) reg(off, v uint32) { d.regs[off/4] = v }
@@ -316,18 +317,30 @@ func (d *Device) WedgeTx() {
 	d.mu.Unlock()
 }
 
-// SkipRx moves the MAC's receive pointer one descriptor on (following W)
-// without completing the current one: the MAC has lost its place, and the
-// next frames land past the descriptor the driver waits on. Only a MAC
-// reset or disable puts the pointer back at RDSR.
+// SkipRx makes the MAC lose its place in the receive ring: it passes over
+// its current descriptor without completing it, now and on every later lap,
+// so frames land past the descriptor the driver waits on and never in it.
+// Only a MAC reset or disable ends it.
 func (d *Device) SkipRx() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stats.RxSkips++
-	if off := d.descLocked(d.rxPos); off >= 0 {
-		_, st := bd.Split(bd.Load(d.mem, off))
-		d.rxPos = d.next(d.rxPos, st, regRDSR)
+	d.rxSkip = d.rxPos
+	d.rxPos = d.skipFrom(d.rxPos)
+}
+
+// skipFrom returns addr, or the descriptor after it when SkipRx made the
+// MAC pass over addr.
+func (d *Device) skipFrom(addr uint32) uint32 {
+	if d.rxSkip == 0 || addr != d.rxSkip {
+		return addr
 	}
+	off := d.resolve(addr, bd.Size)
+	if off < 0 {
+		return addr
+	}
+	_, st := bd.Split(bd.Load(d.mem, off))
+	return d.next(addr, st, regRDSR)
 }
 
 // StopRx clears RDAR as the MAC does when it finds no empty descriptor,
@@ -501,7 +514,7 @@ func (d *Device) writeLocked(off, v uint32) {
 			d.rxPos = d.get(regRDSR)
 			d.txPos = d.get(regTDSR)
 			d.halted = false
-			d.txWedged = false
+			d.txWedged, d.rxSkip = false, 0
 		} else if v&ecrDBSWP == 0 || v&ecrEN1588 != 0 {
 			// Without DBSWP the real MAC reads descriptors
 			// big-endian; EN1588 selects 32-byte descriptors.

@@ -122,7 +122,7 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 			d.raiseLocked(eirRXB)
 		}
 		bd.Store(d.mem, off, bd.Word(length, st))
-		addr = d.next(addr, st, regRDSR)
+		addr = d.skipFrom(d.next(addr, st, regRDSR))
 	}
 	d.rxPos = addr
 	d.stats.RxFrames++
