@@ -14,6 +14,11 @@ import (
 // FuzzRxDescriptors plays the MAC itself: it writes the descriptors' control
 // words in the rings the driver laid out, raises events in EIR and answers
 // the PHY, so every value a MAC or PHY could present reaches the driver.
+// Its MAC completes only descriptors it owns, in ring order, but may lie
+// about W or lose its place; forged writes (fzSlot.forge) play a stale,
+// duplicate or rewritten descriptor. fzOracle checks every buffer the
+// driver takes off a ring against what the MAC really completed, and
+// Maintain runs between the operations.
 
 // fzRegs is an ENET register window: ECR.RESET self-clears, EIR is write-1-
 // to-clear with events the fuzzer raises, and a graceful stop completes at
