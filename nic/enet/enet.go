@@ -250,7 +250,10 @@ type Driver struct {
 	noPHY                    bool
 }
 
-var _ nic.Device = (*Driver)(nil)
+var (
+	_ nic.Device     = (*Driver)(nil)
+	_ nic.Maintainer = (*Driver)(nil)
+)
 
 // New resets and initialises the MAC behind regs (ECR.RESET, RM 22.5.5),
 // resets the PHY and starts autonegotiation, lays out both descriptor rings
