@@ -17,12 +17,13 @@
 // counted from the event register (EIR: UN, LC, RL, BABT, EBERR).
 //
 // Completions are trusted only for what the driver posted. Every posting
-// marks its descriptor with the software bits the MAC never writes (RO1/TO1
-// set, RO2/TO2 flipped per posting of the slot), and the driver keeps the
-// buffer pointer it wrote. A descriptor handed back without the posting's
-// marks (a zeroed or stale entry: nic.Stale; an earlier completion written
-// again: nic.Duplicate) is not a completion: a receive descriptor goes back
-// to the MAC as posted, a transmit one keeps its buffer until a reset.
+// marks its descriptor with a generation (1, 2, 3, 1, … per slot) in the
+// software bits the MAC never writes (RO1/RO2, TO1/TO2), and the driver
+// keeps the buffer pointer it wrote. A descriptor handed back without its
+// posting's generation (0, a zeroed or never-posted entry: nic.Stale;
+// another, an earlier completion written again: nic.Duplicate) is not a
+// completion: a receive descriptor goes back to the MAC as posted, a
+// transmit one keeps its buffer until a reset.
 // A completion whose W bit or pointer changed is dropped as nic.BadIndex or
 // nic.BadID. Only the head descriptor is ever taken, so completions out of
 // ring order are never consumed.
@@ -167,15 +168,28 @@ type ring struct {
 	// (owned by the MAC) or completed but not yet consumed; nil when the
 	// slot is empty.
 	buf []*alloc.Buffer
-	// want[i] is the W bit and the software bits of slot i's current
-	// posting: Soft1 marks a descriptor this driver posted, Soft2 flips
-	// with every posting of the slot. The MAC keeps these bits as
-	// written, so a completion that carries others is not this
-	// posting's: a zeroed or stale entry (Soft1 clear) or an earlier
-	// completion written again (Soft2 differs). want survives a reset,
-	// so a completion from before one is still told apart.
+	// want[i] is the W bit and the generation of slot i's current
+	// posting, kept in the two software bits (see gen). The MAC keeps
+	// these bits as written, so a completion that carries others is
+	// not this posting's: a zeroed or never-posted entry (generation 0)
+	// or an earlier completion written again (another generation). want
+	// survives a reset, so a completion from before one is still told
+	// apart.
 	want []uint16
 }
+
+// Posting generations live in the software bits (Soft1, Soft2): 1, 2, 3,
+// 1, … with every posting of a slot, never 0, so a zeroed entry is never
+// a completion, and one written back from either of the two postings
+// before is told from the current one.
+const genMask = bd.Soft1 | bd.Soft2
+
+// genNext maps the generation bits, shifted down by 12 and masked with 5
+// (Soft2 is bit 12, Soft1 bit 14), to the next generation.
+var genNext = [6]uint16{0: bd.Soft2, 1: bd.Soft1, 4: bd.Soft1 | bd.Soft2, 5: bd.Soft2}
+
+// nextPosting returns want with the next generation.
+func nextPosting(want uint16) uint16 { return want&^genMask | genNext[want>>12&5] }
 
 func (r *ring) wrap(i int) uint16 {
 	if i == r.n-1 {
@@ -398,7 +412,7 @@ func newRing(arena *alloc.Arena, n int) (ring, error) {
 	}
 	r := ring{desc: mem, addr: addr, n: n, buf: make([]*alloc.Buffer, n), want: make([]uint16, n)}
 	for i := range r.want {
-		r.want[i] = bd.Soft1 | r.wrap(i)
+		r.want[i] = r.wrap(i) // generation 0: never posted
 	}
 	r.reset()
 	return r, nil
@@ -447,7 +461,8 @@ func (d *Driver) initMAC() {
 }
 
 // reset clears every descriptor, keeping W on the last. The MAC must not be
-// running. want is kept: the next posting of a slot still flips Soft2.
+// running. want is kept: the next posting of a slot takes the next
+// generation.
 func (r *ring) reset() {
 	for i := 0; i < r.n; i++ {
 		binary.LittleEndian.PutUint32(r.desc[i*bd.Size+bd.Addr:], 0)
@@ -683,8 +698,8 @@ func (d *Driver) Receive() *alloc.Buffer {
 			return nil
 		}
 		want := r.want[i]
-		if x := (status ^ want) & (bd.Soft1 | bd.Soft2); x != 0 {
-			d.rearm(i, x)
+		if (status^want)&genMask != 0 {
+			d.rearm(i, status)
 			return nil
 		}
 		d.barrier() // the frame's bytes after the status that covers them
@@ -753,15 +768,15 @@ func (d *Driver) Receive() *alloc.Buffer {
 	return nil
 }
 
-// rearm hands rx slot i back to the MAC as posted after a completion that is
-// not its posting's (x: the software bits that differ): Stale for a zeroed
-// or foreign entry, Duplicate for an earlier completion written again. The
+// rearm hands rx slot i back to the MAC as posted after a completion (its
+// status) that is not its posting's: Stale for a zeroed or never-posted
+// entry, Duplicate for an earlier completion written again. The
 // MAC may still hold the buffer, so it stays on the slot and is never
 // handed out; if the MAC has in fact moved past the slot, the ring is stuck
 // behind it and Maintain resets the MAC.
-func (d *Driver) rearm(i int, x uint16) {
+func (d *Driver) rearm(i int, status uint16) {
 	r := &d.rx
-	if x&bd.Soft1 != 0 {
+	if status&genMask == 0 {
 		d.rxc.Drop(nic.Stale)
 	} else {
 		d.rxc.Drop(nic.Duplicate)
@@ -812,7 +827,7 @@ func (d *Driver) refill() int {
 		}
 		i := d.rxFill
 		off := i * bd.Size
-		w := r.want[i] ^ bd.Soft2 // a new posting
+		w := nextPosting(r.want[i])
 		r.want[i] = w
 		r.buf[i] = b // owned by the MAC from the store below until a completion of this posting
 		binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(b.Addr()+uintptr(d.rxOff)))
@@ -883,7 +898,7 @@ func (d *Driver) transmit(b *alloc.Buffer) error {
 	r := &d.tx
 	i := d.txTail
 	off := i * bd.Size
-	w := r.want[i] ^ bd.Soft2 // a new posting
+	w := nextPosting(r.want[i])
 	r.want[i] = w
 	r.buf[i] = b // owned by the MAC from the store below until a completion of this posting
 	binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(b.BodyAddr()))
@@ -916,12 +931,12 @@ func (d *Driver) Reclaim() int {
 			break
 		}
 		want := r.want[i]
-		if x := (status ^ want) & (bd.Soft1 | bd.Soft2); x != 0 {
+		if (status^want)&genMask != 0 {
 			// Not this posting's completion (see ring.want): the
 			// MAC may still read b. It stays posted until Maintain
 			// has stopped and reset the MAC.
 			d.txBad = true
-			if x&bd.Soft1 != 0 {
+			if status&genMask == 0 {
 				d.txc.Drop(nic.Stale)
 			} else {
 				d.txc.Drop(nic.Duplicate)
