@@ -38,8 +38,9 @@ func TestAllocsRx(t *testing.T) {
 }
 
 // TestAllocsTx: a frame written into a pool buffer, posted, kicked, sent by
-// the model to the peer and reclaimed, and the peer's receive of it: no
-// allocation on either side.
+// the model to the peer and reclaimed, the peer's receive of it, and both
+// drivers' slow path (Maintain, normally every 250 ms): no allocation on
+// either side.
 func TestAllocsTx(t *testing.T) {
 	a, b := pipe(t, enet.Config{}, enet.Config{})
 	f := frame(1000, 1, rand.New(rand.NewPCG(1, 1)))
@@ -65,6 +66,9 @@ func TestAllocsTx(t *testing.T) {
 		}
 		b.drv.Refill()
 		b.drv.RxKick()
+		if a.drv.Maintain() || b.drv.Maintain() {
+			t.Error("Maintain reset a healthy device")
+		}
 	})
 	if reclaimed != allocRuns+1 || got != allocRuns+1 {
 		t.Fatalf("reclaimed %d, peer received %d, of %d frames", reclaimed, got, allocRuns+1)

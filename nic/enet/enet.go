@@ -16,11 +16,29 @@
 // Legacy transmit descriptors carry no error bits, so transmit errors are
 // counted from the event register (EIR: UN, LC, RL, BABT, EBERR).
 //
+// Completions are trusted only for what the driver posted. Every posting
+// marks its descriptor with a generation (1, 2, 3, 1, … per slot) in the
+// software bits the MAC never writes (RO1/RO2, TO1/TO2), and the driver
+// keeps the buffer pointer it wrote. A descriptor handed back without its
+// posting's generation (0, a zeroed or never-posted entry: nic.Stale;
+// another, an earlier completion written again: nic.Duplicate) is not a
+// completion: a receive descriptor goes back to the MAC as posted, a
+// transmit one keeps its buffer until a reset.
+// A completion whose W bit or pointer changed is dropped as nic.BadIndex or
+// nic.BadID. Only the head descriptor is ever taken, so completions out of
+// ring order are never consumed.
+//
+// Maintain (nic.Maintainer) resets the MAC (ECR.RESET) and rebuilds both
+// rings when it finds a bus error, an untrusted transmit completion, frames
+// posted longer than Config.TxTimeout, or a receive ring the MAC fills past
+// an empty head; every reset is counted in nic.Stats.Resets with its reason.
+// initMAC is the one place that programs the registers a reset clears.
+//
 // The PHY is reached over MDIO (clause 22): it is reset and set to
 // autonegotiate at New; PollLink reads link, speed and duplex and applies
-// them to the MAC (TCR.FDEN, RCR.RMII_10T, RCR.DRT). Refill, which the poll
-// loop calls once per step, calls PollLink itself at most once per
-// Config.LinkPoll, so link polling costs nothing per packet.
+// them to the MAC (TCR.FDEN, RCR.RMII_10T, RCR.DRT). Maintain, which the
+// stack's poll loop calls every 250 ms, polls the link itself at most once
+// per Config.LinkPoll, so link polling costs nothing per packet.
 //
 // The driver behaves the same on the real MAC and on QEMU's imx.enet, which
 // implements the legacy descriptors the driver uses (ECR.EN1588 clear), a
@@ -61,8 +79,12 @@ const (
 	// DefaultTxAlign is the transmit buffer alignment: Linux's fec driver
 	// keeps ENET transmit buffers 16-byte aligned on ARM.
 	DefaultTxAlign = 16
-	// DefaultLinkPoll is how often Refill polls the PHY.
+	// DefaultLinkPoll is how often Maintain polls the PHY.
 	DefaultLinkPoll = time.Second
+	// DefaultTxTimeout is how long posted transmit descriptors may go
+	// without a completion, link up, before Maintain resets the MAC
+	// (Linux's fec driver uses the same 2 s watchdog).
+	DefaultTxTimeout = 2 * time.Second
 	// PHYAuto asks New to scan the MDIO bus for the PHY.
 	PHYAuto = -1
 	// rxAlign: receive buffer pointers must be divisible by 16, and MRBR
@@ -101,9 +123,14 @@ type Config struct {
 	// frame that starts elsewhere is moved down inside its own buffer.
 	// Default DefaultTxAlign.
 	TxAlign int
-	// LinkPoll is the least time between two PHY polls made by Refill.
-	// Default DefaultLinkPoll; negative disables (call PollLink).
+	// LinkPoll is the least time between two PHY polls made by
+	// Maintain. Default DefaultLinkPoll; negative disables (call
+	// PollLink).
 	LinkPoll time.Duration
+	// TxTimeout is how long frames may stay posted with no transmit
+	// completion, link up, before Maintain resets the MAC. Default
+	// DefaultTxTimeout; negative disables that check.
+	TxTimeout time.Duration
 	// Barrier, when set, orders memory between the CPU and the MAC's DMA:
 	// it runs after a descriptor's address is written and before its
 	// E/R bit hands it to the MAC, and after a completed descriptor's
@@ -119,7 +146,7 @@ type Config struct {
 type Extra struct {
 	PHYAddr    int    `json:"phy_addr"` // -1: no PHY
 	NoPHY      bool   `json:"no_phy"`
-	Restarts   uint64 `json:"restarts"`    // MAC re-initialisations (duplex/speed change, bus error)
+	Restarts   uint64 `json:"restarts"`    // MAC re-initialisations (speed/duplex change, every reset)
 	TxRealign  uint64 `json:"tx_realign"`  // frames moved to meet TxAlign
 	LinkPolls  uint64 `json:"link_polls"`  // PHY polls
 	LinkFlaps  uint64 `json:"link_flaps"`  // up->down transitions seen
@@ -141,7 +168,28 @@ type ring struct {
 	// (owned by the MAC) or completed but not yet consumed; nil when the
 	// slot is empty.
 	buf []*alloc.Buffer
+	// want[i] is the W bit and the generation of slot i's current
+	// posting, kept in the two software bits (see gen). The MAC keeps
+	// these bits as written, so a completion that carries others is
+	// not this posting's: a zeroed or never-posted entry (generation 0)
+	// or an earlier completion written again (another generation). want
+	// survives a reset, so a completion from before one is still told
+	// apart.
+	want []uint16
 }
+
+// Posting generations live in the software bits (Soft1, Soft2): 1, 2, 3,
+// 1, … with every posting of a slot, never 0, so a zeroed entry is never
+// a completion, and one written back from either of the two postings
+// before is told from the current one.
+const genMask = bd.Soft1 | bd.Soft2
+
+// genNext maps the generation bits, shifted down by 12 and masked with 5
+// (Soft2 is bit 12, Soft1 bit 14), to the next generation.
+var genNext = [6]uint16{0: bd.Soft2, 1: bd.Soft1, 4: bd.Soft1 | bd.Soft2, 5: bd.Soft2}
+
+// nextPosting returns want with the next generation.
+func nextPosting(want uint16) uint16 { return want&^genMask | genNext[want>>12&5] }
 
 func (r *ring) wrap(i int) uint16 {
 	if i == r.n-1 {
@@ -168,10 +216,12 @@ type Driver struct {
 	mrbr   int // bytes the MAC may write per rx descriptor
 
 	// Receive side, owned by the poll goroutine.
-	rxHead    int  // next descriptor to complete
-	rxFill    int  // next descriptor to post
-	rxPosted  bool // posted since the last RDAR write
-	rxInFrame bool // inside a frame that spans descriptors: discard to L
+	rxHead    int       // next descriptor to complete
+	rxFill    int       // next descriptor to post
+	rxPosted  bool      // posted since the last RDAR write
+	rxInFrame bool      // inside a frame that spans descriptors: discard to L
+	rxSpan    nic.Cause // the cause that frame is counted under at L
+	rxTaken   uint64    // descriptors taken back from the MAC
 	lastPoll  time.Time
 	progMbps  int // speed and duplex programmed into the MAC
 	progFull  bool
@@ -182,6 +232,19 @@ type Driver struct {
 	txTail   int // next free descriptor
 	txUsed   int
 	txPosted bool
+	txFreed  uint64 // descriptors reclaimed
+	// txBad: the head descriptor carries a completion that is not its
+	// posting's. The MAC may still read the buffer, so it stays posted
+	// until Maintain resets the MAC.
+	txBad bool
+
+	// Maintain's state, on the poll goroutine with the gate held.
+	txTimeout time.Duration
+	lastTx    uint64    // txFreed at the last Maintain
+	txStuck   time.Time // since when posted frames make no progress; zero: they do
+	lastRx    uint64    // rxTaken at the last Maintain
+	rxStrikes int       // consecutive Maintain calls that found the rx ring stuck
+	mscr      uint32    // MSCR value, restored after a reset
 
 	// gate keeps the transmit side and a MAC restart apart: a transmit
 	// method holds bit 0 for its duration, a restart holds bit 1; neither
@@ -194,11 +257,17 @@ type Driver struct {
 
 	rxc, txc                 nic.RingCounters
 	restarts, realign, polls atomic.Uint64
+	resets                   atomic.Uint64
+	reason                   atomic.Uint32 // resetReasons index of the latest reset
+	eimr                     atomic.Uint32 // EnableInterrupts' mask, restored after a reset
 	flaps, mdioErrs          atomic.Uint64
 	noPHY                    bool
 }
 
-var _ nic.Device = (*Driver)(nil)
+var (
+	_ nic.Device     = (*Driver)(nil)
+	_ nic.Maintainer = (*Driver)(nil)
+)
 
 // New resets and initialises the MAC behind regs (ECR.RESET, RM 22.5.5),
 // resets the PHY and starts autonegotiation, lays out both descriptor rings
@@ -229,12 +298,15 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	if cfg.LinkPoll == 0 {
 		cfg.LinkPoll = DefaultLinkPoll
 	}
+	if cfg.TxTimeout == 0 {
+		cfg.TxTimeout = DefaultTxTimeout
+	}
 	if cfg.PHYAddr < PHYAuto || cfg.PHYAddr > 31 {
 		return nil, fmt.Errorf("%w: PHY address %d", ErrConfig, cfg.PHYAddr)
 	}
 
-	d := &Driver{regs: regs, pool: pool, rmii: cfg.RMII, txAlign: cfg.TxAlign, poll: cfg.LinkPoll}
-	d.lastPoll = time.Now() // no PHY poll from Refill before the PHY is set up
+	d := &Driver{regs: regs, pool: pool, rmii: cfg.RMII, txAlign: cfg.TxAlign, poll: cfg.LinkPoll, txTimeout: cfg.TxTimeout}
+	d.lastPoll = time.Now() // no PHY poll from Maintain before the PHY is set up
 	d.barrier = cfg.Barrier
 	if d.barrier == nil {
 		d.barrier = func() {}
@@ -255,20 +327,10 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 			ErrConfig, pool.BufferSize(), d.rxOff, d.mrbr, MaxFL)
 	}
 
-	// RM 22.5.5: reset, wait for ECR.RESET to self-clear.
-	regs.Write32(RegECR, ECRReset)
-	ok := false
-	for i := 0; i < 100000; i++ {
-		if regs.Read32(RegECR)&ECRReset == 0 {
-			ok = true
-			break
-		}
-	}
-	if !ok {
+	if !d.resetMAC() {
 		return nil, ErrReset
 	}
-	regs.Write32(RegEIMR, 0)          // polled: all events masked
-	regs.Write32(RegEIR, 0xffff_ffff) // W1C every stale event
+	regs.Write32(RegEIMR, 0) // polled: all events masked
 
 	mac := cfg.MAC
 	if mac == ([6]byte{}) {
@@ -292,7 +354,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	if div > 64 {
 		div = 64
 	}
-	regs.Write32(RegMSCR, (div-1)<<mscrMIISpeedShift|1<<mscrHoldTimeShift)
+	d.mscr = (div-1)<<mscrMIISpeedShift | 1<<mscrHoldTimeShift
 
 	var err error
 	if d.rx, err = newRing(arena, cfg.RxRing); err != nil {
@@ -305,24 +367,9 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	d.info = nic.Info{Name: "enet", MAC: mac, MTU: 1500, RxRing: cfg.RxRing, TxRing: cfg.TxRing}
 	// Until the PHY says otherwise the MAC runs 100 Mbit/s full duplex.
 	d.progMbps, d.progFull = 100, true
-	d.program()
-	regs.Write32(RegPALR, binary.BigEndian.Uint32(mac[0:4]))
-	regs.Write32(RegPAUR, uint32(binary.BigEndian.Uint16(mac[4:6]))<<16|0x8808)
-	regs.Write32(RegIAUR, 0)
-	regs.Write32(RegIALR, 0)
-	regs.Write32(RegGAUR, 0)
-	regs.Write32(RegGALR, 0)
-	regs.Write32(RegTFWR, TFWRStrFwd)
-	regs.Write32(RegMRBR, uint32(d.mrbr))
-	// Truncate at the buffer size, so a frame never spans descriptors
-	// on the real MAC (QEMU ignores FTRL with legacy descriptors and
-	// splits frames over 2032 bytes; Receive discards those).
-	regs.Write32(RegFTRL, uint32(d.mrbr))
-	regs.Write32(RegRACC, 0) // deliver errored frames: they are counted
-	regs.Write32(RegRDSR, uint32(d.rx.addr))
-	regs.Write32(RegTDSR, uint32(d.tx.addr))
+	d.initMAC()
 
-	d.Refill()
+	d.refill()
 	d.enable()
 	d.rxPosted = true
 	d.RxKick()
@@ -363,13 +410,59 @@ func newRing(arena *alloc.Arena, n int) (ring, error) {
 	if err != nil {
 		return ring{}, err
 	}
-	r := ring{desc: mem, addr: addr, n: n, buf: make([]*alloc.Buffer, n)}
+	r := ring{desc: mem, addr: addr, n: n, buf: make([]*alloc.Buffer, n), want: make([]uint16, n)}
+	for i := range r.want {
+		r.want[i] = r.wrap(i) // generation 0: never posted
+	}
 	r.reset()
 	return r, nil
 }
 
+// resetMAC resets the MAC (ECR.RESET, RM 22.5.5) and waits for the bit to
+// self-clear; it reports whether it did. Every register is back at its
+// reset value afterwards and ETHEREN is clear.
+func (d *Driver) resetMAC() bool {
+	d.regs.Write32(RegECR, ECRReset)
+	for i := 0; i < 100000; i++ {
+		if d.regs.Read32(RegECR)&ECRReset == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// initMAC programs every register ECR.RESET clears from the driver's
+// state: New runs it once and every reset runs it again, so whatever is
+// written here (station address, hash filters, ring addresses, speed and
+// duplex, MDC divider, interrupt mask) survives a reset. ETHEREN must be
+// clear.
+func (d *Driver) initMAC() {
+	regs := d.regs
+	regs.Write32(RegEIMR, d.eimr.Load())
+	regs.Write32(RegEIR, 0xffff_ffff) // W1C every stale event
+	regs.Write32(RegMSCR, d.mscr)
+	d.program()
+	mac := d.info.MAC
+	regs.Write32(RegPALR, binary.BigEndian.Uint32(mac[0:4]))
+	regs.Write32(RegPAUR, uint32(binary.BigEndian.Uint16(mac[4:6]))<<16|0x8808)
+	regs.Write32(RegIAUR, 0)
+	regs.Write32(RegIALR, 0)
+	regs.Write32(RegGAUR, 0)
+	regs.Write32(RegGALR, 0)
+	regs.Write32(RegTFWR, TFWRStrFwd)
+	regs.Write32(RegMRBR, uint32(d.mrbr))
+	// Truncate at the buffer size, so a frame never spans descriptors
+	// on the real MAC (QEMU ignores FTRL with legacy descriptors and
+	// splits frames over 2032 bytes; Receive discards those).
+	regs.Write32(RegFTRL, uint32(d.mrbr))
+	regs.Write32(RegRACC, 0) // deliver errored frames: they are counted
+	regs.Write32(RegRDSR, uint32(d.rx.addr))
+	regs.Write32(RegTDSR, uint32(d.tx.addr))
+}
+
 // reset clears every descriptor, keeping W on the last. The MAC must not be
-// running.
+// running. want is kept: the next posting of a slot takes the next
+// generation.
 func (r *ring) reset() {
 	for i := 0; i < r.n; i++ {
 		binary.LittleEndian.PutUint32(r.desc[i*bd.Size+bd.Addr:], 0)
@@ -444,32 +537,74 @@ func (d *Driver) dropRings() {
 	}
 	d.tx.reset()
 	d.rx.reset()
-	d.txHead, d.txTail, d.txUsed, d.txPosted = 0, 0, 0, false
+	d.txHead, d.txTail, d.txUsed, d.txPosted, d.txBad = 0, 0, 0, false, false
 	d.rxHead, d.rxFill, d.rxInFrame = 0, 0, false
 }
 
-// restart re-initialises the MAC with the programmed speed and duplex. It
-// runs on the receive goroutine and takes the transmit side's gate; if a
-// transmit method holds it for long, it gives up and returns false.
-func (d *Driver) restart() bool {
+// Reset reasons, shown in Stats.ResetReason.
+const (
+	noReset = iota
+	resetBusError
+	resetTxTimeout
+	resetTxStale
+	resetRxStuck
+)
+
+var resetReasons = [...]string{
+	noReset:        "",
+	resetBusError:  "bus error",               // EIR.EBERR: the uDMA stopped
+	resetTxTimeout: "tx timeout",              // posted frames not sent within TxTimeout
+	resetTxStale:   "tx completion untrusted", // a completion not of its posting at the head
+	resetRxStuck:   "rx ring stuck",           // completions past an empty head, or RDAR off
+}
+
+// restart re-initialises the MAC (reinit) from the receive goroutine. It
+// takes the transmit side's gate; if a transmit method holds it for long,
+// it gives up and returns false.
+func (d *Driver) restart(why uint32) bool {
 	for i := 0; !d.gate.CompareAndSwap(0, 2); i++ {
 		if i >= 1000 {
 			return false
 		}
 		time.Sleep(10 * time.Microsecond)
 	}
-	d.disable()
-	d.dropRings()
-	d.program()
-	d.regs.Write32(RegRDSR, uint32(d.rx.addr))
-	d.regs.Write32(RegTDSR, uint32(d.tx.addr))
-	d.enable()
-	d.Refill()
-	d.rxPosted = true
+	d.reinit(why)
 	d.gate.Store(0)
 	d.RxKick()
-	d.restarts.Add(1)
 	return true
+}
+
+// reinitFrom runs reinit with the gate held already (held) or through
+// restart, which takes it; it reports whether it ran.
+func (d *Driver) reinitFrom(held bool, why uint32) bool {
+	if held {
+		d.reinit(why)
+		return true
+	}
+	return d.restart(why)
+}
+
+// reinit stops the MAC, takes every buffer back from both rings (a frame
+// still posted for transmit is counted as a link-down drop), resets the
+// MAC (ECR.RESET), programs it again with initMAC and the programmed speed
+// and duplex, refills the receive ring and enables it; the caller kicks
+// RDAR. A reason other than noReset counts as a recovery in Stats.Resets.
+// The caller holds the gate.
+func (d *Driver) reinit(why uint32) {
+	d.disable()
+	d.dropRings()
+	d.resetMAC() // if it does not self-clear, programming anyway is the best left to do
+	d.initMAC()
+	d.enable()
+	d.refill()
+	d.rxPosted = true
+	d.txBad, d.txStuck, d.rxStrikes = false, time.Time{}, 0
+	d.lastTx, d.lastRx = d.txFreed, d.rxTaken
+	d.restarts.Add(1)
+	if why != noReset {
+		d.reason.Store(why)
+		d.resets.Add(1)
+	}
 }
 
 // Info returns the device's fixed properties.
@@ -486,6 +621,8 @@ func (d *Driver) Stats(s *nic.Stats) {
 	s.FullDuplex = d.full.Load()
 	d.rxc.Snapshot(&s.Rx)
 	d.txc.Snapshot(&s.Tx)
+	s.Resets = d.resets.Load()
+	s.ResetReason = resetReasons[d.reason.Load()]
 }
 
 // Extra returns the driver's own counters.
@@ -513,15 +650,19 @@ func (d *Driver) setLink(s linkState) {
 // PollLink reads link, speed and duplex from the PHY, publishes them in
 // Stats and LinkUp, and re-programs the MAC when the negotiated speed or
 // duplex differs from what it runs. It also recovers from a DMA bus error
-// (EIR.EBERR), which stops the MAC. Call it on the receive (poll)
-// goroutine; Refill calls it at most once per Config.LinkPoll.
-func (d *Driver) PollLink() {
+// (EIR.EBERR), which stops the MAC, by resetting it. Call it on the
+// receive (poll) goroutine; Maintain calls it at most once per
+// Config.LinkPoll.
+func (d *Driver) PollLink() { d.pollLink(false) }
+
+// pollLink is PollLink; held says the caller (Maintain) holds the gate.
+func (d *Driver) pollLink(held bool) {
 	d.lastPoll = time.Now()
 	d.polls.Add(1)
 	if e := d.regs.Read32(RegEIR) & EventEBERR; e != 0 {
 		d.regs.Write32(RegEIR, e)
 		d.txc.Drop(nic.TxError)
-		d.restart()
+		d.reinitFrom(held, resetBusError)
 	}
 	if d.noPHY {
 		return
@@ -533,7 +674,7 @@ func (d *Driver) PollLink() {
 	}
 	if s.up && (s.mbps != d.progMbps || s.full != d.progFull) {
 		d.progMbps, d.progFull = s.mbps, s.full
-		if !d.restart() {
+		if !d.reinitFrom(held, noReset) {
 			// Try again at the next poll.
 			d.progMbps, d.progFull = 0, false
 		}
@@ -556,18 +697,50 @@ func (d *Driver) Receive() *alloc.Buffer {
 		if status&bd.E != 0 {
 			return nil
 		}
+		want := r.want[i]
+		if (status^want)&genMask != 0 {
+			d.rearm(i, status)
+			return nil
+		}
 		d.barrier() // the frame's bytes after the status that covers them
-		// The descriptor is the driver's again: b goes up or back to
-		// the pool, and the slot waits for Refill.
+		// A completion of this posting: the MAC is done with the
+		// descriptor, b goes up or back to the pool, and the slot
+		// waits for Refill.
 		r.buf[i] = nil
+		d.rxTaken++
 		d.rxHead++
 		if d.rxHead == r.n {
 			d.rxHead = 0
 		}
+		// The MAC never writes W or the buffer pointer (RM 22.6.13):
+		// a completion that changed them says the MAC walks another
+		// ring than the driver's or wrote the frame elsewhere; b holds
+		// no frame.
+		fault := nic.NumCauses
+		switch {
+		case status&bd.W != want&bd.W:
+			fault = nic.BadIndex
+		case binary.LittleEndian.Uint32(r.desc[off+bd.Addr:]) != uint32(b.Addr()+uintptr(d.rxOff)):
+			fault = nic.BadID
+		}
 		if status&bd.L == 0 {
 			// Part of a frame longer than one buffer: discard every
-			// piece; the last one is counted below.
-			d.rxInFrame = true
+			// piece; the frame is counted once, at its last one.
+			if !d.rxInFrame {
+				d.rxInFrame, d.rxSpan = true, nic.Oversize
+			}
+			if fault != nic.NumCauses && d.rxSpan == nic.Oversize {
+				d.rxSpan = fault
+			}
+			d.pool.Put(b)
+			continue
+		}
+		if fault == nic.NumCauses && d.rxInFrame && d.rxSpan != nic.Oversize {
+			fault = d.rxSpan
+		}
+		if fault != nic.NumCauses {
+			d.rxInFrame = false
+			d.rxc.Drop(fault)
 			d.pool.Put(b)
 			continue
 		}
@@ -595,6 +768,27 @@ func (d *Driver) Receive() *alloc.Buffer {
 	return nil
 }
 
+// rearm hands rx slot i back to the MAC as posted after a completion (its
+// status) that is not its posting's: Stale for a zeroed or never-posted
+// entry, Duplicate for an earlier completion written again. The
+// MAC may still hold the buffer, so it stays on the slot and is never
+// handed out; if the MAC has in fact moved past the slot, the ring is stuck
+// behind it and Maintain resets the MAC.
+func (d *Driver) rearm(i int, status uint16) {
+	r := &d.rx
+	if status&genMask == 0 {
+		d.rxc.Drop(nic.Stale)
+	} else {
+		d.rxc.Drop(nic.Duplicate)
+	}
+	off := i * bd.Size
+	binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(r.buf[i].Addr()+uintptr(d.rxOff)))
+	d.barrier()
+	bd.Store(r.desc, off, bd.Word(0, bd.E|r.want[i]))
+	d.regs.Write32(RegRDAR, DescriptorActive) // a MAC stopped at the slot resumes
+	d.rxc.Kicks.Add(1)
+}
+
 // rxCause maps the error bits of a frame's last descriptor to one cause. TR
 // and OV first: with either set the other bits are not meaningful (RM Table
 // 22-35).
@@ -620,7 +814,9 @@ func rxCause(status uint16, spanned bool) (nic.Cause, bool) {
 // ring order, and returns how many it posted. An empty pool is counted as
 // nic.NoBuffer; the MAC stops at the first unposted descriptor until a
 // later Refill and RxKick.
-func (d *Driver) Refill() int {
+func (d *Driver) Refill() int { return d.refill() }
+
+func (d *Driver) refill() int {
 	r := &d.rx
 	posted := 0
 	for r.buf[d.rxFill] == nil {
@@ -631,10 +827,12 @@ func (d *Driver) Refill() int {
 		}
 		i := d.rxFill
 		off := i * bd.Size
-		r.buf[i] = b // owned by the MAC from the store below until E clears
+		w := nextPosting(r.want[i])
+		r.want[i] = w
+		r.buf[i] = b // owned by the MAC from the store below until a completion of this posting
 		binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(b.Addr()+uintptr(d.rxOff)))
 		d.barrier() // address before E
-		bd.Store(r.desc, off, bd.Word(0, bd.E|r.wrap(i)))
+		bd.Store(r.desc, off, bd.Word(0, bd.E|w))
 		d.rxFill++
 		if d.rxFill == r.n {
 			d.rxFill = 0
@@ -643,11 +841,6 @@ func (d *Driver) Refill() int {
 	}
 	if posted > 0 {
 		d.rxPosted = true
-	}
-	// Refill runs once per poll step whether or not frames came in, so
-	// the link is watched while idle too; one clock read per step.
-	if d.poll > 0 && time.Since(d.lastPoll) >= d.poll {
-		d.PollLink()
 	}
 	return posted
 }
@@ -705,10 +898,12 @@ func (d *Driver) transmit(b *alloc.Buffer) error {
 	r := &d.tx
 	i := d.txTail
 	off := i * bd.Size
-	r.buf[i] = b // owned by the MAC from the store below until R clears
+	w := nextPosting(r.want[i])
+	r.want[i] = w
+	r.buf[i] = b // owned by the MAC from the store below until a completion of this posting
 	binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(b.BodyAddr()))
 	d.barrier() // frame and address before R
-	bd.Store(r.desc, off, bd.Word(uint16(n), bd.R|bd.L|bd.TC|r.wrap(i)))
+	bd.Store(r.desc, off, bd.Word(uint16(n), bd.R|bd.L|bd.TC|w))
 	d.txTail++
 	if d.txTail == r.n {
 		d.txTail = 0
@@ -728,15 +923,38 @@ func (d *Driver) Reclaim() int {
 	}
 	r := &d.tx
 	freed := 0
-	for d.txUsed > 0 {
+	for d.txUsed > 0 && !d.txBad {
 		i := d.txHead
-		_, status := bd.Split(bd.Load(r.desc, i*bd.Size))
+		off := i * bd.Size
+		_, status := bd.Split(bd.Load(r.desc, off))
 		if status&bd.R != 0 {
 			break
 		}
+		want := r.want[i]
+		if (status^want)&genMask != 0 {
+			// Not this posting's completion (see ring.want): the
+			// MAC may still read b. It stays posted until Maintain
+			// has stopped and reset the MAC.
+			d.txBad = true
+			if status&genMask == 0 {
+				d.txc.Drop(nic.Stale)
+			} else {
+				d.txc.Drop(nic.Duplicate)
+			}
+			break
+		}
 		b := r.buf[i]
+		// The MAC is done with b. It never writes W or the pointer: a
+		// completion that changed them sent something else.
+		switch {
+		case status&bd.W != want&bd.W:
+			d.txc.Drop(nic.BadIndex)
+		case binary.LittleEndian.Uint32(r.desc[off+bd.Addr:]) != uint32(b.BodyAddr()):
+			d.txc.Drop(nic.BadID)
+		}
 		r.buf[i] = nil
 		d.pool.Put(b)
+		d.txFreed++
 		d.txHead++
 		if d.txHead == r.n {
 			d.txHead = 0
@@ -775,7 +993,105 @@ func (d *Driver) TxFree() int { return d.tx.n - d.txUsed }
 
 // EnableInterrupts unmasks the EIR events in mask (EIMR, RM 22.5.2), e.g.
 // EventRXF|EventTXF for a board that wakes its poll loop from the IRQ.
-func (d *Driver) EnableInterrupts(mask uint32) { d.regs.Write32(RegEIMR, mask) }
+// The mask is restored after a reset.
+func (d *Driver) EnableInterrupts(mask uint32) {
+	d.eimr.Store(mask)
+	d.regs.Write32(RegEIMR, mask)
+}
+
+// Maintain implements nic.Maintainer: every few hundred milliseconds, off
+// the per-packet path, it looks for a MAC that needs a reset and does it
+// (reinit). It reads EIR and, only while traffic has stopped, a few
+// descriptors and RDAR. Reasons:
+//   - EIR.EBERR: a DMA bus error stopped the uDMA;
+//   - an untrusted transmit completion holds the ring (see Reclaim);
+//   - frames posted, link up, and no transmit completion for TxTimeout;
+//     the first call that sees no progress writes TDAR again, in case
+//     the MAC missed the kick;
+//   - the receive head still empty (E) while a later posted descriptor
+//     is complete or RDAR is off: the MAC walks elsewhere in the ring.
+//     Seen on two calls in a row; the first writes RDAR again.
+//
+// It also polls the PHY (PollLink) once Config.LinkPoll has passed. It
+// returns true when it reset the MAC; both rings are rebuilt then and the
+// receive ring refilled and kicked. It runs on the poll goroutine; if a
+// transmit is in progress it skips this round.
+func (d *Driver) Maintain() bool {
+	if !d.gate.CompareAndSwap(0, 2) {
+		return false
+	}
+	now := time.Now()
+	why := d.check(now)
+	if why != noReset {
+		d.reinit(why)
+	}
+	if d.poll > 0 && now.Sub(d.lastPoll) >= d.poll {
+		d.pollLink(true)
+	}
+	d.gate.Store(0)
+	d.RxKick() // after a reset or a speed change: the refilled ring
+	return why != noReset
+}
+
+// check finds the reason for a reset, or noReset. The gate is held.
+func (d *Driver) check(now time.Time) uint32 {
+	if e := d.regs.Read32(RegEIR) & EventEBERR; e != 0 {
+		d.regs.Write32(RegEIR, e)
+		d.txc.Drop(nic.TxError)
+		return resetBusError
+	}
+	if d.txBad {
+		return resetTxStale
+	}
+	stuck := d.txUsed > 0 && d.txFreed == d.lastTx && d.linkUp.Load()
+	if stuck {
+		_, status := bd.Split(bd.Load(d.tx.desc, d.txHead*bd.Size))
+		stuck = status&bd.R != 0 // a completion Reclaim has not taken yet is progress
+	}
+	d.lastTx = d.txFreed
+	switch {
+	case !stuck:
+		d.txStuck = time.Time{}
+	case d.txStuck.IsZero():
+		d.txStuck = now
+		d.regs.Write32(RegTDAR, DescriptorActive)
+	case d.txTimeout > 0 && now.Sub(d.txStuck) >= d.txTimeout:
+		return resetTxTimeout
+	}
+
+	if d.rxTaken != d.lastRx || !d.rxStuck() {
+		d.rxStrikes = 0
+	} else if d.rxStrikes++; d.rxStrikes >= 2 {
+		return resetRxStuck
+	} else {
+		d.regs.Write32(RegRDAR, DescriptorActive)
+	}
+	d.lastRx = d.rxTaken
+	return noReset
+}
+
+// rxStuck reports a receive ring the MAC walks differently from the
+// driver: the head is posted and empty, yet RDAR is off (the MAC found no
+// empty descriptor where it looks) or another posted descriptor is
+// complete (the MAC fills descriptors strictly in ring order, RM 22.6.13).
+func (d *Driver) rxStuck() bool {
+	r := &d.rx
+	if r.buf[d.rxHead] == nil {
+		return false // the pool ran dry: Refill's business
+	}
+	if _, status := bd.Split(bd.Load(r.desc, d.rxHead*bd.Size)); status&bd.E == 0 {
+		return false // a completion Receive has not taken yet
+	}
+	if d.regs.Read32(RegRDAR) == 0 {
+		return true
+	}
+	for i := range r.n {
+		if _, status := bd.Split(bd.Load(r.desc, i*bd.Size)); r.buf[i] != nil && status&bd.E == 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // AckInterrupt reads the frame events (RXF, RXB, TXF, TXB) from EIR,
 // acknowledges them and returns them. Error events stay for Reclaim and

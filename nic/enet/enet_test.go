@@ -247,14 +247,33 @@ func TestPHY(t *testing.T) {
 			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
 		}
 	})
-	t.Run("polled from Refill", func(t *testing.T) {
-		r := newRig(t, enettest.Options{}, enet.Config{LinkPoll: time.Millisecond})
+	t.Run("polled from Maintain", func(t *testing.T) {
+		r := newRig(t, enettest.Options{}, enet.Config{LinkPoll: 20 * time.Millisecond})
 		polls := r.drv.Extra().LinkPolls
 		r.dev.SetLink(false)
-		time.Sleep(2 * time.Millisecond)
 		r.drv.Refill()
-		if r.drv.LinkUp() || r.drv.Extra().LinkPolls <= polls {
-			t.Fatalf("link not polled from Refill: up %v extra %+v", r.drv.LinkUp(), r.drv.Extra())
+		r.drv.Maintain()
+		if !r.drv.LinkUp() || r.drv.Extra().LinkPolls != polls {
+			t.Fatalf("link polled before LinkPoll passed: up %v extra %+v", r.drv.LinkUp(), r.drv.Extra())
+		}
+		time.Sleep(25 * time.Millisecond)
+		r.drv.Maintain()
+		if r.drv.LinkUp() || r.drv.Extra().LinkPolls != polls+1 {
+			t.Fatalf("link not polled from Maintain: up %v extra %+v", r.drv.LinkUp(), r.drv.Extra())
+		}
+		// A speed change found there re-programs the MAC at once.
+		r.dev.SetPartner(1<<5 | 1) // 10BASE-T half duplex only
+		r.dev.SetLink(true)
+		time.Sleep(25 * time.Millisecond)
+		if r.drv.Maintain() {
+			t.Fatal("a speed change counted as a reset")
+		}
+		if s := stats(r); !s.Link || s.SpeedMbps != 10 || s.FullDuplex || r.drv.Extra().Restarts != 1 || s.Resets != 0 {
+			t.Fatalf("stats %+v extra %+v", s, r.drv.Extra())
+		}
+		receiveOne(t, r, frame(100, 1, rand.New(rand.NewPCG(1, 3))))
+		if r.pool.InUse() != r.base {
+			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
 		}
 	})
 	t.Run("half duplex 10 RMII", func(t *testing.T) {
@@ -593,7 +612,7 @@ func TestTxErrors(t *testing.T) {
 }
 
 // TestBusError points TDSR outside DMA memory behind the driver's back: the
-// model raises EBERR and stops, PollLink restarts the MAC, traffic resumes.
+// model raises EBERR and stops, PollLink resets the MAC, traffic resumes.
 func TestBusError(t *testing.T) {
 	r := newRig(t, enettest.Options{}, enet.Config{TxRing: 4})
 	var out int
@@ -613,8 +632,8 @@ func TestBusError(t *testing.T) {
 	if x := r.drv.Extra(); x.Restarts != 1 {
 		t.Fatalf("extra %+v", x)
 	}
-	if s := stats(r); s.Tx.Drops[nic.TxError] != 1 || s.Tx.Drops[nic.LinkDown] != 1 {
-		t.Fatalf("tx drops %v", s.Tx.Drops)
+	if s := stats(r); s.Tx.Drops[nic.TxError] != 1 || s.Tx.Drops[nic.LinkDown] != 1 || s.Resets != 1 || s.ResetReason != "bus error" {
+		t.Fatalf("tx drops %v, resets %d (%q)", s.Tx.Drops, s.Resets, s.ResetReason)
 	}
 	if err := send(t, r, frame(60, 1, rng)); err != nil {
 		t.Fatal(err)

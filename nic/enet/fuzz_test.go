@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
@@ -13,6 +14,11 @@ import (
 // FuzzRxDescriptors plays the MAC itself: it writes the descriptors' control
 // words in the rings the driver laid out, raises events in EIR and answers
 // the PHY, so every value a MAC or PHY could present reaches the driver.
+// Its MAC completes only descriptors it owns, in ring order, but may lie
+// about W or lose its place; forged writes (fzSlot.forge) play a stale,
+// duplicate or rewritten descriptor. fzOracle checks every buffer the
+// driver takes off a ring against what the MAC really completed, and
+// Maintain runs between the operations.
 
 // fzRegs is an ENET register window: ECR.RESET self-clears, EIR is write-1-
 // to-clear with events the fuzzer raises, and a graceful stop completes at
@@ -114,7 +120,7 @@ func (r *fzReader) u16() uint16 { return uint16(r.u8()) | uint16(r.u8())<<8 }
 
 // rxDropCauses are the causes under which Receive drops a completed frame.
 var rxDropCauses = []nic.Cause{nic.BadLength, nic.Runt, nic.Oversize, nic.CRC, nic.Overrun,
-	nic.Truncated, nic.NonOctet, nic.LengthViolation}
+	nic.Truncated, nic.NonOctet, nic.LengthViolation, nic.BadIndex, nic.BadID}
 
 // fzCheck verifies the bookkeeping: every buffer out of the pool is on
 // exactly one ring or held by the caller, the transmit ring holds exactly
@@ -149,6 +155,124 @@ func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]b
 	}
 }
 
+// fzSlot is the oracle's view of one descriptor: the posting the driver
+// made and what the MAC did with it since. The fuzzer knows which writes
+// are the MAC's own completions and which are forged (a zeroed entry, an
+// earlier completion written again, a rewritten buffer pointer), so it can
+// tell what the driver may release and hand out, whatever the driver sees.
+type fzSlot struct {
+	buf   *alloc.Buffer // posted buffer; nil when the driver has none there
+	seq   int           // postings of this slot so far
+	addr  uint32        // buffer pointer the driver posted
+	word  uint32        // control word the driver posted
+	done  bool          // the MAC completed this posting: it is finished with buf
+	valid bool          // ... through the posted pointer: buf holds the MAC's frame
+	last  uint32        // control word of the latest completion
+	lastN int           // the posting it completed
+	lastR uint64        // ring rebuilds (Extra.Restarts) when it was made
+}
+
+// fzOracle checks every buffer the driver takes off a ring against the
+// postings and completions it saw: a buffer leaves a ring (handed out,
+// dropped or freed) only after the MAC completed its posting, unless the
+// MAC was stopped and the ring rebuilt; a received buffer is handed out only
+// for a completion written through the pointer the driver posted, once.
+type fzOracle struct {
+	rx, tx []fzSlot
+}
+
+// observe compares the rings with the oracle's view after an operation:
+// buffers gone from a slot must have been completed (or the rings were
+// rebuilt: rebuilt), new buffers are new postings, and a slot whose
+// ownership bit is set again belongs to the MAC.
+func (o *fzOracle) observe(t *testing.T, d *Driver, rebuilt bool) {
+	t.Helper()
+	for k, r := range [2]*ring{&d.rx, &d.tx} {
+		slots, own, name := o.rx, uint16(bd.E), "rx"
+		if k == 1 {
+			slots, own, name = o.tx, bd.R, "tx"
+		}
+		for i := range slots {
+			s, cur := &slots[i], r.buf[i]
+			if s.buf != nil && (cur != s.buf || rebuilt) {
+				if !s.done && !rebuilt {
+					t.Fatalf("%s slot %d: buffer %d taken back before the MAC completed it (posting %d)", name, i, s.buf.Index(), s.seq)
+				}
+				s.buf, s.done, s.valid = nil, false, false
+			}
+			_, status := bd.Split(bd.Load(r.desc, i*bd.Size))
+			switch {
+			case cur == nil:
+			case s.buf == nil:
+				s.buf, s.seq = cur, s.seq+1
+				s.addr = binary.LittleEndian.Uint32(r.desc[i*bd.Size+bd.Addr:])
+				s.word = bd.Load(r.desc, i*bd.Size)
+				s.done, s.valid = false, false
+			case status&own != 0:
+				s.done, s.valid = false, false // (re)armed: the MAC's
+			}
+		}
+	}
+}
+
+// handOut checks a received buffer against its slot's completion.
+func (o *fzOracle) handOut(t *testing.T, b *alloc.Buffer) {
+	t.Helper()
+	for i := range o.rx {
+		if s := &o.rx[i]; s.buf == b {
+			if !s.done || !s.valid {
+				t.Fatalf("rx slot %d: buffer %d handed out without a completion through its pointer (done %v, posting %d)", i, b.Index(), s.done, s.seq)
+			}
+			s.valid = false
+			return
+		}
+	}
+	t.Fatalf("buffer %d handed out, not posted on any rx slot", b.Index())
+}
+
+// complete is the MAC completing the slot at i (its ownership bit set)
+// with control word w. A completion of the word the driver posted is
+// remembered for forge to write again; one of a forged word is not (what
+// it carries is the forger's, not an earlier posting's).
+func (s *fzSlot) complete(desc []byte, i int, w uint32, rebuilds uint64) {
+	s.done = true
+	s.valid = s.buf != nil && binary.LittleEndian.Uint32(desc[i*bd.Size+bd.Addr:]) == s.addr
+	if s.buf != nil && bd.Load(desc, i*bd.Size) == s.word {
+		s.last, s.lastN, s.lastR = w, s.seq, rebuilds
+	}
+	bd.Store(desc, i*bd.Size, w)
+}
+
+// forge writes a descriptor behind the MAC's and the driver's back: kind 0
+// zeroes it (a stale entry), 1 writes the completion of the slot's previous
+// posting again (a duplicate), 2 rewrites the buffer pointer, 3 writes any
+// word with the ownership bit own set (hands the slot to the MAC).
+//
+// The oracle sees the rings between operations only, and a rebuild posts
+// every slot again unseen: a duplicate is forged only across at most one
+// rebuild (rebuilds now), so it is at most two postings old. Older ones
+// are out of reach of any two-bit mark the MAC would keep.
+func (s *fzSlot) forge(desc []byte, i int, kind byte, own uint16, in *fzReader, rebuilds uint64) {
+	o := i * bd.Size
+	switch kind % 4 {
+	case 0:
+		bd.Store(desc, o, 0)
+	case 1:
+		if s.buf != nil && s.lastN == s.seq-1 && s.lastN > 0 && rebuilds-s.lastR <= 1 {
+			bd.Store(desc, o, s.last)
+		}
+	case 2:
+		a := binary.LittleEndian.Uint32(desc[o+bd.Addr:])
+		binary.LittleEndian.PutUint32(desc[o+bd.Addr:], a+16*uint32(1+in.u8()))
+	case 3:
+		bd.Store(desc, o, bd.Word(in.u16(), in.u16()|own))
+	}
+}
+
+// macRxBits are the status bits a MAC writes in a receive descriptor it
+// completes (RM Table 22-35); it keeps the others as the driver wrote them.
+const macRxBits = bd.L | bd.M | bd.BC | bd.MC | bd.RxErrors
+
 func FuzzRxDescriptors(f *testing.F) {
 	le := func(v uint16) []byte { return []byte{byte(v), byte(v >> 8)} }
 	seed := func(head []byte, ops ...[]byte) []byte {
@@ -173,6 +297,19 @@ func FuzzRxDescriptors(f *testing.F) {
 	f.Add(seed([]byte{6, 4, 4, 0}, rx(64, bd.L), recv, rx(64, bd.L), recv, []byte{4, 3, 4}))
 	f.Add(seed(h, []byte{5, 60, 0, 0, 6, 0, 129, 0x08, 0x08, 8}))   // underrun and TXF in EIR, acknowledged, counted
 	f.Add(seed([]byte{30, 4, 4, 8}, []byte{5, 100, 0, 3, 6, 0, 8})) // 16-byte TxAlign: frame moved down
+	// Forged completions the driver must not trust (each failed before
+	// the driver checked the software bits, W and the pointer).
+	f.Add(seed(h, []byte{1, 0, 0}, recv))                                                                            // rx: zeroed entry at the head (Stale)
+	f.Add(seed([]byte{30, 0, 4, 0}, rx(64, bd.L), rx(64, bd.L), recv, []byte{3, 4, 1, 0, 1}, recv))                  // rx: previous completion again (Duplicate)
+	f.Add(seed(h, []byte{1, 0, 2, 0}, rx(64, bd.L), recv))                                                           // rx: pointer rewritten (BadID)
+	f.Add(seed(h, []byte{0x84, 64, 0, 0, 8}, recv, []byte{3, 4}))                                                    // rx: wrap bit lied about (BadIndex)
+	f.Add(seed(h, []byte{5, 60, 0, 0, 7, 0, 0, 8, 0x82, 0x82, 8}))                                                   // tx: zeroed entry at the head; Maintain resets
+	f.Add(seed([]byte{30, 4, 0, 0}, []byte{5, 60, 0, 0, 6, 0, 8, 5, 60, 0, 0, 5, 60, 0, 0, 7, 0, 1, 6, 0, 8, 0x82})) // tx: duplicate completion
+	f.Add(seed(h, []byte{5, 60, 0, 0, 0x82, 0x82, 0x82}))                                                            // tx never completes: TDAR again, then reset
+	f.Add(seed(h, []byte{0x48}, rx(64, bd.L), recv, []byte{0x82, 0x82}, recv))                                       // rx: completion past an empty head: reset
+	// A bus error and a speed change in one link poll: two rebuilds the
+	// oracle does not see one by one (see fzSlot.forge).
+	f.Add([]byte("0001000001002900#009A0\"12120"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fzReader{b: data}
 		count := 4 + int(in.u8()%40)
@@ -198,6 +335,9 @@ func FuzzRxDescriptors(f *testing.F) {
 			NoPHY:    flags&1 == 0,
 			MDIO:     phy,
 			TxAlign:  1 << ((flags >> 1) % 7), // 1..64
+			// The second Maintain that sees no transmit progress
+			// resets.
+			TxTimeout: time.Nanosecond,
 		}
 		d, err := New(regs, arena, pool, cfg)
 		if err != nil {
@@ -216,20 +356,36 @@ func FuzzRxDescriptors(f *testing.F) {
 		}
 		before := make([]*alloc.Buffer, rxN)
 
+		o := &fzOracle{rx: make([]fzSlot, rxN), tx: make([]fzSlot, txN)}
+		o.observe(t, d, false)
 		for steps := 0; len(in.b) > 0 && steps < 256; steps++ {
+			r0 := d.restarts.Load()
 			switch op := in.u8(); op % 12 {
 			case 0: // the MAC completes its current rx descriptor
-				length, status := in.u16(), in.u16()&^bd.E
-				if status&bd.W != 0 || macRx == rxN-1 {
-					status |= bd.W
+				if op&0x40 != 0 {
+					// A MAC that loses its place: it moves on
+					// without completing this one.
+					if macRx++; macRx == rxN {
+						macRx = 0
+					}
+					break
 				}
-				bd.Store(d.rx.desc, macRx*bd.Size, bd.Word(length, status))
+				length, bits := in.u16(), in.u16()
+				_, status := bd.Split(bd.Load(d.rx.desc, macRx*bd.Size))
+				if status&bd.E == 0 {
+					break // not the MAC's: it stops here
+				}
+				w := status&^(bd.E|macRxBits) | bits&macRxBits
+				if op&0x80 != 0 {
+					w ^= bd.W // a MAC that lies about the wrap bit
+				}
+				o.rx[macRx].complete(d.rx.desc, macRx, bd.Word(length, w), d.restarts.Load())
 				if macRx++; macRx == rxN || status&bd.W != 0 {
 					macRx = 0
 				}
-			case 1: // the MAC writes any rx descriptor
+			case 1: // a forged rx descriptor
 				i := int(in.u8()) % rxN
-				bd.Store(d.rx.desc, i*bd.Size, bd.Word(in.u16(), in.u16()))
+				o.rx[i].forge(d.rx.desc, i, in.u8(), bd.E, in, d.restarts.Load())
 			case 2: // receive everything
 				copy(before, d.rx.buf)
 				for {
@@ -243,6 +399,7 @@ func FuzzRxDescriptors(f *testing.F) {
 					if b.Len() < MinFrame || b.Len() > MaxFrame || b.Offset() != d.rxOff || b.Offset()+b.Len() > b.Cap() {
 						t.Fatalf("frame at %d+%d in a buffer of %d", b.Offset(), b.Len(), b.Cap())
 					}
+					o.handOut(t, b)
 					held[b] = true
 					received++
 				}
@@ -323,20 +480,19 @@ func FuzzRxDescriptors(f *testing.F) {
 					}
 				}
 			case 6: // the MAC completes its current tx descriptor
-				o := macTx * bd.Size
-				length, status := bd.Split(bd.Load(d.tx.desc, o))
+				length, status := bd.Split(bd.Load(d.tx.desc, macTx*bd.Size))
 				if status&bd.R != 0 {
 					if in.u8()&1 != 0 {
 						length = in.u16()
 					}
-					bd.Store(d.tx.desc, o, bd.Word(length, status&^bd.R))
+					o.tx[macTx].complete(d.tx.desc, macTx, bd.Word(length, status&^bd.R), d.restarts.Load())
 					if macTx++; macTx == txN || status&bd.W != 0 {
 						macTx = 0
 					}
 				}
-			case 7: // the MAC writes any tx descriptor's control word
+			case 7: // a forged tx descriptor
 				i := int(in.u8()) % txN
-				bd.Store(d.tx.desc, i*bd.Size, bd.Word(in.u16(), in.u16()))
+				o.tx[i].forge(d.tx.desc, i, in.u8(), bd.R, in, d.restarts.Load())
 			case 8:
 				freed += uint64(d.Reclaim())
 				d.TxKick()
@@ -353,17 +509,25 @@ func FuzzRxDescriptors(f *testing.F) {
 				if s.Link != d.LinkUp() || s.Tx.Packets != accepted {
 					t.Fatalf("stats %+v", s)
 				}
-			case 10: // link poll (restarts on bus error or speed change)
-				r0 := d.restarts.Load()
-				d.PollLink()
-				if d.restarts.Load() != r0 {
-					macRx, macTx = 0, 0 // ETHEREN cleared: pointers back to RDSR/TDSR
+			case 10: // link poll (restarts on bus error or speed change), or Maintain
+				if op&0x80 == 0 {
+					d.PollLink()
+					break
+				}
+				rs := d.resets.Load()
+				if reset := d.Maintain(); reset != (d.resets.Load() == rs+1) {
+					t.Fatalf("Maintain returned %v, resets %d -> %d", reset, rs, d.resets.Load())
 				}
 			case 11: // the PHY changes its mind
 				reg := []int{phyBMSR, phyBMCR, phyANLPAR, phyANAR}[op>>4&3]
 				phy.reg[reg] = in.u16()
 				phy.fail = op&0x80 != 0
 			}
+			rebuilt := d.restarts.Load() != r0
+			if rebuilt {
+				macRx, macTx = 0, 0 // ETHEREN cleared: pointers back to RDSR/TDSR
+			}
+			o.observe(t, d, rebuilt)
 			fzCheck(t, d, pool, held)
 			if lastConsumed != received+rxDrops() {
 				t.Fatalf("rx: %d frames ended, %d delivered + %d dropped", lastConsumed, received, rxDrops())

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/nic/enet"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
@@ -27,7 +28,7 @@ func TestTapLinux(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	n := newEnode(t, stacktest.MACA, addrA, addrB.Addr())
+	n := newEnode(t, stacktest.MACA, addrA, addrB.Addr(), enet.Config{RxRing: 128, TxRing: 128})
 	n.model.AttachTap(f)
 	n.s.Start()
 	defer func() {

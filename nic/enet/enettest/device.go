@@ -26,8 +26,13 @@
 //
 // Faults are injected from a seeded generator: dropped, duplicated,
 // corrupted, reordered frames, bad lengths, receive error bits (LG, NO, CR,
-// OV, TR), transmit errors in EIR, and a stalled MAC. Every injection is
-// counted in Stats. The model allocates nothing per frame.
+// OV, TR), transmit errors in EIR, and a stalled MAC. Faults that need a
+// reset to clear are injected on demand: a wedged transmit ring (WedgeTx),
+// a receive pointer that loses its place (SkipRx), a receive side that
+// stops as if its ring were full (StopRx), lost TDAR writes (LoseKicks),
+// repeated bus errors (BusErrors), and descriptors written behind both
+// sides' backs (Forge). Every injection is counted in Stats.
+// The model allocates nothing per frame.
 //
 // The descriptor control word (length and status) is read and written with
 // sync/atomic on both sides: it is where ownership changes hands.
@@ -177,6 +182,10 @@ type Stats struct {
 	PHYResets         uint64
 
 	BadLengths, RxErrors, TxErrors uint64
+
+	// On-demand faults: WedgeTx, SkipRx and StopRx calls, TDAR writes
+	// ignored, descriptors forged.
+	TxWedges, RxSkips, RxStops, LostKicks, Forged uint64
 }
 
 // phy is a clause 22 PHY: BMCR, BMSR, ID, ANAR, ANLPAR.
@@ -198,6 +207,11 @@ type Device struct {
 	txPos  uint32 // address of the current transmit descriptor
 	phy    phy
 	halted bool // bus error: stopped until ETHEREN is cleared
+
+	txWedged  bool   // WedgeTx: no transmit until reset or ETHEREN clear
+	rxSkip    uint32 // SkipRx: the descriptor the MAC passes over; 0: none
+	lostKicks int    // TDAR writes still to ignore
+	busFail   int    // descriptor fetches still to fail
 
 	w      wire.Port // backends, backlog, frame faults, interrupt hook
 	faults Faults
@@ -246,6 +260,7 @@ func (d *Device) resetLocked() {
 	d.reg(regPAUR, uint32(binary.BigEndian.Uint16(m[4:6]))<<16|0x8808)
 	d.rxPos, d.txPos = 0, 0
 	d.halted = false
+	d.txWedged, d.rxSkip = false, 0
 }
 
 func (d *Device) reg(off, v uint32) { d.regs[off/4] = v }
@@ -291,6 +306,87 @@ func (d *Device) Unstall() { d.w.Unstall() }
 
 // Flush delivers a frame held back for reordering, if any.
 func (d *Device) Flush() { d.w.Flush() }
+
+// WedgeTx wedges the transmit side the way a stuck uDMA does: descriptors
+// the driver posts stay ready (R) and are never sent, whatever TDAR says,
+// until the MAC is reset (ECR.RESET) or disabled (ETHEREN cleared).
+func (d *Device) WedgeTx() {
+	d.mu.Lock()
+	d.txWedged = true
+	d.stats.TxWedges++
+	d.mu.Unlock()
+}
+
+// SkipRx makes the MAC lose its place in the receive ring: it passes over
+// its current descriptor without completing it, now and on every later lap,
+// so frames land past the descriptor the driver waits on and never in it.
+// Only a MAC reset or disable ends it.
+func (d *Device) SkipRx() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.RxSkips++
+	d.rxSkip = d.rxPos
+	d.rxPos = d.skipFrom(d.rxPos)
+}
+
+// skipFrom returns addr, or the descriptor after it when SkipRx made the
+// MAC pass over addr.
+func (d *Device) skipFrom(addr uint32) uint32 {
+	if d.rxSkip == 0 || addr != d.rxSkip {
+		return addr
+	}
+	off := d.resolve(addr, bd.Size)
+	if off < 0 {
+		return addr
+	}
+	_, st := bd.Split(bd.Load(d.mem, off))
+	return d.next(addr, st, regRDSR)
+}
+
+// StopRx clears RDAR as the MAC does when it finds no empty descriptor,
+// though there is one: arriving frames wait in the backlog until the
+// driver writes RDAR again.
+func (d *Device) StopRx() {
+	d.mu.Lock()
+	d.reg(regRDAR, 0)
+	d.stats.RxStops++
+	d.mu.Unlock()
+}
+
+// LoseKicks makes the MAC ignore the next n TDAR writes, as the i.MX6
+// ENET can miss a TDAR write (errata ERR006358).
+func (d *Device) LoseKicks(n int) {
+	d.mu.Lock()
+	d.lostKicks = n
+	d.mu.Unlock()
+}
+
+// BusErrors makes the next n descriptor fetches fail with a bus error
+// (EIR.EBERR, the MAC stops), as a faulty interconnect would.
+func (d *Device) BusErrors(n int) {
+	d.mu.Lock()
+	d.busFail = n
+	d.mu.Unlock()
+}
+
+// Forge writes the control word (length | status<<16) of descriptor i of
+// the receive ring (tx false) or the transmit ring, as a stray write or a
+// MAC writing back a stale copy would. The ring is the one at RDSR/TDSR;
+// an index outside the memory is ignored.
+func (d *Device) Forge(tx bool, i int, word uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	base := d.get(regRDSR)
+	if tx {
+		base = d.get(regTDSR)
+	}
+	off := d.resolve(base+uint32(i)*bd.Size, bd.Size)
+	if i < 0 || off < 0 {
+		return
+	}
+	d.stats.Forged++
+	bd.Store(d.mem, off, word)
+}
 
 // SetLink sets the PHY's link state (BMSR link status and autonegotiation
 // complete).
@@ -367,6 +463,11 @@ func (d *Device) Write32(off, v uint32) {
 		d.mu.Lock()
 		d.stats.TDARWrites++
 		on := d.get(regECR)&ecrEtherEn != 0
+		if d.lostKicks > 0 {
+			d.lostKicks--
+			d.stats.LostKicks++
+			on = false
+		}
 		d.mu.Unlock()
 		if on {
 			d.w.Transmit()
@@ -413,6 +514,7 @@ func (d *Device) writeLocked(off, v uint32) {
 			d.rxPos = d.get(regRDSR)
 			d.txPos = d.get(regTDSR)
 			d.halted = false
+			d.txWedged, d.rxSkip = false, 0
 		} else if v&ecrDBSWP == 0 || v&ecrEN1588 != 0 {
 			// Without DBSWP the real MAC reads descriptors
 			// big-endian; EN1588 selects 32-byte descriptors.
@@ -541,6 +643,10 @@ func (d *Device) busErrorLocked() {
 // after raising a bus error.
 func (d *Device) descLocked(addr uint32) int {
 	off := d.resolve(addr, bd.Size)
+	if d.busFail > 0 {
+		d.busFail--
+		off = -1
+	}
 	if off < 0 || off&3 != 0 {
 		d.busErrorLocked()
 		return -1

@@ -122,7 +122,7 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 			d.raiseLocked(eirRXB)
 		}
 		bd.Store(d.mem, off, bd.Word(length, st))
-		addr = d.next(addr, st, regRDSR)
+		addr = d.skipFrom(d.next(addr, st, regRDSR))
 	}
 	d.rxPos = addr
 	d.stats.RxFrames++
@@ -135,7 +135,7 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 // on into stage for wire.Port.Transmit, which hands the frames to the
 // backend with mu dropped.
 func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) {
-	if d.w.Stalled() || d.halted || d.get(regECR)&ecrEtherEn == 0 {
+	if d.w.Stalled() || d.halted || d.txWedged || d.get(regECR)&ecrEtherEn == 0 {
 		return 0, false
 	}
 	frameN := 0

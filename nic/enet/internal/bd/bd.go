@@ -64,6 +64,15 @@ const (
 	ABC = 1 << 9  // append a bad CRC
 )
 
+// Software bits: RO1/RO2 on receive, TO1/TO2 on transmit (the same bit
+// positions). The MAC never writes them (RM Table 22-35, 22.6.13 transmit
+// field definitions), so a completion carries them as the driver posted
+// them.
+const (
+	Soft1 = RO1
+	Soft2 = RO2
+)
+
 // Word builds the control word from a length and a status.
 func Word(length, status uint16) uint32 { return uint32(length) | uint32(status)<<16 }
 
