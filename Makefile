@@ -6,13 +6,16 @@
 #   make bench           per-packet benchmarks and the QEMU system benchmark
 #
 # Variables: TARGET=microvm|mx6ullevk|usbarmory, ACCEL=auto|kvm|tcg,
-# IP=10.0.0.1/24 GW=10.0.0.2 MAC=02:00:00:00:00:01 (checked before building).
+# IP=10.0.0.1/24 GW=10.0.0.2 MAC=02:00:00:00:00:01 (checked before building),
+# IP6=fd00::10:1/64 (static IPv6 address; IP6= for none: link-local and SLAAC
+# addresses come on their own).
 
 TARGET ?= microvm
 ACCEL  ?= auto
 IP     ?= 10.0.0.1/24
 GW     ?= 10.0.0.2
 MAC    ?= 02:00:00:00:00:01
+IP6    ?= fd00::10:1/64
 BENCHCOUNT ?= 5
 CI_FUZZTIME ?= 5s
 
@@ -45,7 +48,8 @@ endif
 
 CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X '$(PKG)/internal/config.defaultGW=$(GW)' \
-                  -X '$(PKG)/internal/config.defaultMAC=$(MAC)'
+                  -X '$(PKG)/internal/config.defaultMAC=$(MAC)' \
+                  -X '$(PKG)/internal/config.defaultIP6=$(IP6)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 
 .PHONY: all build image imx qemu e2e test test-host bench deps check-config fuzz vet clean FORCE
@@ -85,9 +89,9 @@ imx: build
 	@rm -f $(IMAGE).bin
 endif
 
-# Invalid IP/GW/MAC fail the build here, with the reason.
+# Invalid IP/GW/MAC/IP6 fail the build here, with the reason.
 check-config:
-	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)'
+	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)' -ip6 '$(IP6)'
 
 qemu: deps build
 	$(GO) run ./qemu/cmd/tamanet-qemu -target $(TARGET) -image $(IMAGE) -accel $(ACCEL)

@@ -8,6 +8,11 @@
 //   - chargen (RFC 864) on TCP port 19, an endless stream,
 //   - HTTP on port 80: an index page and /stats as JSON.
 //
+// Every service listens on both families: with an empty Config.Host it
+// opens one wildcard "tcp" or "udp" socket per service, which is
+// dual-stack on the tamanet stack (as on Linux), so IPv4 and IPv6 clients
+// reach the same listener.
+//
 // Start opens every listener before serving any: it either returns running
 // services or an error with nothing left open.
 package service

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"bytes"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -42,6 +43,28 @@ func (s *Stack) addrs6() []tcpip.AddressWithPrefix {
 		return nil
 	}
 	return ae.PermanentAddresses()
+}
+
+// LinkLocal returns the interface's IPv6 link-local address, derived from
+// the MAC (modified EUI-64, RFC 4291 appendix A), or the zero Addr when
+// IPv6 is off.
+func (s *Stack) LinkLocal() netip.Addr {
+	if !s.cfg.IPv6 {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16(header.LinkLocalAddr(s.ep.LinkAddress()).As16())
+}
+
+// Addrs6 returns the interface's IPv6 addresses with their prefixes:
+// link-local, static and SLAAC, including ones still in duplicate address
+// detection.
+func (s *Stack) Addrs6() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range s.addrs6() {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom16(a.Address.As16()), a.PrefixLen))
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return out
 }
 
 // updateGroups programs the device's multicast filter with Groups when the

@@ -5,6 +5,10 @@
 //
 //	tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net
 //
+// IPv6 is always on: a link-local address from the MAC, SLAAC addresses
+// from router advertisements and the static IP6 address, if any; every
+// service listens on both families.
+//
 // The network configuration is fixed at build time (see internal/config).
 // If it is invalid, or any step of the bring-up fails, the firmware prints
 // "tamanet: error: ..." and stops before any service runs.
@@ -17,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -83,6 +88,14 @@ func main() {
 	select {}
 }
 
+// orNone formats p, or "none" for the zero Prefix.
+func orNone(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "none"
+	}
+	return p.String()
+}
+
 // run brings the system up: configuration, pool, NIC, stack, services, in
 // that order, and prints the ready line on console once everything runs.
 // socks nil means the standard net package, which reaches the stack
@@ -110,6 +123,8 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		Addr:     cfg.Addr,
 		Gateway:  cfg.Gateway,
 		MAC:      cfg.MAC,
+		IPv6:     true,
+		Addr6:    cfg.Addr6,
 		BusyPoll: busyPoll,
 	})
 	if err != nil {
@@ -134,6 +149,10 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	if cfg.Gateway.IsValid() {
 		info["gateway"] = cfg.Gateway.String()
 	}
+	info["ip6_link_local"] = fw.stack.LinkLocal().String()
+	if cfg.Addr6.IsValid() {
+		info["ip6"] = cfg.Addr6.String()
+	}
 	info["nic_interrupt"] = irq
 	for k, v := range t.Info {
 		info[k] = v
@@ -152,6 +171,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		return nil, err
 	}
 
+	fmt.Fprintf(console, "tamanet: ipv6 link-local=%v static=%s, SLAAC from router advertisements\n", fw.stack.LinkLocal(), orNone(cfg.Addr6))
 	fmt.Fprintf(console, "tamanet: ready ip=%v mac=%v nic=%s\n", cfg.Addr, fw.stack.MAC(), fw.dev.Info().Name)
 	return fw, nil
 }

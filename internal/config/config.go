@@ -1,8 +1,11 @@
 // Package config holds the unikernel's network configuration: the IPv4
-// address with its prefix, the default gateway and the MAC address.
+// address with its prefix, the default gateway, the MAC address and an
+// optional static IPv6 address with its prefix (the IPv6 link-local and
+// SLAAC addresses need no configuration).
 //
-// The values are fixed at build time. The Makefile passes IP, GW and MAC to
-// the linker (-X) as defaultIP, defaultGW and defaultMAC, after running
+// The values are fixed at build time. The Makefile passes IP, GW, MAC and
+// IP6 to the linker (-X) as defaultIP, defaultGW, defaultMAC and
+// defaultIP6, after running
 // internal/config/check on them so that invalid values fail the build. The
 // unikernel calls Default at boot and refuses to start on an error, so an
 // image built without the check still never runs half-configured.
@@ -21,6 +24,7 @@ var (
 	defaultIP  = "10.0.0.1/24"
 	defaultGW  = "10.0.0.2"
 	defaultMAC = "02:00:00:00:00:01"
+	defaultIP6 = "fd00::10:1/64"
 )
 
 // Config is a validated network configuration.
@@ -32,11 +36,57 @@ type Config struct {
 	Gateway netip.Addr
 	// MAC is the station address: 6 bytes, unicast, not all zeros.
 	MAC net.HardwareAddr
+	// Addr6 is the static IPv6 address and prefix, e.g. fd00::10:1/64;
+	// the zero Prefix means none.
+	Addr6 netip.Prefix
 }
 
 // Default parses and validates the values the image was built with.
 func Default() (Config, error) {
-	return Parse(defaultIP, defaultGW, defaultMAC)
+	c, err := Parse(defaultIP, defaultGW, defaultMAC)
+	if err != nil {
+		return Config{}, err
+	}
+	if c.Addr6, err = ParseIP6(defaultIP6); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// ParseIP6 parses and validates a static IPv6 address with prefix
+// ("fd00::10:1/64"), or "" for none. The error names the value and says
+// why.
+func ParseIP6(s string) (netip.Prefix, error) {
+	fail := func(why string) (netip.Prefix, error) {
+		return netip.Prefix{}, fmt.Errorf("config: IP6 %q: %s", s, why)
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	if !strings.Contains(s, "/") {
+		return fail("missing prefix length, e.g. fd00::10:1/64")
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return fail("not an address/prefix: " + unwrapParse(err))
+	}
+	a := p.Addr()
+	switch {
+	case !a.Is6() || a.Is4In6():
+		return fail("not IPv6 (IP= takes the IPv4 address)")
+	case p.Bits() < 1:
+		return fail("prefix length /0 leaves no local network")
+	case a.IsUnspecified():
+		return fail("the unspecified address cannot be an interface address")
+	case a.IsLoopback():
+		return fail("the loopback address cannot be an interface address")
+	case a.IsMulticast():
+		return fail("a multicast address cannot be an interface address")
+	case a.IsLinkLocalUnicast():
+		return fail("the link-local address comes from the MAC; IP6 is for a routable one")
+	}
+	return p, nil
 }
 
 // Parse parses and validates an address with prefix ("10.0.0.1/24"), a
@@ -57,13 +107,18 @@ func Parse(ip, gw, mac string) (Config, error) {
 	return c, nil
 }
 
-// String formats c as the IP, GW and MAC make variables would set it.
+// String formats c as the IP, GW, MAC and IP6 make variables would set it
+// (ip6 only when set).
 func (c Config) String() string {
 	gw := "none"
 	if c.Gateway.IsValid() {
 		gw = c.Gateway.String()
 	}
-	return fmt.Sprintf("ip=%v gw=%s mac=%v", c.Addr, gw, c.MAC)
+	s := fmt.Sprintf("ip=%v gw=%s mac=%v", c.Addr, gw, c.MAC)
+	if c.Addr6.IsValid() {
+		s += fmt.Sprintf(" ip6=%v", c.Addr6)
+	}
+	return s
 }
 
 func parseAddr(s string) (netip.Prefix, error) {

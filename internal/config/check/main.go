@@ -1,8 +1,8 @@
 // Command check validates the unikernel's build-time network configuration.
-// The Makefile runs it before building the image, so that invalid IP, GW or
-// MAC values fail the build with the reason:
+// The Makefile runs it before building the image, so that invalid IP, GW,
+// MAC or IP6 values fail the build with the reason:
 //
-//	go run ./internal/config/check -ip 10.0.0.1/24 -gw 10.0.0.2 -mac 02:00:00:00:00:01
+//	go run ./internal/config/check -ip 10.0.0.1/24 -gw 10.0.0.2 -mac 02:00:00:00:00:01 -ip6 fd00::10:1/64
 //
 // It prints nothing and exits 0 when the values are valid, and prints the
 // error and exits 1 otherwise (2 for a usage error).
@@ -27,6 +27,7 @@ func run(args []string, stderr io.Writer) int {
 	ip := fs.String("ip", "", "IPv4 address with prefix length, e.g. 10.0.0.1/24")
 	gw := fs.String("gw", "", "default gateway inside the prefix, or empty for none")
 	mac := fs.String("mac", "", "unicast MAC address, e.g. 02:00:00:00:00:01")
+	ip6 := fs.String("ip6", "", "static IPv6 address with prefix length, e.g. fd00::10:1/64, or empty for none")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -35,6 +36,10 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if _, err := config.Parse(*ip, *gw, *mac); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if _, err := config.ParseIP6(*ip6); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

@@ -16,6 +16,8 @@ func TestRun(t *testing.T) {
 		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.1.2", "-mac", "02:00:00:00:00:01"}, 1, `GW "10.0.1.2": outside`},
 		{[]string{"-ip", "10.0.0.1", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01"}, 1, "missing prefix length"},
 		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "01:00:5e:00:00:01"}, 1, "multicast"},
+		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01", "-ip6", "fd00::10:1/64"}, 0, ""},
+		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01", "-ip6", "10.0.0.3/24"}, 1, `IP6 "10.0.0.3/24": not IPv6`},
 		{[]string{"-ip", "10.0.0.1/24", "extra"}, 2, "unexpected arguments"},
 		{[]string{"-bogus"}, 2, "flag provided but not defined"},
 	} {
