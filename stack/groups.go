@@ -67,10 +67,30 @@ func (s *Stack) Addrs6() []netip.Prefix {
 	return out
 }
 
-// updateGroups programs the device's multicast filter with Groups when the
-// set changed. It runs on the poll goroutine.
-func (s *Stack) updateGroups() {
-	s.groupsDirty.Store(false) // before reading: a change from now on sets it again
+// routeOp is a route change NDP asked for: an on-link prefix or a router.
+type routeOp struct {
+	add bool
+	r   tcpip.Route
+}
+
+// ndpUpdate applies what NDP learnt since the last step, on the poll
+// goroutine: route changes (gVisor leaves routes to the integrator), then
+// the device's multicast filter, when the group set changed.
+func (s *Stack) ndpUpdate() {
+	s.ndpDirty.Store(false) // before reading: a change from now on sets it again
+	s.routeMu.Lock()
+	ops := s.routeOps
+	s.routeOps = nil
+	s.routeMu.Unlock()
+	for _, op := range ops {
+		// Not r == op.r: a stored Route carries its list links.
+		s.gv.RemoveRoutes(func(r tcpip.Route) bool {
+			return r.Destination == op.r.Destination && r.Gateway == op.r.Gateway && r.NIC == op.r.NIC
+		})
+		if op.add {
+			s.gv.AddRoute(op.r)
+		}
+	}
 	g := s.Groups()
 	if slices.Equal(g, s.groups) {
 		return
@@ -81,25 +101,50 @@ func (s *Stack) updateGroups() {
 }
 
 // ndpEvents is the stack's ipv6.NDPDispatcher. gVisor calls it with its own
-// locks held, so it only flags that the address set changed; the poll
-// goroutine does the rest.
+// locks held and forbids calls into the stack, so it only records what
+// changed (addresses, on-link prefixes, routers); the poll goroutine
+// applies it (ndpUpdate). gVisor bounds the prefixes and routers it
+// tracks, so the queue stays small.
 type ndpEvents struct{ s *Stack }
 
 var _ ipv6.NDPDispatcher = ndpEvents{}
 
 func (n ndpEvents) changed() {
-	n.s.groupsDirty.Store(true)
+	n.s.ndpDirty.Store(true)
 	n.s.Wake()
+}
+
+func (n ndpEvents) route(add bool, r tcpip.Route) {
+	n.s.routeMu.Lock()
+	n.s.routeOps = append(n.s.routeOps, routeOp{add: add, r: r})
+	n.s.routeMu.Unlock()
+	n.changed()
 }
 
 func (n ndpEvents) OnDuplicateAddressDetectionResult(tcpip.NICID, tcpip.Address, gvstack.DADResult) {
 	n.changed()
 }
-func (ndpEvents) OnOffLinkRouteUpdated(tcpip.NICID, tcpip.Subnet, tcpip.Address, header.NDPRoutePreference) {
+
+// OnOffLinkRouteUpdated: a router (dest ::/0) or a more specific route
+// from a router advertisement (RFC 4861 section 6.3.4, RFC 4191).
+func (n ndpEvents) OnOffLinkRouteUpdated(nic tcpip.NICID, dest tcpip.Subnet, router tcpip.Address, _ header.NDPRoutePreference) {
+	n.route(true, tcpip.Route{Destination: dest, Gateway: router, NIC: nic})
 }
-func (ndpEvents) OnOffLinkRouteInvalidated(tcpip.NICID, tcpip.Subnet, tcpip.Address) {}
-func (ndpEvents) OnOnLinkPrefixDiscovered(tcpip.NICID, tcpip.Subnet)                 {}
-func (ndpEvents) OnOnLinkPrefixInvalidated(tcpip.NICID, tcpip.Subnet)                {}
+
+func (n ndpEvents) OnOffLinkRouteInvalidated(nic tcpip.NICID, dest tcpip.Subnet, router tcpip.Address) {
+	n.route(false, tcpip.Route{Destination: dest, Gateway: router, NIC: nic})
+}
+
+// OnOnLinkPrefixDiscovered: a prefix with the L flag; its addresses are
+// neighbours, reached without a router.
+func (n ndpEvents) OnOnLinkPrefixDiscovered(nic tcpip.NICID, prefix tcpip.Subnet) {
+	n.route(true, tcpip.Route{Destination: prefix, NIC: nic})
+}
+
+func (n ndpEvents) OnOnLinkPrefixInvalidated(nic tcpip.NICID, prefix tcpip.Subnet) {
+	n.route(false, tcpip.Route{Destination: prefix, NIC: nic})
+}
+
 func (n ndpEvents) OnAutoGenAddress(tcpip.NICID, tcpip.AddressWithPrefix) gvstack.AddressDispatcher {
 	n.changed()
 	return nil

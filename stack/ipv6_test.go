@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"slices"
@@ -14,6 +15,9 @@ import (
 	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack/stacktest"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 // fakePair6 is fakePair with IPv6 on and the static test addresses.
@@ -209,4 +213,90 @@ func TestIPv6Virtio(t *testing.T) {
 		TCPSize: 4 << 20, Conns: 16, Each: 64 << 10,
 	}.Run(t)
 	stacktest.CheckQuiet(t, qa, qb)
+}
+
+// routerAdvert builds a router advertisement from fe80::1 (MAC rmac) to
+// all-nodes with one prefix information option (L and A set) for prefix
+// (RFC 4861 section 4.2 and 4.6.2).
+func routerAdvert(rmac [6]byte, prefix netip.Prefix, lifetime uint16) []byte {
+	const raLen = 16 + 32 // RA body + prefix information option
+	f := make([]byte, 14+40+raLen)
+	copy(f[0:6], []byte{0x33, 0x33, 0, 0, 0, 1})
+	copy(f[6:12], rmac[:])
+	binary.BigEndian.PutUint16(f[12:], 0x86dd)
+	ip := header.IPv6(f[14:])
+	src, dst := tcpip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 15: 1}), header.IPv6AllNodesMulticastAddress
+	ip.Encode(&header.IPv6Fields{PayloadLength: raLen, TransportProtocol: header.ICMPv6ProtocolNumber, HopLimit: 255, SrcAddr: src, DstAddr: dst})
+	ra := f[14+40:]
+	ra[0] = byte(header.ICMPv6RouterAdvert)
+	ra[4] = 64                                   // cur hop limit
+	binary.BigEndian.PutUint16(ra[6:], lifetime) // router lifetime, s
+	opt := ra[16:]
+	opt[0], opt[1] = 3, 4                      // prefix information, 4×8 bytes
+	opt[2], opt[3] = byte(prefix.Bits()), 0xc0 // L, A
+	binary.BigEndian.PutUint32(opt[4:], 3600)  // valid lifetime
+	binary.BigEndian.PutUint32(opt[8:], 1800)  // preferred lifetime
+	a := prefix.Addr().As16()
+	copy(opt[16:], a[:])
+	h := header.ICMPv6(ra)
+	h.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{Header: h, Src: src, Dst: dst}))
+	return f
+}
+
+// TestRouterAdvertisement: an RA gives a SLAAC address in its prefix, an
+// on-link route for the prefix and a default route via the router, and
+// the solicited-node group of the new address joins the filter set.
+func TestRouterAdvertisement(t *testing.T) {
+	pool := newPool(t, 128)
+	dev := nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 32})
+	s, err := New(dev, pool, Config{Addr: addrA, IPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.OnReceive = s.Wake
+	s.Start()
+	defer s.Close()
+	prefix := netip.MustParsePrefix("fd00:0:0:2::/64")
+	rmac := [6]byte{2, 0, 0, 0, 0, 0x99}
+	// The RA must come after the link-local address passed DAD (1 s):
+	// gVisor ignores RAs before.
+	slaac := netip.MustParseAddr("fd00:0:0:2:0:ff:fe00:1")
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(s.Addrs6(), netip.PrefixFrom(slaac, 64)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no SLAAC address %v after RAs: %v", slaac, s.Addrs6())
+		}
+		dev.Inject(routerAdvert(rmac, prefix, 1800))
+		time.Sleep(300 * time.Millisecond)
+	}
+	// Routes come at the next poll step.
+	deadline = time.Now().Add(5 * time.Second)
+	var onLink, dflt bool
+	for !(onLink && dflt) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		onLink, dflt = false, false
+		for _, r := range s.GVisor().GetRouteTable() {
+			onLink = onLink || (r.Destination.String() == "fd00:0:0:2::/64" && r.Gateway.BitLen() == 0)
+			dflt = dflt || (r.Destination.Prefix() == 0 && r.Destination.ID().BitLen() == 128 && r.Gateway == tcpip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 15: 1}))
+		}
+	}
+	if !onLink || !dflt {
+		t.Fatalf("routes after RA: %v", s.GVisor().GetRouteTable())
+	}
+	// A router lifetime of 0 withdraws the default route.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		dev.Inject(routerAdvert(rmac, prefix, 0))
+		time.Sleep(50 * time.Millisecond)
+		dflt = false
+		for _, r := range s.GVisor().GetRouteTable() {
+			dflt = dflt || r.Gateway.BitLen() == 128
+		}
+		if !dflt {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("default route still there after a zero router lifetime: %v (RAs received %v)", s.GVisor().GetRouteTable(), s.GVisor().Stats().ICMP.V6.PacketsReceived.RouterAdvert.Value())
+		}
+	}
 }

@@ -59,7 +59,13 @@ func NewSockets(gv *gvstack.Stack) Sockets { return Sockets{gv: gv} }
 // none (a wildcard listener, an unbound socket) open one dual-stack socket
 // that serves IPv4 and IPv6 alike. An IPv4-mapped IPv6 address is IPv4. A
 // link-local IPv6 address needs no zone: the stack has one interface.
-// family is not needed and is ignored.
+//
+// family matters for one case: a "udp" socket tamago's net package opened
+// as AF_INET (which it does for a wildcard "udp" listener, having no
+// IPv4-mapped addresses) is IPv4 only, because tamago's net converts each
+// datagram's source address to the descriptor's family and would fail
+// on an IPv6 sender. Such a program opens a "udp6" socket for IPv6
+// beside it (service.Config.UDP6). Otherwise family is ignored.
 func (s Sockets) Socket(ctx context.Context, network string, family, sotype int, laddr, raddr net.Addr) (interface{}, error) {
 	la, lok, err := fullAddr(laddr)
 	if err != nil {
@@ -92,6 +98,9 @@ func (s Sockets) Socket(ctx context.Context, network string, family, sotype int,
 		}
 		return c, nil
 	case syscall.SOCK_DGRAM:
+		if family == syscall.AF_INET && proto == ipv6.ProtocolNumber && !v6only && la.Addr.BitLen() == 0 && ra.Addr.BitLen() == 0 {
+			proto = ipv4.ProtocolNumber
+		}
 		var lp, rp *tcpip.FullAddress
 		if lok {
 			lp = &la

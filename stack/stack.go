@@ -196,11 +196,14 @@ type Stack struct {
 	wake    chan struct{} // one slot: a pending wake-up
 	polling atomic.Bool   // guards Poll against concurrent callers
 
-	// groupsDirty is set when gVisor's IPv6 address set may have
-	// changed (SLAAC, DAD), so the poll goroutine reprograms the
-	// device's multicast filter at its next step.
-	groupsDirty atomic.Bool
-	groups      [][6]byte // the filter set last programmed
+	// ndpDirty is set when NDP changed addresses (SLAAC, DAD) or
+	// routes (router advertisements), so the poll goroutine applies the
+	// queued route changes and reprograms the device's multicast filter
+	// at its next step (ndpUpdate).
+	ndpDirty atomic.Bool
+	routeMu  sync.Mutex
+	routeOps []routeOp // queued by ndpEvents, guarded by routeMu
+	groups   [][6]byte // the filter set last programmed; poll goroutine
 
 	steps  atomic.Uint64 // Poll steps that ran
 	resets atomic.Uint64 // device resets done by Maintain
@@ -259,7 +262,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	if cfg.IPv6 {
-		s.updateGroups()
+		s.ndpUpdate()
 	}
 	if ep.Device().Refill() > 0 {
 		ep.Device().RxKick()
@@ -346,8 +349,8 @@ func (s *Stack) Poll() (work int, next time.Duration) {
 		return 0, s.cfg.Tick
 	}
 	rx, reclaimed := s.ep.Poll(s.cfg.RxBudget)
-	if s.groupsDirty.Load() {
-		s.updateGroups()
+	if s.ndpDirty.Load() {
+		s.ndpUpdate()
 	}
 	s.polling.Store(false)
 	s.steps.Add(1)

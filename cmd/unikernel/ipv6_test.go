@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,9 +20,44 @@ import (
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
+// tamagoSockets opens sockets as tamago's net package does: the family of
+// a "udp" wildcard socket is AF_INET (tamago's net has no IPv4-mapped
+// addresses), "udp6" is AF_INET6.
+func tamagoSockets(s *stack.Stack) sockets {
+	return sockets{
+		Listen: s.Listen,
+		ListenPacket: func(network, address string) (net.PacketConn, error) {
+			ap, err := netip.ParseAddrPort(strings.Replace(address, ":", "0.0.0.0:", 1))
+			if network == "udp6" {
+				ap, err = netip.ParseAddrPort("[::]" + address)
+			}
+			if err != nil {
+				return nil, err
+			}
+			family := syscall.AF_INET
+			if network == "udp6" {
+				family = syscall.AF_INET6
+			}
+			c, err := s.Socket(context.Background(), network, family, syscall.SOCK_DGRAM, net.UDPAddrFromAddrPort(ap), nil)
+			if err != nil {
+				return nil, err
+			}
+			return c.(net.PacketConn), nil
+		},
+		UDP6: true,
+	}
+}
+
 // TestFirmwareIPv6: every service answers on both families, over the static
-// IPv6 address and the link-local one, and /stats lists the addresses.
+// IPv6 address and the link-local one, and /stats lists the addresses;
+// with sockets as tamago's net opens them (UDP echo on "udp" and "udp6")
+// and with one dual-stack socket per service.
 func TestFirmwareIPv6(t *testing.T) {
+	t.Run("tamago-sockets", func(t *testing.T) { testFirmwareIPv6(t, tamagoSockets) })
+	t.Run("dual-stack", func(t *testing.T) { testFirmwareIPv6(t, stackSockets) })
+}
+
+func testFirmwareIPv6(t *testing.T, socks func(*stack.Stack) sockets) {
 	arena := alloc.NewArena(make([]byte, 8<<20))
 	pool, err := arena.Pool(alloc.Config{Count: 1024})
 	if err != nil {
@@ -42,7 +78,7 @@ func TestFirmwareIPv6(t *testing.T) {
 
 	var calls int
 	var out console
-	fw, err := run(platformFor(c, &calls), config.Default, stackSockets, time.Now(), &out)
+	fw, err := run(platformFor(c, &calls), config.Default, socks, time.Now(), &out)
 	if err != nil {
 		t.Fatalf("run: %v\nconsole:\n%s", err, out.String())
 	}

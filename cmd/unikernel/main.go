@@ -65,6 +65,9 @@ var poolConfig = alloc.Config{Count: 2048}
 type sockets struct {
 	Listen       func(network, address string) (net.Listener, error)
 	ListenPacket func(network, address string) (net.PacketConn, error)
+	// UDP6: a "udp" socket serves IPv4 only (tamago's net), so the echo
+	// service opens a "udp6" one beside it.
+	UDP6 bool
 }
 
 // firmware is a brought-up system.
@@ -136,7 +139,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		irq = "on"
 	}
 
-	s := sockets{Listen: net.Listen, ListenPacket: net.ListenPacket}
+	s := sockets{Listen: net.Listen, ListenPacket: net.ListenPacket, UDP6: true}
 	if socks != nil {
 		s = socks(fw.stack)
 	}
@@ -160,6 +163,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	fw.services, err = service.Start(service.Config{
 		Listen:       s.Listen,
 		ListenPacket: s.ListenPacket,
+		UDP6:         s.UDP6,
 		Ports:        service.DefaultPorts,
 		Stats:        func() any { return fw.stack.Stats() },
 		Info:         info,
