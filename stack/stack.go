@@ -246,8 +246,14 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 		HandleLocal:        true,
 	}
 	if cfg.IPv6 {
+		ndp := ipv6.DefaultNDPConfigurations() // RAs, SLAAC, default routers
+		// No temporary (privacy) addresses (RFC 8981): this is a server,
+		// and source selection prefers them (RFC 6724 rule 7), so an
+		// unbound UDP service would answer from an address the client
+		// never asked.
+		ndp.AutoGenTempGlobalAddresses = false
 		opt.NetworkProtocols = append(opt.NetworkProtocols, ipv6.NewProtocolWithOptions(ipv6.Options{
-			NDPConfigs:       ipv6.DefaultNDPConfigurations(), // RAs, SLAAC, default routers
+			NDPConfigs:       ndp,
 			AutoGenLinkLocal: true,
 			NDPDisp:          ndpEvents{s},
 			DADConfigs:       gvstack.DefaultDADConfigurations(),
