@@ -17,6 +17,7 @@ declare -A pkgs=(
 	[iperf3]=iperf3
 	[hping3]=hping3
 	[nping]=nmap
+	[dnsmasq]=dnsmasq-base
 	[mkimage]=u-boot-tools [arm-none-eabi-objcopy]=binutils-arm-none-eabi
 )
 
