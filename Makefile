@@ -15,12 +15,16 @@
 # answers; empty: none), DNS=10.0.0.2 (comma-separated name servers).
 # usbarmory images default to IP=dhcp FALLBACK=10.0.0.1/24; the QEMU
 # targets stay static. `make qemu IP=dhcp` runs dnsmasq on the tap.
+# IP6=fd00::10:1/64 (static IPv6 address; IP6= for none: link-local and SLAAC
+# addresses come on their own; usbarmory images default to none).
 
 TARGET ?= microvm
 ACCEL  ?= auto
 ifeq ($(TARGET),usbarmory)
   IP       ?= dhcp
   FALLBACK ?= 10.0.0.1/24
+  # On a real LAN IPv6 comes from the link-local address and SLAAC.
+  IP6      ?=
 endif
 IP     ?= 10.0.0.1/24
 FALLBACK ?=
@@ -29,6 +33,7 @@ DNS    ?=
 LOOKUP ?=
 GW     ?= 10.0.0.2
 MAC    ?= 02:00:00:00:00:01
+IP6    ?= fd00::10:1/64
 BENCHCOUNT ?= 5
 CI_FUZZTIME ?= 5s
 
@@ -64,6 +69,7 @@ CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X '$(PKG)/internal/config.defaultMAC=$(MAC)' \
                   -X '$(PKG)/internal/config.defaultDNS=$(DNS)' \
                   -X '$(PKG)/internal/config.defaultFallback=$(FALLBACK)' \
+                  -X '$(PKG)/internal/config.defaultIP6=$(IP6)' \
                   -X 'main.lookupTarget=$(LOOKUP)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 
@@ -104,9 +110,9 @@ imx: build
 	@rm -f $(IMAGE).bin
 endif
 
-# Invalid IP/GW/MAC/DNS/FALLBACK fail the build here, with the reason.
+# Invalid IP/GW/MAC/DNS/FALLBACK/IP6 fail the build here, with the reason.
 check-config:
-	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)' -dns '$(DNS)' -fallback '$(FALLBACK)'
+	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)' -dns '$(DNS)' -fallback '$(FALLBACK)' -ip6 '$(IP6)'
 
 # With IP=dhcp, dnsmasq serves DHCP and DNS on the tap.
 qemu: deps build

@@ -94,3 +94,16 @@ type Device interface {
 type Maintainer interface {
 	Maintain() (reset bool)
 }
+
+// GroupFilter is implemented by drivers whose device drops multicast frames
+// unless it is told which group addresses to receive (a hash or exact
+// filter). The stack calls SetGroups on the slow path, from the poll
+// goroutine with the transmit side held, whenever the set changes: at start
+// and when IPv6 gains or loses an address. groups is the whole set (IPv6
+// needs all-nodes 33:33:00:00:00:01 and a solicited-node group
+// 33:33:ff:xx:xx:xx per address, RFC 2464 section 7); the driver keeps what
+// it needs of it across a device reset. A filter may let more groups through
+// than asked (a hash collides), never fewer. Broadcast is always received.
+type GroupFilter interface {
+	SetGroups(groups [][6]byte)
+}

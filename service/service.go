@@ -8,6 +8,12 @@
 //   - chargen (RFC 864) on TCP port 19, an endless stream,
 //   - HTTP on port 80: an index page and /stats as JSON.
 //
+// Every service listens on both families: with an empty Config.Host it
+// opens one wildcard "tcp" or "udp" socket per service, which is
+// dual-stack on the tamanet stack (as on Linux), so IPv4 and IPv6 clients
+// reach the same listener. Under tamago's net package a wildcard "udp"
+// socket serves IPv4 only; Config.UDP6 adds a "udp6" echo socket there.
+//
 // StartLookup runs a name-lookup self-test (resolve a name, dial it by
 // name, read a line) whose outcome the firmware shows in /stats.
 //
@@ -44,6 +50,10 @@ type Config struct {
 	ListenPacket func(network, address string) (net.PacketConn, error)
 	// Host is the address to bind ("" for all).
 	Host string
+	// UDP6 also opens a "udp6" echo socket on the echo port. Set it
+	// where a "udp" socket cannot serve IPv6: tamago's net package gives
+	// a wildcard "udp" socket an IPv4 descriptor.
+	UDP6 bool
 	// Ports to listen on; use DefaultPorts for the well-known ones.
 	Ports Ports
 	// Stats returns the stack's counters, marshalled into /stats. It may
@@ -61,7 +71,7 @@ type Config struct {
 // Services are running services.
 type Services struct {
 	// Addresses the services listen on (nil when disabled).
-	UDPEcho, TCPEcho, Discard, Chargen, HTTP net.Addr
+	UDPEcho, UDPEcho6, TCPEcho, Discard, Chargen, HTTP net.Addr
 
 	cfg     Config
 	closers []interface{ Close() error }
@@ -85,7 +95,7 @@ func Start(cfg Config) (*Services, error) {
 	s := &Services{cfg: cfg}
 
 	var (
-		udpEcho                       net.PacketConn
+		udpEcho, udpEcho6             net.PacketConn
 		tcpEcho, discard, chargen, hl net.Listener
 		err                           error
 	)
@@ -106,6 +116,13 @@ func Start(cfg Config) (*Services, error) {
 			s.closers = append(s.closers, udpEcho)
 		}
 	}
+	if cfg.UDP6 && cfg.Ports.Echo >= 0 && err == nil {
+		if udpEcho6, err = cfg.ListenPacket("udp6", s.addr(cfg.Ports.Echo)); err != nil {
+			err = fmt.Errorf("service: echo on udp6 port %d: %w", cfg.Ports.Echo, err)
+		} else {
+			s.closers = append(s.closers, udpEcho6)
+		}
+	}
 	listen("echo", cfg.Ports.Echo, &tcpEcho)
 	listen("discard", cfg.Ports.Discard, &discard)
 	listen("chargen", cfg.Ports.Chargen, &chargen)
@@ -118,6 +135,10 @@ func Start(cfg Config) (*Services, error) {
 	if udpEcho != nil {
 		s.UDPEcho = udpEcho.LocalAddr()
 		s.run("udp echo", func() error { return UDPEcho(udpEcho) })
+	}
+	if udpEcho6 != nil {
+		s.UDPEcho6 = udpEcho6.LocalAddr()
+		s.run("udp6 echo", func() error { return UDPEcho(udpEcho6) })
 	}
 	if tcpEcho != nil {
 		s.TCPEcho = tcpEcho.Addr()

@@ -7,8 +7,10 @@ import (
 	"time"
 )
 
-// maxDatagram is the largest UDP payload: 65535 minus the IPv4 and UDP
-// headers (RFC 768, RFC 791).
+// maxDatagram is the largest UDP payload over IPv4: 65535 minus the IPv4
+// and UDP headers (RFC 768, RFC 791); IPv6's limit is a little larger
+// (65527, RFC 8200 without jumbograms), but a datagram that size cannot
+// leave this stack over IPv4 anyway.
 const maxDatagram = 65535 - 20 - 8
 
 // UDPEcho answers every datagram on pc with the same bytes (RFC 862) until

@@ -1,10 +1,18 @@
 // Package stack runs gVisor's TCP/IP stack over a tamanet driver.
 //
 // New joins a nic.Device and its packet pool to a gVisor stack (IPv4, ARP,
-// ICMP, TCP, UDP) through the link endpoint of package
-// github.com/tamanet/tamanet/stack/link, configures one interface with a
-// static address and a default route (or, with Config.Dynamic, with none
-// until SetIPv4 gives it one: see package stack/dhcp), and returns a Stack. Nothing runs
+// IPv6 with NDP and MLD, ICMP and ICMPv6, TCP, UDP) through the link
+// endpoint of package github.com/tamanet/tamanet/stack/link, configures one
+// interface and returns a Stack. The interface has a static IPv4 address
+// and default route (or, with Config.Dynamic, none until SetIPv4 gives it
+// one: see package stack/dhcp) and, with Config.IPv6, an IPv6 link-local
+// address derived from the MAC (modified EUI-64, RFC 4291 appendix A),
+// SLAAC addresses and default routers learnt from router advertisements
+// (RFC 4861, RFC 4862), and optionally a static IPv6 address. Every IPv6
+// address goes through duplicate address detection first. Where the device
+// filters multicast (nic.GroupFilter), the stack keeps the filter set to
+// the groups its IPv6 addresses need: all-nodes and one solicited-node
+// group per address. Nothing runs
 // until the caller drives the poll loop: either Poll, one bounded step at a
 // time, or Start / Run, which call Poll back to back while there is work
 // and otherwise sleep until the next tick or a Wake (e.g. from an interrupt
@@ -35,6 +43,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
@@ -73,6 +82,17 @@ type Config struct {
 	// Gateway is the next hop of the default route. Optional; when set it
 	// must be an IPv4 address inside Addr's prefix.
 	Gateway netip.Addr
+	// IPv6 turns IPv6 on: a link-local address from the MAC, SLAAC
+	// addresses and default routers from router advertisements, NDP,
+	// MLD and ICMPv6. IPv6 talks on its own (DAD, router solicitations,
+	// MLD reports) from the moment New returns, which is why it is not
+	// the default for the zero Config.
+	IPv6 bool
+	// Addr6 is an optional static IPv6 address and prefix, e.g.
+	// fd00:0:0:1::1/64; it needs IPv6. The link-local address and SLAAC
+	// addresses come on their own; this one is for networks without a
+	// router.
+	Addr6 netip.Prefix
 	// MAC overrides the device's station address when not nil. It must be
 	// a 6-byte unicast address.
 	MAC net.HardwareAddr
@@ -130,6 +150,14 @@ func (c *Config) validateAddr() error {
 }
 
 func (c *Config) validateRest() error {
+	if c.Addr6.IsValid() {
+		if !c.IPv6 {
+			return fmt.Errorf("stack: IPv6 address %v without Config.IPv6", c.Addr6)
+		}
+		if err := validAddr6(c.Addr6); err != nil {
+			return err
+		}
+	}
 	if c.MAC != nil {
 		if len(c.MAC) != 6 {
 			return fmt.Errorf("stack: MAC %v is not 6 bytes", c.MAC)
@@ -149,6 +177,20 @@ func (c *Config) validateRest() error {
 	}
 	if c.RxBudget < 0 {
 		return fmt.Errorf("stack: negative rx budget %d", c.RxBudget)
+	}
+	return nil
+}
+
+// validAddr6 reports why p cannot be a static IPv6 interface address.
+func validAddr6(p netip.Prefix) error {
+	a := p.Addr()
+	switch {
+	case !a.Is6() || a.Is4In6():
+		return fmt.Errorf("stack: address %v is not IPv6", p)
+	case p.Bits() < 1:
+		return fmt.Errorf("stack: prefix length /%d out of range 1..128", p.Bits())
+	case a.IsUnspecified() || a.IsLoopback() || a.IsMulticast():
+		return fmt.Errorf("stack: %v is not a unicast address", a)
 	}
 	return nil
 }
@@ -174,6 +216,15 @@ type Stack struct {
 
 	wake    chan struct{} // one slot: a pending wake-up
 	polling atomic.Bool   // guards Poll against concurrent callers
+
+	// ndpDirty is set when NDP changed addresses (SLAAC, DAD) or
+	// routes (router advertisements), so the poll goroutine applies the
+	// queued route changes and reprograms the device's multicast filter
+	// at its next step (ndpUpdate).
+	ndpDirty atomic.Bool
+	routeMu  sync.Mutex
+	routeOps []routeOp // queued by ndpEvents, guarded by routeMu
+	groups   [][6]byte // the filter set last programmed; poll goroutine
 
 	steps  atomic.Uint64 // Poll steps that ran
 	resets atomic.Uint64 // device resets done by Maintain
@@ -213,15 +264,36 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	gv := gvstack.New(gvstack.Options{
+	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, start: time.Now(), wake: make(chan struct{}, 1), ip: cfg.Addr, gw: cfg.Gateway}
+	opt := gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 		HandleLocal:        true,
-	})
-	s := &Stack{Sockets: NewSockets(gv), cfg: cfg, dev: dev, pool: pool, ep: ep, gv: gv, start: time.Now(), wake: make(chan struct{}, 1), ip: cfg.Addr, gw: cfg.Gateway}
+	}
+	if cfg.IPv6 {
+		ndp := ipv6.DefaultNDPConfigurations() // RAs, SLAAC, default routers
+		// No temporary (privacy) addresses (RFC 8981): this is a server,
+		// and source selection prefers them (RFC 6724 rule 7), so an
+		// unbound UDP service would answer from an address the client
+		// never asked.
+		ndp.AutoGenTempGlobalAddresses = false
+		opt.NetworkProtocols = append(opt.NetworkProtocols, ipv6.NewProtocolWithOptions(ipv6.Options{
+			NDPConfigs:       ndp,
+			AutoGenLinkLocal: true,
+			NDPDisp:          ndpEvents{s},
+			DADConfigs:       gvstack.DefaultDADConfigurations(),
+			MLD:              ipv6.MLDOptions{Enabled: true},
+		}))
+		opt.TransportProtocols = append(opt.TransportProtocols, icmp.NewProtocol6)
+	}
+	s.gv = gvstack.New(opt)
+	s.Sockets = NewSockets(s.gv)
 	if err := s.configure(); err != nil {
-		gv.Close()
+		s.gv.Close()
 		return nil, err
+	}
+	if cfg.IPv6 {
+		s.ndpUpdate()
 	}
 	if ep.Device().Refill() > 0 {
 		ep.Device().RxKick()
@@ -237,20 +309,38 @@ func (s *Stack) configure() error {
 	if err := s.gv.CreateNICWithOptions(NICID, s.ep, gvstack.NICOptions{Name: s.dev.Info().Name}); err != nil {
 		return fmt.Errorf("stack: create NIC: %v", err)
 	}
-	if s.cfg.Dynamic {
-		return nil
+	var routes []tcpip.Route
+	// A dynamic interface starts with no IPv4 address or route: SetIPv4
+	// adds them. IPv6 is configured either way.
+	if !s.cfg.Dynamic {
+		addr := tcpip.ProtocolAddress{
+			Protocol: ipv4.ProtocolNumber,
+			AddressWithPrefix: tcpip.AddressWithPrefix{
+				Address:   tcpip.AddrFrom4(s.cfg.Addr.Addr().As4()),
+				PrefixLen: s.cfg.Addr.Bits(),
+			},
+		}
+		if err := s.gv.AddProtocolAddress(NICID, addr, gvstack.AddressProperties{}); err != nil {
+			return fmt.Errorf("stack: add address %v: %v", s.cfg.Addr, err)
+		}
+		routes = append(routes, tcpip.Route{Destination: addr.AddressWithPrefix.Subnet(), NIC: NICID})
 	}
-	addr := tcpip.ProtocolAddress{
-		Protocol: ipv4.ProtocolNumber,
-		AddressWithPrefix: tcpip.AddressWithPrefix{
-			Address:   tcpip.AddrFrom4(s.cfg.Addr.Addr().As4()),
-			PrefixLen: s.cfg.Addr.Bits(),
-		},
+	if s.cfg.IPv6 {
+		routes = append(routes, tcpip.Route{Destination: linkLocalSubnet, NIC: NICID})
 	}
-	if err := s.gv.AddProtocolAddress(NICID, addr, gvstack.AddressProperties{}); err != nil {
-		return fmt.Errorf("stack: add address %v: %v", s.cfg.Addr, err)
+	if p := s.cfg.Addr6; p.IsValid() {
+		a6 := tcpip.ProtocolAddress{
+			Protocol: ipv6.ProtocolNumber,
+			AddressWithPrefix: tcpip.AddressWithPrefix{
+				Address:   tcpip.AddrFrom16(p.Addr().As16()),
+				PrefixLen: p.Bits(),
+			},
+		}
+		if err := s.gv.AddProtocolAddress(NICID, a6, gvstack.AddressProperties{}); err != nil {
+			return fmt.Errorf("stack: add address %v: %v", p, err)
+		}
+		routes = append(routes, tcpip.Route{Destination: a6.AddressWithPrefix.Subnet(), NIC: NICID})
 	}
-	routes := []tcpip.Route{{Destination: addr.AddressWithPrefix.Subnet(), NIC: NICID}}
 	if s.cfg.Gateway.IsValid() {
 		routes = append(routes, tcpip.Route{
 			Destination: header.IPv4EmptySubnet,
@@ -261,6 +351,12 @@ func (s *Stack) configure() error {
 	s.gv.SetRouteTable(routes)
 	return nil
 }
+
+// linkLocalSubnet is fe80::/64 (RFC 4291 section 2.5.6).
+var linkLocalSubnet = tcpip.AddressWithPrefix{
+	Address:   tcpip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80}),
+	PrefixLen: 64,
+}.Subnet()
 
 // GVisor returns the gVisor stack, for options and endpoints this package
 // does not wrap.
@@ -289,6 +385,9 @@ func (s *Stack) Poll() (work int, next time.Duration) {
 		return 0, s.cfg.Tick
 	}
 	rx, reclaimed := s.ep.Poll(s.cfg.RxBudget)
+	if s.ndpDirty.Load() {
+		s.ndpUpdate()
+	}
 	s.polling.Store(false)
 	s.steps.Add(1)
 	if work = rx + reclaimed; work > 0 {

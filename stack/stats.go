@@ -26,6 +26,9 @@ type Stats struct {
 	Endpoint link.Stats `json:"endpoint"`
 	// Poll is the poll loop's activity.
 	Poll PollStats `json:"poll"`
+	// IPv6 lists the interface's IPv6 addresses (link-local, static,
+	// SLAAC) when IPv6 is on.
+	IPv6 []string `json:"ipv6,omitempty"`
 	// TCPIP holds gVisor's non-zero counters, nested as in tcpip.Stats
 	// (e.g. tcpip["tcp"]["active_connection_openings"]) plus the NIC's
 	// under "nic".
@@ -54,6 +57,9 @@ func (s *Stack) Stats() Stats {
 			Sleeps: s.sleeps.Load(),
 			Wakes:  s.wakes.Load(),
 		},
+	}
+	for _, a := range s.Addrs6() {
+		st.IPv6 = append(st.IPv6, a.String())
 	}
 	s.dev.Stats(&st.NIC)
 	s.ep.Stats(&st.Endpoint)

@@ -5,6 +5,10 @@
 //
 //	tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net
 //
+// IPv6 is always on: a link-local address from the MAC, SLAAC addresses
+// from router advertisements and the static IP6 address, if any; every
+// service listens on both families.
+//
 // The network configuration is fixed at build time (see internal/config).
 // If it is invalid, or any step of the bring-up fails, the firmware prints
 // "tamanet: error: ..." and stops before any service runs.
@@ -85,6 +89,9 @@ type sockets struct {
 	// Dial connects to a literal address (the resolver's name servers);
 	// nil means net.Dialer.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// UDP6: a "udp" socket serves IPv4 only (tamago's net), so the echo
+	// service opens a "udp6" one beside it.
+	UDP6 bool
 }
 
 // firmware is a brought-up system.
@@ -136,6 +143,14 @@ func main() {
 	select {}
 }
 
+// orNone formats p, or "none" for the zero Prefix.
+func orNone(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "none"
+	}
+	return p.String()
+}
+
 // run brings the system up: configuration, pool, NIC, stack, services, in
 // that order, and prints the ready line on console once everything runs.
 // socks nil means the standard net package, which reaches the stack
@@ -163,6 +178,8 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		Addr:     cfg.Addr,
 		Gateway:  cfg.Gateway,
 		MAC:      cfg.MAC,
+		IPv6:     true,
+		Addr6:    cfg.Addr6,
 		BusyPoll: busyPoll,
 	}
 	if cfg.DHCP {
@@ -179,7 +196,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		irq = "on"
 	}
 
-	s := sockets{Listen: net.Listen, ListenPacket: net.ListenPacket}
+	s := sockets{Listen: net.Listen, ListenPacket: net.ListenPacket, UDP6: true}
 	if socks != nil {
 		s = socks(fw.stack)
 	}
@@ -213,6 +230,10 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	if cfg.DHCP {
 		info["ip_config"] = "dhcp"
 	}
+	info["ip6_link_local"] = fw.stack.LinkLocal().String()
+	if cfg.Addr6.IsValid() {
+		info["ip6"] = cfg.Addr6.String()
+	}
 	info["nic_interrupt"] = irq
 	for k, v := range t.Info {
 		info[k] = v
@@ -220,6 +241,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	fw.services, err = service.Start(service.Config{
 		Listen:       s.Listen,
 		ListenPacket: s.ListenPacket,
+		UDP6:         s.UDP6,
 		Ports:        service.DefaultPorts,
 		Stats:        fw.stats,
 		Info:         info,
@@ -258,6 +280,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		}
 	}
 
+	fmt.Fprintf(console, "tamanet: ipv6 link-local=%v static=%s, SLAAC from router advertisements\n", fw.stack.LinkLocal(), orNone(cfg.Addr6))
 	fmt.Fprintf(console, "tamanet: ready ip=%v mac=%v nic=%s\n", addr, fw.stack.MAC(), fw.dev.Info().Name)
 	return fw, nil
 }

@@ -1,10 +1,12 @@
 // Package config holds the unikernel's network configuration: the IPv4
 // address with its prefix (or DHCP), the default gateway, the MAC address,
-// the DNS servers and, with DHCP, a static fallback.
+// the DNS servers, with DHCP a static fallback, and an optional static IPv6
+// address with its prefix (the IPv6 link-local and SLAAC addresses need no
+// configuration).
 //
-// The values are fixed at build time. The Makefile passes IP, GW, MAC, DNS
-// and FALLBACK to the linker (-X) as defaultIP, defaultGW, defaultMAC,
-// defaultDNS and defaultFallback, after running internal/config/check on
+// The values are fixed at build time. The Makefile passes IP, GW, MAC, DNS,
+// FALLBACK and IP6 to the linker (-X) as defaultIP, defaultGW, defaultMAC,
+// defaultDNS, defaultFallback and defaultIP6, after running internal/config/check on
 // them so that invalid values fail the build. The unikernel calls Default
 // at boot and refuses to start on an error, so an image built without the
 // check still never runs half-configured.
@@ -31,6 +33,7 @@ var (
 	defaultMAC      = "02:00:00:00:00:01"
 	defaultDNS      = ""
 	defaultFallback = ""
+	defaultIP6      = "fd00::10:1/64"
 )
 
 // DHCP is the IP value that selects DHCP.
@@ -53,16 +56,19 @@ type Config struct {
 	DHCP bool
 	// DNS are name servers configured at build time.
 	DNS []netip.Addr
+	// Addr6 is the static IPv6 address and prefix, e.g. fd00::10:1/64;
+	// the zero Prefix means none.
+	Addr6 netip.Prefix
 }
 
 // Values are the configuration as text, as the make variables give it.
 type Values struct {
-	IP, GW, MAC, DNS, Fallback string
+	IP, GW, MAC, DNS, Fallback, IP6 string
 }
 
 // Default parses and validates the values the image was built with.
 func Default() (Config, error) {
-	return ParseValues(Values{IP: defaultIP, GW: defaultGW, MAC: defaultMAC, DNS: defaultDNS, Fallback: defaultFallback})
+	return ParseValues(Values{IP: defaultIP, GW: defaultGW, MAC: defaultMAC, DNS: defaultDNS, Fallback: defaultFallback, IP6: defaultIP6})
 }
 
 // ParseValues parses and validates a whole configuration. IP "dhcp"
@@ -97,7 +103,46 @@ func ParseValues(v Values) (Config, error) {
 	if c.DNS, err = parseDNS(v.DNS); err != nil {
 		return Config{}, err
 	}
+	if c.Addr6, err = ParseIP6(v.IP6); err != nil {
+		return Config{}, err
+	}
 	return c, nil
+}
+
+// ParseIP6 parses and validates a static IPv6 address with prefix
+// ("fd00::10:1/64"), or "" for none. The error names the value and says
+// why.
+func ParseIP6(s string) (netip.Prefix, error) {
+	fail := func(why string) (netip.Prefix, error) {
+		return netip.Prefix{}, fmt.Errorf("config: IP6 %q: %s", s, why)
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	if !strings.Contains(s, "/") {
+		return fail("missing prefix length, e.g. fd00::10:1/64")
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return fail("not an address/prefix: " + unwrapParse(err))
+	}
+	a := p.Addr()
+	switch {
+	case !a.Is6() || a.Is4In6():
+		return fail("not IPv6 (IP= takes the IPv4 address)")
+	case p.Bits() < 1:
+		return fail("prefix length /0 leaves no local network")
+	case a.IsUnspecified():
+		return fail("the unspecified address cannot be an interface address")
+	case a.IsLoopback():
+		return fail("the loopback address cannot be an interface address")
+	case a.IsMulticast():
+		return fail("a multicast address cannot be an interface address")
+	case a.IsLinkLocalUnicast():
+		return fail("the link-local address comes from the MAC; IP6 is for a routable one")
+	}
+	return p, nil
 }
 
 // Parse parses and validates an address with prefix ("10.0.0.1/24"), a
@@ -119,7 +164,7 @@ func Parse(ip, gw, mac string) (Config, error) {
 }
 
 // String formats c as the IP, GW and MAC make variables would set it
-// (and, when set, DHCP with its fallback, and DNS).
+// (and, when set, DHCP with its fallback, DNS and IP6).
 func (c Config) String() string {
 	gw := "none"
 	if c.Gateway.IsValid() {
@@ -140,6 +185,9 @@ func (c Config) String() string {
 			d[i] = a.String()
 		}
 		s += " dns=" + strings.Join(d, ",")
+	}
+	if c.Addr6.IsValid() {
+		s += fmt.Sprintf(" ip6=%v", c.Addr6)
 	}
 	return s
 }

@@ -20,18 +20,49 @@ func TestDefault(t *testing.T) {
 	if got := c.MAC.String(); got != "02:00:00:00:00:01" {
 		t.Errorf("MAC = %s, want 02:00:00:00:00:01", got)
 	}
-	if got, want := c.String(), "ip=10.0.0.1/24 gw=10.0.0.2 mac=02:00:00:00:00:01"; got != want {
+	if want := netip.MustParsePrefix("fd00::10:1/64"); c.Addr6 != want {
+		t.Errorf("Addr6 = %v, want %v", c.Addr6, want)
+	}
+	if got, want := c.String(), "ip=10.0.0.1/24 gw=10.0.0.2 mac=02:00:00:00:00:01 ip6=fd00::10:1/64"; got != want {
 		t.Errorf("String = %q, want %q", got, want)
+	}
+}
+
+func TestParseIP6(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{" fd00::10:1/64 ", "fd00::10:1/64"},
+		{"2001:db8::1/48", "2001:db8::1/48"},
+		{"fd00::1/128", "fd00::1/128"},
+		{"fd00::1", "missing prefix length"},
+		{"fd00::1/129", "not an address/prefix"},
+		{"fd00::zz/64", "not an address/prefix"},
+		{"10.0.0.1/24", "not IPv6"},
+		{"::ffff:10.0.0.1/120", "not IPv6"},
+		{"fd00::1/0", "/0"},
+		{"::/64", "unspecified"},
+		{"::1/128", "loopback"},
+		{"ff02::1/64", "multicast"},
+		{"fe80::1/64", "link-local"},
+	} {
+		p, err := ParseIP6(tc.in)
+		switch {
+		case err == nil && p.IsValid() && p.String() == tc.want:
+		case err == nil && !p.IsValid() && tc.want == "":
+		case err != nil && tc.want != "" && strings.Contains(err.Error(), tc.want) && strings.Contains(err.Error(), "IP6"):
+		default:
+			t.Errorf("ParseIP6(%q) = %v, %v; want %q", tc.in, p, err, tc.want)
+		}
 	}
 }
 
 // TestDefaultFollowsLinkerValues checks that Default reads the variables the
 // Makefile sets with -X, and rejects bad ones.
 func TestDefaultFollowsLinkerValues(t *testing.T) {
-	saved := [3]string{defaultIP, defaultGW, defaultMAC}
-	t.Cleanup(func() { defaultIP, defaultGW, defaultMAC = saved[0], saved[1], saved[2] })
+	saved := [4]string{defaultIP, defaultGW, defaultMAC, defaultIP6}
+	t.Cleanup(func() { defaultIP, defaultGW, defaultMAC, defaultIP6 = saved[0], saved[1], saved[2], saved[3] })
 
-	defaultIP, defaultGW, defaultMAC = "192.168.7.9/16", "192.168.0.1", "0a-1b-2c-3d-4e-5f"
+	defaultIP, defaultGW, defaultMAC, defaultIP6 = "192.168.7.9/16", "192.168.0.1", "0a-1b-2c-3d-4e-5f", ""
 	c, err := Default()
 	if err != nil {
 		t.Fatalf("Default: %v", err)

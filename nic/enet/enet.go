@@ -211,6 +211,8 @@ type Driver struct {
 
 	barrier func() // Config.Barrier or a no-op
 
+	groupTable atomic.Uint64 // GAUR:GALR, see filter.go
+
 	rx, tx ring
 	rxOff  int // where rx data starts in a pool buffer
 	mrbr   int // bytes the MAC may write per rx descriptor
@@ -488,6 +490,7 @@ func (d *Driver) program() {
 	}
 	d.regs.Write32(RegRCR, rcr)
 	d.regs.Write32(RegTCR, tcr)
+	d.writeGroupTable()
 }
 
 // enable sets little-endian legacy descriptors and ETHEREN (RM 22.5.5).

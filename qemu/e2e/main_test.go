@@ -75,7 +75,9 @@ func TestMain(m *testing.M) {
 		guestNIC = os.Getenv(envNIC)
 		tapName = os.Getenv(envTap)
 		serialPath = os.Getenv(envSerial)
-		os.Exit(m.Run())
+		code := m.Run()
+		stopIPv6Link()
+		os.Exit(code)
 	}
 	os.Exit(outer(m))
 }

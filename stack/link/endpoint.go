@@ -237,6 +237,21 @@ func (e *Endpoint) Maintain() (reset bool) {
 	return reset
 }
 
+// SetGroups gives the device its multicast filter set (nic.GroupFilter)
+// with the transmit side held, and reports whether the device filters at
+// all; a device without a filter receives every group already. Only the
+// goroutine that calls Poll may call SetGroups.
+func (e *Endpoint) SetGroups(groups [][6]byte) bool {
+	f, ok := e.dev.(nic.GroupFilter)
+	if !ok {
+		return false
+	}
+	e.txMu.Lock()
+	f.SetGroups(groups)
+	e.txMu.Unlock()
+	return true
+}
+
 // Reclaim returns completed transmit buffers to the pool.
 func (e *Endpoint) Reclaim() int {
 	e.txMu.Lock()

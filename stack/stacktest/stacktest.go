@@ -36,7 +36,40 @@ var (
 	AddrB = netip.MustParsePrefix("10.0.0.2/24")
 	MACA  = [6]byte{2, 0, 0, 0, 0, 1}
 	MACB  = [6]byte{2, 0, 0, 0, 0, 2}
+	// Static IPv6 addresses of the test link. Their solicited-node
+	// groups differ from those of the link-local (and SLAAC) addresses
+	// the MACs give, so a filter that lacks them loses neighbour
+	// discovery for them.
+	Addr6A = netip.MustParsePrefix("fd00::10:1/64")
+	Addr6B = netip.MustParsePrefix("fd00::10:2/64")
 )
+
+// LinkLocal returns the IPv6 link-local address of an interface with
+// station address mac: fe80::/64 with the modified EUI-64 interface
+// identifier (RFC 4291 appendix A, RFC 2464 section 5).
+func LinkLocal(mac [6]byte) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80,
+		8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
+}
+
+// WaitPing pings dst from p until it answers or wait passes: a fresh IPv6
+// address answers once duplicate address detection is done (1 s).
+func WaitPing(t testing.TB, p Pinger, dst netip.Addr, wait time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for seq := uint16(0); ; seq++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := p.Ping(ctx, dst, seq, []byte("wait"))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v does not answer pings after %v: %v", dst, wait, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // Ports of the services StartServices runs.
 const (

@@ -19,6 +19,8 @@ func TestRun(t *testing.T) {
 		{[]string{"-ip", "dhcp", "-fallback", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01", "-dns", "10.0.0.2"}, 0, ""},
 		{[]string{"-ip", "dhcp", "-fallback", "10.0.0.1", "-mac", "02:00:00:00:00:01"}, 1, "FALLBACK"},
 		{[]string{"-ip", "10.0.0.1/24", "-mac", "02:00:00:00:00:01", "-dns", "x"}, 1, "DNS"},
+		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01", "-ip6", "fd00::10:1/64"}, 0, ""},
+		{[]string{"-ip", "10.0.0.1/24", "-gw", "10.0.0.2", "-mac", "02:00:00:00:00:01", "-ip6", "10.0.0.3/24"}, 1, `IP6 "10.0.0.3/24": not IPv6`},
 		{[]string{"-ip", "10.0.0.1/24", "extra"}, 2, "unexpected arguments"},
 		{[]string{"-bogus"}, 2, "flag provided but not defined"},
 	} {

@@ -2,6 +2,7 @@ package enettest
 
 import (
 	"encoding/binary"
+	"hash/crc32"
 
 	"github.com/tamanet/tamanet/nic/enet/internal/bd"
 )
@@ -44,6 +45,10 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 	if _, st := bd.Split(bd.Load(d.mem, off)); st&bd.E == 0 {
 		d.reg(regRDAR, 0)
 		return false
+	}
+	if !d.acceptLocked(frame) {
+		d.stats.Filtered++
+		return true
 	}
 	mrbr := int(d.get(regMRBR))
 	if mrbr == 0 {
@@ -191,4 +196,19 @@ func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) 
 		d.stats.DeviceErrors++ // a frame without its last descriptor
 	}
 	return k, k == len(stage)
+}
+
+// acceptLocked is the MAC's address recognition for group addresses: a
+// multicast destination passes RCR.PROM or the GAUR:GALR hash table.
+func (d *Device) acceptLocked(frame []byte) bool {
+	if len(frame) < 6 || frame[0]&1 == 0 || d.get(regRCR)&rcrProm != 0 {
+		return true
+	}
+	if frame[0]&frame[1]&frame[2]&frame[3]&frame[4]&frame[5] == 0xff {
+		return true // broadcast
+	}
+	// The CRC register before the final inversion; top 6 bits.
+	h := ^crc32.ChecksumIEEE(frame[:6]) >> 26
+	table := uint64(d.get(regGAUR))<<32 | uint64(d.get(regGALR))
+	return table>>h&1 != 0
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -100,6 +101,16 @@ func run() int {
 	}
 	ns := v.Netns().Name
 	ip := r.Addr()
+	// IPv6 on the tap: the host side gets fd00::10:2/64 in the default
+	// IP6 prefix; the unikernel has its link-local address and IP6.
+	ipv6 := ""
+	if err := v.Netns().EnableIPv6(ctx, "fd00::10:2/64"); err != nil {
+		fmt.Fprintf(os.Stderr, "tamanet-qemu: no IPv6 on the tap: %v\n", err)
+	} else if mac, err := net.ParseMAC(r.MAC); err == nil && len(mac) == 6 {
+		ll := netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
+		ipv6 = fmt.Sprintf("    ip netns exec %[1]s ping -6 %[2]s%%%[3]s   # IPv6 link-local, from the MAC\n"+
+			"    ip netns exec %[1]s curl -6 'http://[fd00::10:1]/'   # IPv6, the static IP6= address (default)\n", ns, ll, v.Netns().Tap)
+	}
 	fmt.Fprintf(os.Stderr, `
 tamanet-qemu: the unikernel is up at %[2]s (mac %[3]s, nic %[4]s). From another shell:
     ip netns exec %[1]s ping %[2]s
@@ -109,7 +120,7 @@ tamanet-qemu: the unikernel is up at %[2]s (mac %[3]s, nic %[4]s). From another 
     ip netns exec %[1]s nc %[2]s 19       # chargen
 %[5]sCtrl-C stops QEMU and deletes the namespace.
 
-`, ns, ip, r.MAC, r.NIC, dhcpNote(*dhcp))
+`, ns, ip, r.MAC, r.NIC, ipv6+dhcpNote(*dhcp))
 
 	select {
 	case <-v.Done():
