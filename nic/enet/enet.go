@@ -449,8 +449,7 @@ func (d *Driver) initMAC() {
 	regs.Write32(RegPAUR, uint32(binary.BigEndian.Uint16(mac[4:6]))<<16|0x8808)
 	regs.Write32(RegIAUR, 0)
 	regs.Write32(RegIALR, 0)
-	regs.Write32(RegGAUR, 0)
-	regs.Write32(RegGALR, 0)
+	d.writeGroupTable() // GAUR/GALR: the groups the stack asked for (filter.go)
 	regs.Write32(RegTFWR, TFWRStrFwd)
 	regs.Write32(RegMRBR, uint32(d.mrbr))
 	// Truncate at the buffer size, so a frame never spans descriptors
