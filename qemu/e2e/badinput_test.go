@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -203,6 +205,41 @@ func containsPart(parts []string, p string) bool {
 	return false
 }
 
+// tapStats are the host tap's transmit counters: frames QEMU read from it
+// and frames it dropped for want of room.
+type tapStats struct{ txPackets, txDropped float64 }
+
+// tapCounters reads the tap's counters (the test runs in the namespace,
+// whose /sys shows its own devices).
+func tapCounters(t *testing.T) tapStats {
+	t.Helper()
+	read := func(name string) float64 {
+		b, err := os.ReadFile("/sys/class/net/" + tapName + "/statistics/" + name)
+		if err != nil {
+			t.Fatalf("tap counters: %v", err)
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+		if err != nil {
+			t.Fatalf("tap counter %s: %v", name, err)
+		}
+		return v
+	}
+	return tapStats{read("tx_packets"), read("tx_dropped")}
+}
+
+// guestRxFrames is every frame the guest's driver took off its receive
+// ring: passed up or dropped by cause (no_buffer counts refills, not
+// frames).
+func guestRxFrames(m map[string]float64) float64 {
+	n, _ := stat(m, "nic.rx.packets")
+	for k, v := range m {
+		if strings.HasPrefix(k, "nic.rx.drops.") && k != "nic.rx.drops.no_buffer" {
+			n += v
+		}
+	}
+	return n
+}
+
 // quietInUse returns the pool's in-use count once it has been the same for
 // several reads in a row (idle: only the posted receive buffers).
 func quietInUse(t *testing.T) float64 {
@@ -233,11 +270,16 @@ func TestBadInput(t *testing.T) {
 	baseline := quietInUse(t)
 	t.Logf("pool in_use idle baseline: %v", baseline)
 
-	// Each group is followed by a /stats read so its drops are counted
-	// on their own. Retries cover a frame QEMU or the guest had no room
-	// for at that moment.
+	// Each group is followed by /stats reads until its drops are counted
+	// (up to 2 s); nothing is re-sent. Frames reach the guest in the
+	// order sent, ahead of the /stats request that follows them, and the
+	// guest counts each frame before it reads the next, so a shortfall
+	// is a frame the guest did not count or one lost before it. The
+	// message gives the tap's drops and the frame counts around the group
+	// to help tell which.
 	group := func(name string, n int, frames func(i int) []byte, check func()) {
 		t.Helper()
+		tap0 := tapCounters(t)
 		first := stats(t)
 		before := dropTotal(first)
 		for i := range n {
@@ -256,7 +298,11 @@ func TestBadInput(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		if after-before < float64(n) {
-			t.Errorf("%s: %d frames sent, drop counters rose by %v (%s)", name, n, after-before, dropDiff(first, last))
+			tap1 := tapCounters(t)
+			t.Errorf("%s: %d frames sent, drop counters rose by %v (%s); meanwhile the guest's driver took %v frames, "+
+				"QEMU read %v from the tap and the tap dropped %v (HTTP /stats traffic included)",
+				name, n, after-before, dropDiff(first, last), guestRxFrames(last)-guestRxFrames(first),
+				tap1.txPackets-tap0.txPackets, tap1.txDropped-tap0.txDropped)
 		} else {
 			t.Logf("%s: %d frames sent, drop counters rose by %v (%s)", name, n, after-before, dropDiff(first, last))
 		}

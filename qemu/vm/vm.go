@@ -131,7 +131,15 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	// `ip netns exec` enters the namespace and execs QEMU in place, so the
 	// process we signal is QEMU itself.
 	v.cmd = exec.Command("ip", append([]string{"netns", "exec", name}, v.args...)...)
-	v.cmd.Stdin = o.Stdin
+	// Only a non-nil file goes into Stdin: a nil *os.File there is a
+	// non-nil io.Reader, and exec then starts QEMU with fd 0 closed.
+	// QEMU opens the tap as its lowest free descriptor, 0, which
+	// `-serial stdio` also polls: each time the console read (1 byte, too
+	// small for a frame) wins, the tap driver frees the frame at the head
+	// of its queue, uncounted. Left unset, Stdin is /dev/null.
+	if o.Stdin != nil {
+		v.cmd.Stdin = o.Stdin
+	}
 	v.cmd.Stdout = serialWriter{v}
 	v.cmd.Stderr = stderrWriter{v}
 	// If this process dies without cleaning up, QEMU goes too.

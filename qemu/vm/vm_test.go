@@ -294,3 +294,41 @@ func TestStartFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestStartStdin checks what QEMU gets as descriptor 0. With Options.Stdin
+// nil it must be /dev/null, open: were it closed, QEMU would open the tap
+// as fd 0, where `-serial stdio` also reads, and lose frames.
+func TestStartStdin(t *testing.T) {
+	needRoot(t)
+	img := fakeImage(t)
+	q := fakeQEMU(t, `echo "fd0=$(readlink /proc/$$/fd/0 || echo closed)"
+echo "tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net"
+exec sleep 60`)
+	in, err := os.Create(filepath.Join(t.TempDir(), "console-in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	for _, c := range []struct {
+		name  string
+		stdin *os.File
+		want  string
+	}{
+		{"nil", nil, "fd0=/dev/null"},
+		{"file", in, "fd0=" + in.Name()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := Start(context.Background(), Options{Target: Microvm, Image: img, Accel: TCG, QEMU: q, Stdin: c.stdin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			if _, err := v.WaitReady(context.Background(), 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.SplitN(v.Serial(), "\n", 2)[0]; got != c.want {
+				t.Fatalf("QEMU's descriptor 0: %q, want %q", got, c.want)
+			}
+		})
+	}
+}
