@@ -131,7 +131,13 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	// `ip netns exec` enters the namespace and execs QEMU in place, so the
 	// process we signal is QEMU itself.
 	v.cmd = exec.Command("ip", append([]string{"netns", "exec", name}, v.args...)...)
-	v.cmd.Stdin = o.Stdin
+	// Only a set Stdin: a nil *os.File in the io.Reader is not nil, and
+	// exec would start QEMU with fd 0 closed; its tap then opens as fd 0
+	// and `-serial stdio` reads the console's input from the tap, taking
+	// frames the guest never sees and no counter shows.
+	if o.Stdin != nil {
+		v.cmd.Stdin = o.Stdin
+	}
 	v.cmd.Stdout = serialWriter{v}
 	v.cmd.Stderr = stderrWriter{v}
 	// If this process dies without cleaning up, QEMU goes too.

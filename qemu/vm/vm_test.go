@@ -206,6 +206,26 @@ exec sleep 60`)
 	}
 }
 
+// TestStartStdinDevNull: without Options.Stdin, QEMU's standard input is
+// /dev/null, never a closed fd 0 that the tap's file would then take.
+func TestStartStdinDevNull(t *testing.T) {
+	needRoot(t)
+	q := fakeQEMU(t, `echo "stdin=$(readlink /proc/$$/fd/0 || echo closed)"
+echo "tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net"
+exec sleep 60`)
+	v, err := Start(context.Background(), Options{Target: Microvm, Image: fakeImage(t), Accel: TCG, QEMU: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if _, err := v.WaitReady(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(v.Serial(), "stdin=/dev/null\n") {
+		t.Fatalf("QEMU's standard input: serial %q, want stdin=/dev/null", v.Serial())
+	}
+}
+
 func TestStartFailures(t *testing.T) {
 	needRoot(t)
 	img := fakeImage(t)
