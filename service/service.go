@@ -53,7 +53,16 @@ type Config struct {
 	Boot time.Time
 	// Logf reports service errors that end a listener (default: none).
 	Logf func(format string, args ...any)
+	// IdleTimeout closes an echo, discard or chargen connection on
+	// which no read or write has made progress for this long (default
+	// DefaultIdleTimeout; negative: never). A peer that vanished without
+	// FIN or RST would otherwise hold its goroutine, buffer and TCP
+	// state for good.
+	IdleTimeout time.Duration
 }
+
+// DefaultIdleTimeout is Config.IdleTimeout's default.
+const DefaultIdleTimeout = time.Minute
 
 // Services are running services.
 type Services struct {
@@ -78,6 +87,9 @@ func Start(cfg Config) (*Services, error) {
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	s := &Services{cfg: cfg}
 
@@ -118,15 +130,15 @@ func Start(cfg Config) (*Services, error) {
 	}
 	if tcpEcho != nil {
 		s.TCPEcho = tcpEcho.Addr()
-		s.run("tcp echo", func() error { return Serve(tcpEcho, Echo) })
+		s.run("tcp echo", func() error { return Serve(tcpEcho, idle(Echo, cfg.IdleTimeout)) })
 	}
 	if discard != nil {
 		s.Discard = discard.Addr()
-		s.run("discard", func() error { return Serve(discard, Discard) })
+		s.run("discard", func() error { return Serve(discard, idle(Discard, cfg.IdleTimeout)) })
 	}
 	if chargen != nil {
 		s.Chargen = chargen.Addr()
-		s.run("chargen", func() error { return Serve(chargen, Chargen) })
+		s.run("chargen", func() error { return Serve(chargen, idle(Chargen, cfg.IdleTimeout)) })
 	}
 	if hl != nil {
 		s.HTTP = hl.Addr()

@@ -53,6 +53,31 @@ func Serve(l net.Listener, handle func(net.Conn)) error {
 	}
 }
 
+// idle wraps handle so that every read and write on its connection must
+// make progress within d (no limit when d < 0).
+func idle(handle func(net.Conn), d time.Duration) func(net.Conn) {
+	if d < 0 {
+		return handle
+	}
+	return func(c net.Conn) { handle(idleConn{c, d}) }
+}
+
+// idleConn arms a deadline d ahead before each read and each write.
+type idleConn struct {
+	net.Conn
+	d time.Duration
+}
+
+func (c idleConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.d))
+	return c.Conn.Read(p)
+}
+
+func (c idleConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.d))
+	return c.Conn.Write(p)
+}
+
 // copyBufSize is the per-connection buffer of echo and discard.
 const copyBufSize = 32 << 10
 
