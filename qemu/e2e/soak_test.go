@@ -165,8 +165,10 @@ func TestSoak(t *testing.T) {
 	}
 	defer exec.Command("ip", "link", "set", tapName, "mtu", "1500").Run()
 	raw := openRaw(t)
-	tapDrops := func() float64 {
-		b, err := os.ReadFile("/sys/class/net/" + tapName + "/statistics/tx_dropped")
+	// The tap's counters: what the host handed QEMU for the guest
+	// (tx) and took from it (rx), to place a loss on either side.
+	tapStat := func(name string) float64 {
+		b, err := os.ReadFile("/sys/class/net/" + tapName + "/statistics/" + name)
 		if err != nil {
 			return -1
 		}
@@ -174,7 +176,9 @@ func TestSoak(t *testing.T) {
 		fmt.Sscan(string(b), &v)
 		return v
 	}
+	tapDrops := func() float64 { return tapStat("tx_dropped") }
 	tapDrops0 := tapDrops()
+	tapTx0, tapRx0 := tapStat("tx_packets"), tapStat("rx_packets")
 
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
@@ -435,6 +439,18 @@ func TestSoak(t *testing.T) {
 	fmt.Fprintf(&summary, "throughput (guest rx+tx): median first third %.1f Mbit/s, last third %.1f Mbit/s, drift %+.1f%%\n", tpFirst, tpLast, drift)
 	fmt.Fprintf(&summary, "malformed frames sent %d, drop counters +%v (%s), NIC resets %v, frames the host's tap dropped towards the guest %v\n",
 		malformed.Load(), drops, dropDiff(base, end), mustStat(t, end, "nic.resets"), tapDrops()-tapDrops0)
+	// Frame accounting across the tap, once everything is quiet: frames
+	// the host gave QEMU for the guest against frames the guest's driver
+	// saw (delivered or dropped), and the other way.
+	guestRx := mustStat(t, end, "nic.rx.packets") - mustStat(t, base, "nic.rx.packets")
+	for k, v := range end {
+		if strings.HasPrefix(k, "nic.rx.drops.") {
+			guestRx += v - base[k]
+		}
+	}
+	guestTx := mustStat(t, end, "nic.tx.packets") - mustStat(t, base, "nic.tx.packets")
+	fmt.Fprintf(&summary, "frames host→guest: tap sent %v, guest NIC received %v; guest→host: guest sent %v, tap received %v (both include the /stats requests)\n",
+		tapStat("tx_packets")-tapTx0, guestRx, guestTx, tapStat("rx_packets")-tapRx0)
 	var udp []string
 	for k, v := range end {
 		if strings.Contains(k, "tcpip.udp.") && v != base[k] {
