@@ -48,7 +48,7 @@ type samples struct {
 	UDP50, UDP99 []time.Duration
 	CPS          []float64
 	// IdleCPU is the host CPU the idle guest's QEMU process used, in
-	// percent of one core, over a few seconds after boot.
+	// percent of one core, over 5 s starting 2 s after boot.
 	IdleCPU float64
 	// Guest Go heap allocations (count and bytes) over all runs and the
 	// frames the guest received and sent meanwhile, from /stats.
@@ -209,7 +209,10 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 	a, note := v.Accel()
 	fmt.Printf("compare: %s up (nic=%s, accel %s: %s, namespace %s)\n", filepath.Base(image), ready.NIC, a, note, ns)
 
-	idle, idleErr := idleCPU(image, 3*time.Second)
+	// Idle CPU once boot has settled (the first ARP and neighbour
+	// exchanges), over long enough that a few wake-ups a second show.
+	time.Sleep(2 * time.Second)
+	idle, idleErr := idleCPU(image, 5*time.Second)
 	if idleErr != nil {
 		t.Logf("%s: idle CPU not measured: %v", image, idleErr)
 	}
