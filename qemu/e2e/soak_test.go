@@ -146,6 +146,13 @@ func TestSoak(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Keep the guest's console next to the samples: a crash's first
+	// lines are what explain it.
+	defer func() {
+		if b, err := os.ReadFile(serialPath); err == nil {
+			os.WriteFile(filepath.Join(out, "serial.log"), b, 0o644)
+		}
+	}()
 
 	// Idle baseline: pool occupancy, goroutines, connections.
 	baseInUse := quietInUse(t)
