@@ -421,9 +421,27 @@ func TestSoak(t *testing.T) {
 	if v, _ := stat(end, "pool.refused_puts"); v > 0 {
 		t.Errorf("pool refused %v puts (double put or foreign buffer)", v)
 	}
+	// Frame accounting across the tap: frames the host gave QEMU for the
+	// guest against frames the guest's driver saw (delivered or
+	// dropped), and the other way. Frames the emulated NIC lost on the
+	// way (QEMU's ENET model drops a frame that finds no free receive
+	// descriptor, and tells nobody) never reached the guest to be
+	// counted.
+	tapSent := tapStat("tx_packets") - tapTx0
+	guestRx := mustStat(t, end, "nic.rx.packets") - mustStat(t, base, "nic.rx.packets")
+	for k, v := range end {
+		if strings.HasPrefix(k, "nic.rx.drops.") {
+			guestRx += v - base[k]
+		}
+	}
+	linkLost := max(0, tapSent-guestRx)
+	// Every malformed frame is counted, or was among those the link
+	// lost; the slack covers the frames of the /stats request in flight
+	// when the counters were read.
+	const accountingSlack = 20
 	drops := dropTotal(end) - dropTotal(base)
-	if sent := float64(malformed.Load()); drops < 0.9*sent {
-		t.Errorf("%v malformed frames sent, drop counters rose by only %v (%s)", sent, drops, dropDiff(base, end))
+	if sent := float64(malformed.Load()); drops < sent-linkLost-accountingSlack {
+		t.Errorf("%v malformed frames sent, %v frames lost before the guest's NIC, drop counters rose by only %v (%s)", sent, linkLost, drops, dropDiff(base, end))
 	}
 
 	// Figures.
@@ -446,18 +464,9 @@ func TestSoak(t *testing.T) {
 	fmt.Fprintf(&summary, "throughput (guest rx+tx): median first third %.1f Mbit/s, last third %.1f Mbit/s, drift %+.1f%%\n", tpFirst, tpLast, drift)
 	fmt.Fprintf(&summary, "malformed frames sent %d, drop counters +%v (%s), NIC resets %v, frames the host's tap dropped towards the guest %v\n",
 		malformed.Load(), drops, dropDiff(base, end), mustStat(t, end, "nic.resets"), tapDrops()-tapDrops0)
-	// Frame accounting across the tap, once everything is quiet: frames
-	// the host gave QEMU for the guest against frames the guest's driver
-	// saw (delivered or dropped), and the other way.
-	guestRx := mustStat(t, end, "nic.rx.packets") - mustStat(t, base, "nic.rx.packets")
-	for k, v := range end {
-		if strings.HasPrefix(k, "nic.rx.drops.") {
-			guestRx += v - base[k]
-		}
-	}
 	guestTx := mustStat(t, end, "nic.tx.packets") - mustStat(t, base, "nic.tx.packets")
-	fmt.Fprintf(&summary, "frames host→guest: tap sent %v, guest NIC received %v; guest→host: guest sent %v, tap received %v (both include the /stats requests)\n",
-		tapStat("tx_packets")-tapTx0, guestRx, guestTx, tapStat("rx_packets")-tapRx0)
+	fmt.Fprintf(&summary, "frames host→guest: tap sent %v, guest NIC received %v (lost on the way %v); guest→host: guest sent %v, tap received %v (both include the /stats requests)\n",
+		tapSent, guestRx, linkLost, guestTx, tapStat("rx_packets")-tapRx0)
 	var udp []string
 	for k, v := range end {
 		if strings.Contains(k, "tcpip.udp.") && v != base[k] {
