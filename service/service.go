@@ -54,8 +54,8 @@ type Config struct {
 	// Logf reports service errors that end a listener (default: none).
 	Logf func(format string, args ...any)
 	// IdleTimeout closes an echo, discard or chargen connection on
-	// which no read or write has made progress for this long (default
-	// DefaultIdleTimeout; negative: never). A peer that vanished without
+	// which reads or writes have made no progress for this long (at
+	// least ¾ of it; default DefaultIdleTimeout; negative: never). A peer that vanished without
 	// FIN or RST would otherwise hold its goroutine, buffer and TCP
 	// state for good.
 	IdleTimeout time.Duration
