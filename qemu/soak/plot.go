@@ -142,7 +142,7 @@ func WriteSVG(w io.Writer, title string, t []float64, panels []Panel) error {
 			v := t0 + (t1-t0)*float64(k)/6
 			fmt.Fprintf(bw, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n", x(v), top+panelHeight+15, label(v-t0)+"s")
 		}
-		for j, l := range p.Lines {
+		for _, l := range p.Lines {
 			fmt.Fprintf(bw, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="`, l.Color)
 			for k, v := range l.V {
 				if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -151,8 +151,16 @@ func WriteSVG(w io.Writer, title string, t []float64, panels []Panel) error {
 				fmt.Fprintf(bw, "%.1f,%.1f ", x(t[k]), y(v))
 			}
 			bw.WriteString("\"/>\n")
-			fmt.Fprintf(bw, `<text x="%.0f" y="%.0f" fill="%s" text-anchor="end">%s</text>`+"\n", marginLeft+pw-4, top+14+float64(j)*14, l.Color, html.EscapeString(l.Name))
 		}
+		// The legend sits above the panel, right-aligned, off the data.
+		fmt.Fprintf(bw, `<text x="%.0f" y="%.0f" text-anchor="end">`, marginLeft+pw, top-8)
+		for j, l := range p.Lines {
+			if j > 0 {
+				bw.WriteString(`<tspan fill="#999">&#160;&#160;·&#160;&#160;</tspan>`)
+			}
+			fmt.Fprintf(bw, `<tspan fill="%s">%s</tspan>`, l.Color, html.EscapeString(l.Name))
+		}
+		bw.WriteString("</text>\n")
 	}
 	bw.WriteString("</svg>\n")
 	return bw.Flush()
