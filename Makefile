@@ -8,6 +8,7 @@
 #   make test-host       the host tests only, for machines without the
 #                        TamaGo distribution, QEMU, root or /dev/net/tun
 #   make bench           per-packet benchmarks and the QEMU system benchmark
+#   make soak            mixed traffic for DURATION (default 30m) under QEMU
 #
 # Variables: TARGET=microvm|mx6ullevk|usbarmory, ACCEL=auto|kvm|tcg,
 # IP=10.0.0.1/24 GW=10.0.0.2 MAC=02:00:00:00:00:01 (checked before building),
@@ -73,7 +74,7 @@ CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X 'main.lookupTarget=$(LOOKUP)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 
-.PHONY: all build image imx qemu e2e test test-host bench deps check-config fuzz vet clean FORCE
+.PHONY: all build image imx qemu e2e soak test test-host bench deps check-config fuzz vet clean FORCE
 
 all: build
 
@@ -123,6 +124,16 @@ E2E_SKIP := ^(TestSystemBenchmark|TestCompare|TestCompareMeasure)$$
 
 e2e: deps
 	$(GO) test -count=1 -timeout 30m -v -skip '$(E2E_SKIP)' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL)
+
+# The soak (qemu/e2e TestSoak): mixed traffic against the firmware for
+# DURATION, /stats sampled; fails on an upward trend of heap, goroutines or
+# pool occupancy, a service that stops answering, or a leaked counter.
+# Samples, plot and figures go to build/soak-$(TARGET)/ (soak.csv,
+# soak.svg, summary.txt). make e2e (and so make test) runs it for 2m.
+DURATION    ?= 30m
+SOAKTIMEOUT ?= 3h
+soak: deps
+	$(GO) test -count=1 -timeout $(SOAKTIMEOUT) -v -run '^TestSoak$$' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL) -soak $(DURATION)
 
 # Host tests under the race detector; the allocation tests (*Allocs*)
 # count allocations, which -race perturbs, so they run without it.

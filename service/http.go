@@ -14,7 +14,14 @@ var errServerClosed = http.ErrServerClosed
 func newHTTPServer(cfg Config) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { index(w, cfg) })
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) { stats(w, cfg) })
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		// ?gc=1 collects garbage first, so heap figures are the live
+		// heap (the soak test's leak check); it costs a collection.
+		if r.URL.Query().Get("gc") == "1" {
+			runtime.GC()
+		}
+		stats(w, cfg)
+	})
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

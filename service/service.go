@@ -66,7 +66,16 @@ type Config struct {
 	Boot time.Time
 	// Logf reports service errors that end a listener (default: none).
 	Logf func(format string, args ...any)
+	// IdleTimeout closes an echo, discard or chargen connection on
+	// which reads or writes have made no progress for this long (at
+	// least ¾ of it; default DefaultIdleTimeout; negative: never). A peer that vanished without
+	// FIN or RST would otherwise hold its goroutine, buffer and TCP
+	// state for good.
+	IdleTimeout time.Duration
 }
+
+// DefaultIdleTimeout is Config.IdleTimeout's default.
+const DefaultIdleTimeout = time.Minute
 
 // Services are running services.
 type Services struct {
@@ -91,6 +100,9 @@ func Start(cfg Config) (*Services, error) {
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	s := &Services{cfg: cfg}
 
@@ -142,15 +154,15 @@ func Start(cfg Config) (*Services, error) {
 	}
 	if tcpEcho != nil {
 		s.TCPEcho = tcpEcho.Addr()
-		s.run("tcp echo", func() error { return Serve(tcpEcho, Echo) })
+		s.run("tcp echo", func() error { return Serve(tcpEcho, idle(Echo, cfg.IdleTimeout)) })
 	}
 	if discard != nil {
 		s.Discard = discard.Addr()
-		s.run("discard", func() error { return Serve(discard, Discard) })
+		s.run("discard", func() error { return Serve(discard, idle(Discard, cfg.IdleTimeout)) })
 	}
 	if chargen != nil {
 		s.Chargen = chargen.Addr()
-		s.run("chargen", func() error { return Serve(chargen, Chargen) })
+		s.run("chargen", func() error { return Serve(chargen, idle(Chargen, cfg.IdleTimeout)) })
 	}
 	if hl != nil {
 		s.HTTP = hl.Addr()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -331,5 +332,65 @@ func TestStartDisabledAndDefaults(t *testing.T) {
 	}
 	if DefaultPorts != (Ports{Echo: 7, Discard: 9, Chargen: 19, HTTP: 80}) {
 		t.Errorf("DefaultPorts = %+v", DefaultPorts)
+	}
+}
+
+// TestIdleTimeout: a connection on which nothing happens is closed after
+// IdleTimeout; one that keeps talking is not.
+func TestIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	s, err := Start(Config{Listen: net.Listen, ListenPacket: net.ListenPacket, Host: "127.0.0.1", IdleTimeout: idle, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, a := range []net.Addr{s.TCPEcho, s.Discard} {
+		quiet := dial(t, "tcp", a)
+		busy := dial(t, "tcp", a)
+		start := time.Now()
+		n := 0
+		for ; time.Since(start) < 3*idle; n++ {
+			if _, err := busy.Write([]byte("x")); err != nil {
+				t.Fatalf("%v: busy connection: %v", a, err)
+			}
+			time.Sleep(idle / 4)
+		}
+		// The quiet one was closed by the service: EOF (or a reset).
+		quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(quiet); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%v: quiet connection still open after %v (idle timeout %v)", a, time.Since(start), idle)
+		}
+		// The busy one still works.
+		if a == s.TCPEcho {
+			busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+			busy.Write([]byte("y"))
+			want := strings.Repeat("x", n) + "y"
+			if got, err := io.ReadAll(io.LimitReader(busy, int64(len(want)))); err != nil || string(got) != want {
+				t.Errorf("busy echo connection: %q, %v", got, err)
+			}
+		}
+	}
+}
+
+func TestStatsGC(t *testing.T) {
+	s := start(t, nil)
+	get := func(q string) uint32 {
+		resp, err := http.Get("http://" + s.HTTP.String() + "/stats" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v struct {
+			Go MemStats `json:"go"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v.Go.NumGC
+	}
+	a := get("")
+	b := get("?gc=1")
+	if b <= a {
+		t.Errorf("num_gc %d then %d with ?gc=1: no collection", a, b)
 	}
 }

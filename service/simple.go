@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,6 +54,41 @@ func Serve(l net.Listener, handle func(net.Conn)) error {
 			handle(c)
 		}()
 	}
+}
+
+// idle wraps handle so that its connection is closed once reads or writes
+// stop making progress for d (no limit when d < 0).
+func idle(handle func(net.Conn), d time.Duration) func(net.Conn) {
+	if d < 0 {
+		return handle
+	}
+	return func(c net.Conn) { handle(&idleConn{Conn: c, d: d}) }
+}
+
+// idleConn keeps a read and a write deadline d ahead of the last progress.
+// A deadline is a timer: it is moved only once a quarter of d has passed,
+// not on every call, so a busy connection does not churn timers; a silent
+// peer is cut off after between ¾d and d.
+type idleConn struct {
+	net.Conn
+	d               time.Duration
+	readAt, writeAt atomic.Int64 // when each deadline was last moved (Unix ns)
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if now := time.Now(); now.UnixNano()-c.readAt.Load() > int64(c.d/4) {
+		c.readAt.Store(now.UnixNano())
+		c.Conn.SetReadDeadline(now.Add(c.d))
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	if now := time.Now(); now.UnixNano()-c.writeAt.Load() > int64(c.d/4) {
+		c.writeAt.Store(now.UnixNano())
+		c.Conn.SetWriteDeadline(now.Add(c.d))
+	}
+	return c.Conn.Write(p)
 }
 
 // copyBufSize is the per-connection buffer of echo and discard.

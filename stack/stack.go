@@ -16,7 +16,9 @@
 // until the caller drives the poll loop: either Poll, one bounded step at a
 // time, or Start / Run, which call Poll back to back while there is work
 // and otherwise sleep until the next tick or a Wake (e.g. from an interrupt
-// handler).
+// handler). Once SetInterrupt says the device's interrupts reach Wake, an
+// idle runner has no tick: it sleeps until Wake or its next maintenance
+// step (MaintainInterval), and gVisor's own timers are Go timers.
 //
 // Applications reach the stack through the standard net package: on
 // GOOS=tamago, Start installs Socket as net.SocketFunc. Socket, Listen,
@@ -216,6 +218,7 @@ type Stack struct {
 
 	wake    chan struct{} // one slot: a pending wake-up
 	polling atomic.Bool   // guards Poll against concurrent callers
+	irq     atomic.Bool   // the device's interrupts call Wake: no idle tick
 
 	// ndpDirty is set when NDP changed addresses (SLAAC, DAD) or
 	// routes (router advertisements), so the poll goroutine applies the
@@ -418,8 +421,17 @@ func (s *Stack) Wake() {
 	}
 }
 
+// SetInterrupt tells the runner whether the device's interrupts reach Wake
+// (a frame received, a transmit completed). While on, an idle runner does
+// not poll every Tick: it sleeps until a Wake or its next maintenance step,
+// so an idle system wakes a few times a second instead of every tick. An
+// interrupt that gets lost then costs up to MaintainInterval of latency,
+// not a stall. Boards turn it on once their interrupt hook is installed.
+func (s *Stack) SetInterrupt(on bool) { s.irq.Store(on) }
+
 // Run drives Poll until ctx is done: back to back while steps find work,
-// otherwise sleeping until the step is due or Wake is called.
+// otherwise sleeping until the step is due (the tick, or with SetInterrupt
+// the next maintenance) or Wake is called.
 func (s *Stack) Run(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
@@ -430,9 +442,10 @@ func (s *Stack) Run(ctx context.Context) {
 		work, next := s.Poll()
 		// Maintenance: look at the clock before every sleep and once per
 		// maintainEvery busy steps.
+		var now time.Time
 		if sinceLook++; next > 0 || sinceLook >= maintainEvery {
 			sinceLook = 0
-			if now := time.Now(); now.Sub(lastMaint) >= MaintainInterval {
+			if now = time.Now(); now.Sub(lastMaint) >= MaintainInterval {
 				lastMaint = now
 				s.Maintain()
 			}
@@ -462,6 +475,10 @@ func (s *Stack) Run(ctx context.Context) {
 			// idle, the loop sleeps below and never spins.
 			runtime.Gosched()
 			continue
+		}
+		if s.irq.Load() {
+			// Interrupt-driven: the only thing due is maintenance.
+			next = max(lastMaint.Add(MaintainInterval).Sub(now), next)
 		}
 		s.sleeps.Add(1)
 		t.Reset(next)

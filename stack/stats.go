@@ -43,6 +43,9 @@ type PollStats struct {
 	// Sleeps counts idle sleeps of the runner; Wakes those ended by Wake.
 	Sleeps uint64 `json:"sleeps"`
 	Wakes  uint64 `json:"wakes"`
+	// Interrupt says an idle runner waits for Wake instead of ticking
+	// (SetInterrupt).
+	Interrupt bool `json:"interrupt"`
 }
 
 // Stats returns a snapshot of the stack's counters. It allocates (the
@@ -52,10 +55,11 @@ func (s *Stack) Stats() Stats {
 		UptimeSeconds: time.Since(s.start).Seconds(),
 		Pool:          s.pool.Stats(),
 		Poll: PollStats{
-			Steps:  s.steps.Load(),
-			Busy:   s.busy.Load(),
-			Sleeps: s.sleeps.Load(),
-			Wakes:  s.wakes.Load(),
+			Steps:     s.steps.Load(),
+			Busy:      s.busy.Load(),
+			Sleeps:    s.sleeps.Load(),
+			Wakes:     s.wakes.Load(),
+			Interrupt: s.irq.Load(),
 		},
 	}
 	for _, a := range s.Addrs6() {

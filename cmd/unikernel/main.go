@@ -194,6 +194,9 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	irq := "off (polled)"
 	if t.NICInterrupt != nil && t.NICInterrupt(fw.stack.Wake) {
 		irq = "on"
+		// Frames wake the poll loop: idle, it sleeps until one does
+		// or maintenance is due, not every tick.
+		fw.stack.SetInterrupt(true)
 	}
 
 	s := sockets{Listen: net.Listen, ListenPacket: net.ListenPacket, UDP6: true}

@@ -285,3 +285,34 @@ func TestFirmwareDHCPFallback(t *testing.T) {
 		t.Errorf("/stats: %+v", st)
 	}
 }
+
+// TestNICInterrupt: when the board's interrupt hook takes the stack's Wake
+// and says it will call it, the poll loop stops ticking when idle; when it
+// says it will not, the loop keeps its tick.
+func TestNICInterrupt(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		c := newClient(t)
+		var calls int
+		var wake func()
+		base := platformFor(c, &calls)
+		platform := func() (target, error) {
+			tg, err := base()
+			tg.NICInterrupt = func(w func()) bool { wake = w; return on }
+			return tg, err
+		}
+		var out console
+		fw, err := run(platform, config.Default, stackSockets, time.Now(), &out)
+		if err != nil {
+			t.Fatalf("run: %v\nconsole:\n%s", err, out.String())
+		}
+		if wake == nil {
+			t.Fatal("NICInterrupt not called with a wake function")
+		}
+		wake() // must not block, whatever the loop is doing
+		if got := fw.stack.Stats().Poll.Interrupt; got != on {
+			t.Errorf("hook returned %v: stack interrupt-driven = %v", on, got)
+		}
+		fw.services.Close()
+		fw.stack.Close()
+	}
+}

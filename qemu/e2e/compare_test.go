@@ -48,7 +48,7 @@ type samples struct {
 	UDP50, UDP99 []time.Duration
 	CPS          []float64
 	// IdleCPU is the host CPU the idle guest's QEMU process used, in
-	// percent of one core, over a few seconds after boot.
+	// percent of one core, over 5 s starting 2 s after boot.
 	IdleCPU float64
 	// Guest Go heap allocations (count and bytes) over all runs and the
 	// frames the guest received and sent meanwhile, from /stats.
@@ -209,7 +209,10 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 	a, note := v.Accel()
 	fmt.Printf("compare: %s up (nic=%s, accel %s: %s, namespace %s)\n", filepath.Base(image), ready.NIC, a, note, ns)
 
-	idle, idleErr := idleCPU(image, 3*time.Second)
+	// Idle CPU once boot has settled (the first ARP and neighbour
+	// exchanges), over long enough that a few wake-ups a second show.
+	time.Sleep(2 * time.Second)
+	idle, idleErr := idleCPU(image, 5*time.Second)
 	if idleErr != nil {
 		t.Logf("%s: idle CPU not measured: %v", image, idleErr)
 	}
@@ -338,11 +341,16 @@ func idleCPU(image string, d time.Duration) (float64, error) {
 	return 100 * (t1 - t0).Seconds() / time.Since(start).Seconds(), nil
 }
 
+// qemuPID returns the QEMU process running image. Two soaks or benchmarks
+// of one tree boot the same image path: the one in this process's network
+// namespace (the guest the tests in it talk to) wins.
 func qemuPID(image string) (int, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, err
 	}
+	self, _ := os.Readlink("/proc/self/ns/net")
+	first := 0
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -358,11 +366,19 @@ func qemuPID(image string) (int, error) {
 		}
 		for i := 0; i+1 < len(args); i++ {
 			if args[i] == "-kernel" && args[i+1] == image {
-				return pid, nil
+				if ns, _ := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "net")); ns != "" && ns == self {
+					return pid, nil
+				}
+				if first == 0 {
+					first = pid
+				}
 			}
 		}
 	}
-	return 0, fmt.Errorf("no QEMU process with -kernel %s", image)
+	if first == 0 {
+		return 0, fmt.Errorf("no QEMU process with -kernel %s", image)
+	}
+	return first, nil
 }
 
 // procCPU returns a process's user + system CPU time from /proc/PID/stat.

@@ -53,6 +53,7 @@ const (
 	envMAC    = "TAMANET_E2E_MAC"
 	envNIC    = "TAMANET_E2E_NIC"
 	envTap    = "TAMANET_E2E_TAP"
+	envImage  = "TAMANET_E2E_IMAGE"
 )
 
 // What the tests in the namespace know about the guest.
@@ -63,6 +64,7 @@ var (
 	guestNIC   string
 	tapName    string
 	serialPath string
+	imagePath  string // the image QEMU runs (its -kernel), to find QEMU's process
 )
 
 const distribution = "tamago-go1.26.0"
@@ -75,6 +77,7 @@ func TestMain(m *testing.M) {
 		guestNIC = os.Getenv(envNIC)
 		tapName = os.Getenv(envTap)
 		serialPath = os.Getenv(envSerial)
+		imagePath = os.Getenv(envImage)
 		code := m.Run()
 		stopIPv6Link()
 		os.Exit(code)
@@ -186,6 +189,7 @@ func outer(m *testing.M) int {
 		envMAC+"="+ready.MAC,
 		envNIC+"="+ready.NIC,
 		envTap+"="+v.Netns().Tap,
+		envImage+"="+image,
 	)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 	cmd.WaitDelay = 10 * time.Second
@@ -337,7 +341,7 @@ func needGuest(t *testing.T) {
 func guestAddr(port int) string { return net.JoinHostPort(guestIP, strconv.Itoa(port)) }
 
 // stats fetches /stats and flattens its numeric leaves into dotted paths
-// ("nic.rx.packets", "tcpip.tcp.checksum_errors").
+// ("nic.rx.packets", "tcpip.tcp.checksum_errors"); booleans become 0 or 1.
 func stats(t *testing.T) map[string]float64 {
 	t.Helper()
 	var m map[string]float64
@@ -358,7 +362,11 @@ var httpClient = &http.Client{
 }
 
 func fetchStats() (map[string]float64, error) {
-	resp, err := httpClient.Get("http://" + guestAddr(80) + "/stats")
+	return fetchStatsURL("http://" + guestAddr(80) + "/stats")
+}
+
+func fetchStatsURL(url string) (map[string]float64, error) {
+	resp, err := httpClient.Get(url)
 	if err != nil {
 		return nil, err
 	}
@@ -405,6 +413,11 @@ func flatten(prefix string, v any, out map[string]float64) {
 	case json.Number:
 		if f, err := x.Float64(); err == nil {
 			out[prefix] = f
+		}
+	case bool:
+		out[prefix] = 0
+		if x {
+			out[prefix] = 1
 		}
 	}
 }
