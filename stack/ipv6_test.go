@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,12 +21,25 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
+// wakeLater returns a device OnReceive hook that wakes the stack stored in
+// p once there is one. With IPv6 a stack transmits (DAD) from New on, so
+// the hook must be in place before New returns the stack it wakes.
+func wakeLater(p *atomic.Pointer[Stack]) func() {
+	return func() {
+		if s := p.Load(); s != nil {
+			s.Wake()
+		}
+	}
+}
+
 // fakePair6 is fakePair with IPv6 on and the static test addresses.
 func fakePair6(t testing.TB) (a, b *Stack) {
 	t.Helper()
 	pa, pb := newPool(t, 1024), newPool(t, 1024)
 	da := nictest.New(pa, nictest.Config{MAC: stacktest.MACA})
 	db := nictest.New(pb, nictest.Config{MAC: stacktest.MACB})
+	var wa, wb atomic.Pointer[Stack]
+	da.OnReceive, db.OnReceive = wakeLater(&wa), wakeLater(&wb)
 	nictest.Pipe(da, db)
 	var err error
 	if a, err = New(da, pa, Config{Addr: addrA, IPv6: true, Addr6: stacktest.Addr6A}); err != nil {
@@ -34,7 +48,8 @@ func fakePair6(t testing.TB) (a, b *Stack) {
 	if b, err = New(db, pb, Config{Addr: addrB, IPv6: true, Addr6: stacktest.Addr6B}); err != nil {
 		t.Fatal(err)
 	}
-	da.OnReceive, db.OnReceive = a.Wake, b.Wake
+	wa.Store(a)
+	wb.Store(b)
 	a.Start()
 	b.Start()
 	t.Cleanup(func() { a.Close(); b.Close() })
@@ -249,11 +264,13 @@ func routerAdvert(rmac [6]byte, prefix netip.Prefix, lifetime uint16) []byte {
 func TestRouterAdvertisement(t *testing.T) {
 	pool := newPool(t, 128)
 	dev := nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 32})
+	var ws atomic.Pointer[Stack]
+	dev.OnReceive = wakeLater(&ws)
 	s, err := New(dev, pool, Config{Addr: addrA, IPv6: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev.OnReceive = s.Wake
+	ws.Store(s)
 	s.Start()
 	defer s.Close()
 	prefix := netip.MustParsePrefix("fd00:0:0:2::/64")
