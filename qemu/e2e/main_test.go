@@ -180,7 +180,7 @@ func outer(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
 		return 1
 	}
-	cmd := v.Netns().Command(runCtx, self, os.Args[1:]...)
+	cmd := v.Netns().Command(runCtx, self, skipArgs(os.Args[1:], dhcpPhaseTests)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(),
 		envInner+"=1",
@@ -444,4 +444,28 @@ func mustStat(t *testing.T, m map[string]float64, path string) float64 {
 		t.Fatalf("/stats has no %s", path)
 	}
 	return v
+}
+
+// dhcpPhaseTests run only against the DHCP guest (dhcpPhase): the static
+// guest's run leaves them out rather than reporting them skipped.
+const dhcpPhaseTests = "^(TestDHCP|TestDHCPBootFallback)$"
+
+// skipArgs returns args with pattern added to its -test.skip, keeping a
+// pattern the caller gave (a second -test.skip flag would replace it).
+func skipArgs(args []string, pattern string) []string {
+	out := make([]string, 0, len(args)+1)
+	merged := false
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "-test.skip="); ok {
+			if v != "" {
+				pattern = v + "|" + pattern
+			}
+			a, merged = "-test.skip="+pattern, true
+		}
+		out = append(out, a)
+	}
+	if !merged {
+		out = append(out, "-test.skip="+pattern)
+	}
+	return out
 }
