@@ -1,6 +1,6 @@
 package stack
 
-// Host integration tests of issue 2's "Done when": two stacks back to back
+// Host integration tests: two stacks back to back
 // through two virtio-net device models (virtiotest), driven by the real
 // virtio driver, with and without fault injection.
 

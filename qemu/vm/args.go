@@ -48,8 +48,9 @@ func (t Target) QEMUBinary() string {
 }
 
 // Args returns QEMU's arguments (without the binary) for booting image on
-// target with accel, the NIC on the tap device tap. They are the command
-// lines of DESIGN.md "QEMU targets".
+// target with accel, the NIC on the tap device tap: microvm with one
+// modern (non-legacy) virtio-mmio virtio-net device, or mcimx6ul-evk with
+// ENET1 (the first -net nic) on the tap; the README shows both lines.
 func Args(target Target, image string, accel Accel, tap string) []string {
 	netdev := "tap,id=net0,ifname=" + tap + ",script=no,downscript=no"
 	if target == Microvm {

@@ -13,7 +13,8 @@ import (
 // netnsDir is where iproute2 keeps named namespaces.
 const netnsDir = "/var/run/netns"
 
-// DefaultHostAddr is the host side of the tap (DESIGN.md "Test network").
+// DefaultHostAddr is the host side of the tap in the test namespace; the
+// guest is 10.0.0.1 on the same /24.
 const DefaultHostAddr = "10.0.0.2/24"
 
 // Netns is a named network namespace holding one tap device. All traffic
