@@ -1,6 +1,6 @@
 // Package stacktest is test support for two stacks back to back, or one
 // stack against Linux over a tap: the echo and checksum services, the checks
-// issue 2 asks of a link (ping both ways, UDP echo of every size, TCP
+// every link must pass (ping both ways, UDP echo of every size, TCP
 // transfers each way checked by SHA-256, concurrent echo connections), the
 // check that every pool buffer came back, and a private network namespace
 // holding a tap (Linux only).
@@ -9,8 +9,8 @@
 // internal/baseline's Stack satisfy, and does not import package stack, so
 // stack's own (internal) tests can use it.
 //
-// The addresses are those of DESIGN.md's test network: AddrA (10.0.0.1) is
-// the side under test, AddrB (10.0.0.2) its peer, which runs the services.
+// The addresses are those of the test network in the README: AddrA
+// (10.0.0.1) is the side under test, AddrB (10.0.0.2) its peer, which runs the services.
 package stacktest
 
 import (
