@@ -221,11 +221,11 @@ func TestUsedIDNotOutstanding(t *testing.T) {
 	b.dev.Stall()
 	q := &b.drv.rx
 	for i, id := range []uint32{0, 8} {
-		s := vring.UsedSlot(q.lastUsed+uint16(i), q.mask)
+		s := vring.UsedSlot(q.lastUsed()+uint16(i), q.mask)
 		binary.LittleEndian.PutUint32(q.used[s:], id)
 		binary.LittleEndian.PutUint32(q.used[s+4:], 76)
 	}
-	vring.Store16(q.used, vring.UsedIdx, q.lastUsed+2)
+	vring.Store16(q.used, vring.UsedIdx, q.lastUsed()+2)
 	if got := b.drv.Receive(); got != nil {
 		t.Fatal("a completion for a descriptor not outstanding was delivered")
 	}
@@ -244,9 +244,9 @@ func TestUsedIDNotOutstanding(t *testing.T) {
 	send(t, a, 64, 2)
 	a.drv.TxKick()
 	q = &a.drv.tx
-	s := vring.UsedSlot(q.lastUsed, q.mask)
+	s := vring.UsedSlot(q.lastUsed(), q.mask)
 	binary.LittleEndian.PutUint32(q.used[s:], 5)
-	vring.Store16(q.used, vring.UsedIdx, q.lastUsed+1)
+	vring.Store16(q.used, vring.UsedIdx, q.lastUsed()+1)
 	if n := a.drv.Reclaim(); n != 0 || a.drv.TxFree() != 7 {
 		t.Fatalf("reclaimed %d, %d free; want 0 and 7", n, a.drv.TxFree())
 	}
@@ -293,7 +293,7 @@ func TestUsedIndexTooFar(t *testing.T) {
 	s := mustSide(t, virtiotest.Options{}, Config{RxRing: 8})
 	s.dev.Stall()
 	q := &s.drv.rx
-	vring.Store16(q.used, vring.UsedIdx, q.lastUsed+9)
+	vring.Store16(q.used, vring.UsedIdx, q.lastUsed()+9)
 	for i := 0; i < 3; i++ {
 		if s.drv.Receive() != nil {
 			t.Fatal("delivered a frame from a bad index")

@@ -458,7 +458,7 @@ func FuzzUsedRing(f *testing.F) {
 				rx.usedIdx += in.u16()
 				vring.Store16(rx.used, vring.UsedIdx, rx.usedIdx)
 			case 2: // receive everything
-				before := d.rx.lastUsed
+				before := d.rx.lastUsed()
 				for i := 0; ; i++ {
 					if i > 2*ringSize+2 {
 						t.Fatal("Receive returned more frames than the ring holds")
@@ -477,7 +477,7 @@ func FuzzUsedRing(f *testing.F) {
 					held[b] = true
 					received++
 				}
-				consumedRx += uint64(d.rx.lastUsed - before)
+				consumedRx += uint64(d.rx.lastUsed() - before)
 			case 3: // the stack returns what it holds
 				for b := range held {
 					if err := pool.Put(b); err != nil {
@@ -519,9 +519,9 @@ func FuzzUsedRing(f *testing.F) {
 				otx.used(id)
 				tx.putUsed(id, in.u32())
 			case 7:
-				before := d.tx.lastUsed
+				before := d.tx.lastUsed()
 				freed += uint64(d.Reclaim())
-				consumedTx += uint64(d.tx.lastUsed - before)
+				consumedTx += uint64(d.tx.lastUsed() - before)
 			case 8:
 				d.TxKick()
 			case 9: // tx used index jump

@@ -91,14 +91,13 @@ type queue struct {
 	// reached when id was last posted: an entry below it was published
 	// before the post and cannot complete it.
 	postedAt []uint64
-	consumed uint64 // used entries consumed, ever; lastUsed is its low half
+	consumed uint64 // used entries consumed, ever (see lastUsed)
 	// back[id] is set when the driver took id's completion back, and
 	// cleared when it posts id again: a second used entry for a free id
 	// is a Duplicate when back is set, Stale when it is not.
 	back []bool
 
 	availIdx   uint16 // next avail index to publish (shadow of avail.idx)
-	lastUsed   uint16 // next used entry to consume
 	kickedIdx  uint16 // avail index at the last notify decision
 	usedEvOff  int    // offset of used_event in avail
 	availEvOff int    // offset of avail_event in used
@@ -383,7 +382,7 @@ func (q *queue) clear() {
 	clear(q.back)
 	clear(q.postedAt)
 	q.consumed = 0
-	q.availIdx, q.lastUsed, q.kickedIdx = 0, 0, 0
+	q.availIdx, q.kickedIdx = 0, 0
 	q.badIndex, q.insane, q.outOfStep = false, false, false
 	q.stallIdx, q.stalls = 0, 0
 	clear(q.desc)
@@ -496,6 +495,10 @@ func (q *queue) publish() { vring.Store16(q.avail, vring.AvailIdx, q.availIdx) }
 // the device never wrote: a stale entry exposed by a forged index.
 const usedPoison = 0xffffffff
 
+// lastUsed returns the ring index of the next used entry to consume: the
+// low half of consumed, the driver's count of every entry it consumed.
+func (q *queue) lastUsed() uint16 { return uint16(q.consumed) }
+
 // outstanding returns how many descriptors the driver has posted and not
 // taken back: the most completions the device can have pending.
 func (q *queue) outstanding() int { return q.num - q.nfree }
@@ -512,7 +515,7 @@ func (q *queue) outstanding() int { return q.num - q.nfree }
 // descriptor already taken back is a Duplicate, an id beyond the ring BadID.
 func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32, ok bool) {
 	usedIdx := vring.Load16(q.used, vring.UsedIdx)
-	pending := usedIdx - q.lastUsed
+	pending := usedIdx - q.lastUsed()
 	if pending == 0 {
 		q.badIndex = false
 		return nil, 0, 0, false
@@ -529,7 +532,7 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 		return nil, 0, 0, false
 	}
 	q.badIndex = false
-	s := vring.UsedSlot(q.lastUsed, q.mask)
+	s := vring.UsedSlot(q.lastUsed(), q.mask)
 	elem := q.used[s : s+vring.UsedElemSize : s+vring.UsedElemSize]
 	rawID := binary.LittleEndian.Uint32(elem[vring.UsedElemID:])
 	n = binary.LittleEndian.Uint32(elem[vring.UsedElemLen:])
@@ -539,7 +542,6 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 	binary.LittleEndian.PutUint32(elem[vring.UsedElemID:], usedPoison)
 	pos := q.consumed
 	q.consumed++
-	q.lastUsed++
 	switch {
 	case rawID == usedPoison:
 		c.Drop(nic.Stale)
@@ -579,14 +581,14 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 // Everything published so far counts, forged or not: a completion of a
 // descriptor posted now can only be published after it.
 func (q *queue) usedMark() uint64 {
-	return q.consumed + uint64(vring.Load16(q.used, vring.UsedIdx)-q.lastUsed)
+	return q.consumed + uint64(vring.Load16(q.used, vring.UsedIdx)-q.lastUsed())
 }
 
 // armInterrupt asks the device to signal the next completion: with
 // EVENT_IDX used_event = lastUsed (§2.7.10); otherwise interrupts stay on.
 func (q *queue) armInterrupt(eventIdx bool) {
 	if eventIdx {
-		vring.Store16(q.avail, q.usedEvOff, q.lastUsed)
+		vring.Store16(q.avail, q.usedEvOff, q.lastUsed())
 	}
 }
 
@@ -746,7 +748,7 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 // it freed.
 func (d *Driver) Reclaim() int {
 	q := &d.tx
-	freed, start := 0, q.lastUsed
+	freed, start := 0, q.lastUsed()
 	for {
 		b, id, n, ok := q.next(&d.txc)
 		if !ok {
@@ -764,7 +766,7 @@ func (d *Driver) Reclaim() int {
 		d.pool.Put(b)
 		freed++
 	}
-	if q.lastUsed != start {
+	if q.lastUsed() != start {
 		q.armInterrupt(d.eventIdx)
 	}
 	return freed
@@ -826,7 +828,7 @@ func (d *Driver) Maintain() bool {
 // did so at the previous call too, or an entry older than the post of the
 // descriptor it names was seen.
 func (q *queue) checkIndex() bool {
-	pending := vring.Load16(q.used, vring.UsedIdx) - q.lastUsed
+	pending := vring.Load16(q.used, vring.UsedIdx) - q.lastUsed()
 	bad := int(pending) > q.outstanding()
 	wedged := bad && q.insane || q.outOfStep
 	q.insane = bad
@@ -837,7 +839,7 @@ func (q *queue) checkIndex() bool {
 // calls in a row while the device held descriptors and had nothing pending.
 func (q *queue) checkStall() bool {
 	idx := vring.Load16(q.used, vring.UsedIdx)
-	if idx != q.stallIdx || idx != q.lastUsed || q.outstanding() == 0 {
+	if idx != q.stallIdx || idx != q.lastUsed() || q.outstanding() == 0 {
 		q.stallIdx, q.stalls = idx, 0
 		return false
 	}

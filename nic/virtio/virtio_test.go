@@ -266,8 +266,8 @@ func TestWrapAround(t *testing.T) {
 		t.Fatalf("pool in use %d/%d, baseline %d/%d", a.pool.InUse(), b.pool.InUse(), baseA, baseB)
 	}
 	// Both indices went round the 16-bit space at least once.
-	if b.drv.rx.lastUsed != uint16(total%65536) || a.drv.tx.lastUsed != uint16(total%65536) {
-		t.Fatalf("indices: rx lastUsed %d, tx lastUsed %d", b.drv.rx.lastUsed, a.drv.tx.lastUsed)
+	if b.drv.rx.lastUsed() != uint16(total%65536) || a.drv.tx.lastUsed() != uint16(total%65536) {
+		t.Fatalf("indices: rx lastUsed %d, tx lastUsed %d", b.drv.rx.lastUsed(), a.drv.tx.lastUsed())
 	}
 }
 
