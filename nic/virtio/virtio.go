@@ -493,6 +493,17 @@ func (q *queue) publish() { vring.Store16(q.avail, vring.AvailIdx, q.availIdx) }
 // below vring.MaxSize), and a device writes a real id into an entry before
 // it publishes it, so an entry still holding it under the used index is one
 // the device never wrote: a stale entry exposed by a forged index.
+//
+// The used ring is the device's to write (virtio 1.2 §2.7.8), so this is a
+// departure, kept because the driver's bookkeeping alone cannot find such
+// an entry: left from one lap of the ring ago, it names the descriptor the
+// driver consumed from that slot then, and an in-order device that
+// completes the same descriptor into the same slot one lap later (a full rx
+// ring refilled in order does so on every lap) writes exactly the same id.
+// outstanding, postedAt and the ids the driver remembers are alike in both
+// cases; only a value no device writes tells them apart. The cost is one
+// 4-byte store per completion into the entry just read; next says why it
+// cannot race the device.
 const usedPoison = 0xffffffff
 
 // lastUsed returns the ring index of the next used entry to consume: the
