@@ -288,6 +288,58 @@ func TestForgedIndexStale(t *testing.T) {
 	}
 }
 
+// TestEntryBeforePost: a second completion of a descriptor the driver took
+// back, published but not yet consumed when the driver posts that
+// descriptor again, must not complete the new post: the device still holds
+// that buffer. It is Stale, the buffer stays on the ring, and since the
+// ring is out of step Maintain resets the device.
+func TestEntryBeforePost(t *testing.T) {
+	s := mustSide(t, virtiotest.Options{}, Config{RxRing: 8, TxRing: 8})
+	base := s.pool.InUse()
+	s.dev.Deliver(frame64)
+	rb := s.drv.Receive()
+	if rb == nil {
+		t.Fatal("no frame")
+	}
+	s.pool.Put(rb)
+	// Descriptor 0 is free: the device completes it again, and only
+	// then does the driver post it (the only free one) anew.
+	s.dev.Stall()
+	q := &s.drv.rx
+	slot := vring.UsedSlot(q.lastUsed(), q.mask)
+	binary.LittleEndian.PutUint32(q.used[slot:], 0)
+	binary.LittleEndian.PutUint32(q.used[slot+4:], 76)
+	vring.Store16(q.used, vring.UsedIdx, q.lastUsed()+1)
+	if n := s.drv.Refill(); n != 1 || q.bufs[0] == nil {
+		t.Fatalf("refilled %d, descriptor 0 posted %v; want 1, true", n, q.bufs[0] != nil)
+	}
+	if s.drv.Receive() != nil {
+		t.Fatal("an entry published before the post completed it")
+	}
+	var st nic.Stats
+	s.drv.Stats(&st)
+	if st.Rx.Drops[nic.Stale] != 1 || st.Rx.Drops.Total() != 1 || q.nfree != 0 {
+		t.Fatalf("drops %v, %d rx descriptors free; want one stale, none free", st.Rx.Drops, q.nfree)
+	}
+	if !s.drv.Maintain() {
+		t.Fatal("no reset of a ring out of step")
+	}
+	recovered(t, s, 1, "rx_used_index")
+	s.dev.Unstall()
+	s.drv.Refill()
+	s.drv.RxKick()
+	s.dev.Deliver(frame64)
+	if rb := s.drv.Receive(); rb == nil {
+		t.Fatal("no frame after the reset")
+	} else {
+		s.pool.Put(rb)
+	}
+	s.drv.Refill()
+	if s.pool.InUse() != base {
+		t.Fatalf("pool in use %d, baseline %d", s.pool.InUse(), base)
+	}
+}
+
 // TestUsedIndexTooFar moves the used index further than the ring holds.
 func TestUsedIndexTooFar(t *testing.T) {
 	s := mustSide(t, virtiotest.Options{}, Config{RxRing: 8})
