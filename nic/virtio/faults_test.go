@@ -273,8 +273,8 @@ func TestForgedIndexStale(t *testing.T) {
 		t.Fatalf("drops %v, %d rx descriptors free; want one stale, none free", st.Rx.Drops, s.drv.rx.nfree)
 	}
 
-	// Tx: one frame outstanding, the index forged 8 ahead (the issue's
-	// case): nothing reclaimed, one BadIndex.
+	// Tx: one frame outstanding, the index forged 8 ahead, more than
+	// are outstanding: nothing reclaimed, one BadIndex.
 	s.dev.Stall()
 	send(t, s, 64, 0)
 	s.drv.TxKick()

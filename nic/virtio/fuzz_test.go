@@ -320,13 +320,15 @@ func FuzzUsedRing(f *testing.F) {
 	f.Add(seed([]byte{4, 1, 2}, 11, 64, 0, 11, 64, 0, 2, 4, 10, 0, 0, 0, 0, 136, 0, 0, 1, 0, 5, 60, 0, 64, 8, 13, 0, 13, 1))
 	// Tx completed, reclaimed, completed again; tx used idx runs away.
 	f.Add(seed(h, 5, 64, 0, 64, 5, 64, 0, 64, 8, 12, 12, 7, 6, 1, 0, 0, 0, 0, 7, 9, 0xff, 0x7f, 7))
-	// Rx used idx forged one ahead before any completion: the entry is
-	// the zeroed slot 0, id 0, a buffer the device still holds.
+	// Rx used idx forged one ahead before any completion: slot 0 was
+	// never written; read as zeroes it would name id 0, a buffer the
+	// device still holds.
 	f.Add(seed(h, 1, 1, 0, 2, 3, 4))
 	// One tx frame outstanding, tx used idx forged 8 ahead, reclaim.
 	f.Add(seed(h, 5, 64, 0, 64, 8, 9, 8, 0, 7))
 	// A frame received and refilled (descriptor 0 posted again), then
-	// the index forged one ahead: the zeroed slot names descriptor 0.
+	// the index forged one ahead: the slot under it was never written;
+	// read as zeroes it would name descriptor 0.
 	f.Add(seed(h, 11, 64, 0, 2, 3, 4, 1, 1, 0, 2))
 	// Ops from 0xf0: 0xf8 the device sets DEVICE_NEEDS_RESET, 0xfc it
 	// refuses features from now on, 0xfe its reset hangs, 0xf0 Maintain.
