@@ -782,7 +782,10 @@ func (d *Device) complete(q *vq, id uint32, n uint32) {
 		}
 		q.doneAt[id] = q.entries // 1 + position just written
 	}
-	if f.BadID > 0 && d.rng.Float64() < f.BadID && q.unconsumedBound()+1 <= int(q.num) && len(q.bad)+1 <= q.deviceHeld() {
+	// An injected entry must fit the same bound as a completion: one
+	// more entry in the used ring, and no more injected ones than the
+	// device still holds descriptors.
+	if f.BadID > 0 && d.rng.Float64() < f.BadID && q.canComplete() {
 		d.stats.BadIDs++
 		d.putUsed(q, q.num+uint32(d.rng.IntN(1<<16)), 0)
 		q.bad = append(q.bad, q.entries) // cap num, never grows: bounded by canComplete
