@@ -14,9 +14,10 @@ const MinRuns = 1000
 //
 // Unlike testing.AllocsPerRun, which divides the count by the runs as
 // integers (so one allocation every second run reads as zero), nothing is
-// rounded away. Like it, Allocs sets GOMAXPROCS to 1 while counting, so
-// only the calling goroutine runs; an allocation by another goroutine in
-// the window is counted too, which can only make a check stricter.
+// rounded away. Like it, Allocs sets GOMAXPROCS to 1 while counting, so no
+// other goroutine runs in parallel with f; one that runs in between (f
+// blocks, or the scheduler preempts it) and allocates is counted too,
+// which can only make a check stricter.
 func Allocs(runs int, f func()) uint64 {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	f()
