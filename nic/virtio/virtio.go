@@ -87,15 +87,14 @@ type queue struct {
 	// free is a stack of free descriptor ids, nfree of them.
 	free  []uint16
 	nfree int
-	// postedAt[id] is the position (in consumed) the used index had
-	// reached when id was last posted: an entry below it was published
-	// before the post and cannot complete it.
+	// postedAt[id] is postMark when id was last posted: one past the
+	// position (in consumed) the used index had reached then. An entry
+	// consumed with consumed still below it was published before the
+	// post and cannot complete it. It is 0 while id has not been posted
+	// since the ring was laid out, so a used entry for a free id is a
+	// Duplicate (posted before, taken back) when it is set, Stale when not.
 	postedAt []uint64
 	consumed uint64 // used entries consumed, ever (see lastUsed)
-	// back[id] is set when the driver took id's completion back, and
-	// cleared when it posts id again: a second used entry for a free id
-	// is a Duplicate when back is set, Stale when it is not.
-	back []bool
 
 	availIdx   uint16 // next avail index to publish (shadow of avail.idx)
 	kickedIdx  uint16 // avail index at the last notify decision
@@ -362,7 +361,6 @@ func (d *Driver) setupQueue(q *queue, index uint32, num int, arena *alloc.Arena)
 	q.mask = uint16(num - 1)
 	q.bufs = make([]*alloc.Buffer, num)
 	q.blen = make([]uint32, num)
-	q.back = make([]bool, num)
 	q.postedAt = make([]uint64, num)
 	q.free = make([]uint16, num)
 	q.usedEvOff = vring.UsedEvent(num)
@@ -379,7 +377,6 @@ func (q *queue) clear() {
 		q.free[i] = uint16(q.num - 1 - i) // pop order 0, 1, 2, ...
 	}
 	q.nfree = q.num
-	clear(q.back)
 	clear(q.postedAt)
 	q.consumed = 0
 	q.availIdx, q.kickedIdx = 0, 0
@@ -551,8 +548,7 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 	// completions, which needs the descriptor just consumed to be
 	// posted again first: poisoning it now cannot race the device.
 	binary.LittleEndian.PutUint32(elem[vring.UsedElemID:], usedPoison)
-	pos := q.consumed
-	q.consumed++
+	q.consumed++ // one past this entry's position
 	switch {
 	case rawID == usedPoison:
 		c.Drop(nic.Stale)
@@ -563,13 +559,13 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 	case q.bufs[rawID] == nil:
 		// Not posted: a second completion of one taken back, else
 		// a stale entry.
-		if q.back[rawID] {
+		if q.postedAt[rawID] != 0 {
 			c.Drop(nic.Duplicate)
 		} else {
 			c.Drop(nic.Stale)
 		}
 		return nil, 0, 0, true
-	case pos < q.postedAt[rawID]:
+	case q.consumed < q.postedAt[rawID]:
 		// Posted, but this entry was published before the post: an
 		// old one. Its real completion may still come; if the index
 		// moved back, it would land below postedAt too and the
@@ -582,17 +578,16 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 	id = uint16(rawID)
 	b = q.bufs[id]
 	q.bufs[id] = nil
-	q.back[id] = true
 	q.free[q.nfree] = id
 	q.nfree++
 	return b, id, n, true
 }
 
-// usedMark returns the position the used index has reached, for postedAt.
-// Everything published so far counts, forged or not: a completion of a
-// descriptor posted now can only be published after it.
-func (q *queue) usedMark() uint64 {
-	return q.consumed + uint64(vring.Load16(q.used, vring.UsedIdx)-q.lastUsed())
+// postMark returns one past the position the used index has reached, for
+// postedAt (never 0). Everything published so far counts, forged or not: a
+// completion of a descriptor posted now can only be published after it.
+func (q *queue) postMark() uint64 {
+	return q.consumed + uint64(vring.Load16(q.used, vring.UsedIdx)-q.lastUsed()) + 1
 }
 
 // armInterrupt asks the device to signal the next completion: with
@@ -654,7 +649,7 @@ func (d *Driver) Refill() int {
 	posted := 0
 	var mark uint64
 	if q.nfree > 0 {
-		mark = q.usedMark()
+		mark = q.postMark()
 	}
 	for q.nfree > 0 {
 		b := d.pool.Get()
@@ -666,7 +661,6 @@ func (d *Driver) Refill() int {
 		id := q.free[q.nfree]
 		n := uint32(b.Cap() - d.rxOff)
 		q.bufs[id] = b // the device owns b from here until completion
-		q.back[id] = false
 		q.postedAt[id] = mark
 		q.blen[id] = n
 		q.post(id, b.Addr()+uintptr(d.rxOff), n, vring.DescFWrite)
@@ -742,12 +736,11 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 	}
 	// No offloads negotiated: flags 0, GSO_NONE, num_buffers 0 (§5.1.6.2).
 	clear(hdr)
-	mark := q.usedMark()
+	mark := q.postMark()
 	q.nfree--
 	id := q.free[q.nfree]
 	q.postedAt[id] = mark
 	q.bufs[id] = b // owned by the device until Reclaim
-	q.back[id] = false
 	q.blen[id] = uint32(b.Len())
 	q.post(id, b.BodyAddr(), uint32(b.Len()), 0)
 	q.publish()
