@@ -102,6 +102,9 @@ func TestNeedsResetRecovery(t *testing.T) {
 	if s := b.drv.AckInterrupt(); s&2 == 0 {
 		t.Fatalf("interrupt status %#x: no configuration change", s)
 	}
+	if n := b.dev.Stats().NeedsResets; n != 1 {
+		t.Fatalf("model counted %d needs-reset events, want 1", n)
+	}
 	// b neither receives nor transmits now: a's frames wait in its
 	// backlog, b's own transmit stays posted.
 	if got := exchange(t, a, b, 5, 100); len(got) != 0 {
@@ -154,6 +157,9 @@ func TestWedgedIndexRecovery(t *testing.T) {
 				s = a
 			}
 			s.dev.ForgeUsed(c.queue, 0x8000, true)
+			if n := s.dev.Stats().Forged; n != 1 {
+				t.Fatalf("model counted %d forged indices, want 1", n)
+			}
 			got := exchange(t, a, b, 10, 0)
 			// A wedged rx index delivers nothing; with a wedged tx
 			// index the frames go out but none is reclaimed.
