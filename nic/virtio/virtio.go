@@ -544,9 +544,11 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 	elem := q.used[s : s+vring.UsedElemSize : s+vring.UsedElemSize]
 	rawID := binary.LittleEndian.Uint32(elem[vring.UsedElemID:])
 	n = binary.LittleEndian.Uint32(elem[vring.UsedElemLen:])
-	// The device writes this entry again only after num more
-	// completions, which needs the descriptor just consumed to be
-	// posted again first: poisoning it now cannot race the device.
+	// The device writes this slot again num completions later. Without
+	// a new post it cannot get there: it holds at most num-1
+	// descriptors (this one is the driver's now), less the completions
+	// already pending after this entry, and every post comes after this
+	// store. So poisoning it now cannot race the device.
 	binary.LittleEndian.PutUint32(elem[vring.UsedElemID:], usedPoison)
 	q.consumed++ // one past this entry's position
 	switch {
