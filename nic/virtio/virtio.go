@@ -272,7 +272,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 func (d *Driver) negotiate(want uint64, again bool) (uint64, error) {
 	regs := d.regs
 	if !again {
-		if err := d.reset(); err != nil {
+		if err := d.reset(resetPolls); err != nil {
 			return 0, err
 		}
 	}
@@ -304,10 +304,20 @@ func (d *Driver) negotiate(want uint64, again bool) (uint64, error) {
 	return features, nil
 }
 
-// reset writes 0 to Status and waits for it to read back 0 (§4.2.3.1).
-func (d *Driver) reset() error {
+// How many Status reads reset waits for the device to finish a reset
+// (§4.2.3.1). At initialisation and Close a slow device gets long; from
+// Maintain, which runs on the poll goroutine, a reset that does not finish
+// at once is looked at again on the next call instead of stalling the loop.
+const (
+	resetPolls         = 1000000
+	maintainResetPolls = 1000
+)
+
+// reset writes 0 to Status and reads it up to polls times until it reads
+// back 0 (§4.2.3.1).
+func (d *Driver) reset(polls int) error {
 	d.regs.Write32(regStatus, 0)
-	for i := 0; i < 1000000; i++ {
+	for i := 0; i < polls; i++ {
 		if d.regs.Read32(regStatus) == 0 {
 			return nil
 		}
@@ -427,11 +437,13 @@ func (q *queue) release(pool *alloc.Pool) {
 }
 
 // Close resets the device, which then no longer touches the rings, and
-// returns every buffer still posted on either ring to the pool. The driver
-// must not be used afterwards.
+// returns every buffer still posted on either ring to the pool. A device
+// that does not finish its reset may still write into them, so they are
+// then left out of the pool, as restart does. The driver must not be used
+// afterwards.
 func (d *Driver) Close() {
-	d.regs.Write32(regStatus, 0)
-	for i := 0; i < 1000000 && d.regs.Read32(regStatus) != 0; i++ {
+	if d.reset(resetPolls) != nil {
+		return
 	}
 	d.rx.release(d.pool)
 	d.tx.release(d.pool)
@@ -856,7 +868,7 @@ func (q *queue) checkStall() bool {
 // restart resets the device, returns every buffer it held to the pool and
 // runs initialisation again (§3.1.1) on the same ring memory.
 func (d *Driver) restart() error {
-	if err := d.reset(); err != nil {
+	if err := d.reset(maintainResetPolls); err != nil {
 		// The device may still be using the rings: leave every
 		// buffer where it is rather than hand it out.
 		return err
