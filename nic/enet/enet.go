@@ -489,7 +489,6 @@ func (d *Driver) program() {
 	}
 	d.regs.Write32(RegRCR, rcr)
 	d.regs.Write32(RegTCR, tcr)
-	d.writeGroupTable()
 }
 
 // enable sets little-endian legacy descriptors and ETHEREN (RM 22.5.5).
