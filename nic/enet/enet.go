@@ -169,7 +169,7 @@ type ring struct {
 	// slot is empty.
 	buf []*alloc.Buffer
 	// want[i] is the W bit and the generation of slot i's current
-	// posting, kept in the two software bits (see gen). The MAC keeps
+	// posting, kept in the two software bits (see genMask). The MAC keeps
 	// these bits as written, so a completion that carries others is
 	// not this posting's: a zeroed or never-posted entry (generation 0)
 	// or an earlier completion written again (another generation). want
@@ -274,7 +274,7 @@ var (
 // New resets and initialises the MAC behind regs (ECR.RESET, RM 22.5.5),
 // resets the PHY and starts autonegotiation, lays out both descriptor rings
 // in arena memory, fills the receive ring from pool and enables the MAC.
-// The link may still be down when New returns; PollLink (or Refill) notices
+// The link may still be down when New returns; PollLink (or Maintain) notices
 // when it comes up.
 func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, error) {
 	if cfg.RxRing == 0 {
@@ -371,7 +371,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	d.progMbps, d.progFull = 100, true
 	d.initMAC()
 
-	d.refill()
+	d.Refill()
 	d.enable()
 	d.rxPosted = true
 	d.RxKick()
@@ -597,7 +597,7 @@ func (d *Driver) reinit(why uint32) {
 	d.resetMAC() // if it does not self-clear, programming anyway is the best left to do
 	d.initMAC()
 	d.enable()
-	d.refill()
+	d.Refill()
 	d.rxPosted = true
 	d.txBad, d.txStuck, d.rxStrikes = false, time.Time{}, 0
 	d.lastTx, d.lastRx = d.txFreed, d.rxTaken
@@ -815,9 +815,7 @@ func rxCause(status uint16, spanned bool) (nic.Cause, bool) {
 // ring order, and returns how many it posted. An empty pool is counted as
 // nic.NoBuffer; the MAC stops at the first unposted descriptor until a
 // later Refill and RxKick.
-func (d *Driver) Refill() int { return d.refill() }
-
-func (d *Driver) refill() int {
+func (d *Driver) Refill() int {
 	r := &d.rx
 	posted := 0
 	for r.buf[d.rxFill] == nil {
