@@ -332,7 +332,6 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	if !d.resetMAC() {
 		return nil, ErrReset
 	}
-	regs.Write32(RegEIMR, 0) // polled: all events masked
 
 	mac := cfg.MAC
 	if mac == ([6]byte{}) {
@@ -599,7 +598,7 @@ func (d *Driver) reinit(why uint32) {
 	d.enable()
 	d.Refill()
 	d.rxPosted = true
-	d.txBad, d.txStuck, d.rxStrikes = false, time.Time{}, 0
+	d.txStuck, d.rxStrikes = time.Time{}, 0 // txBad: dropRings
 	d.lastTx, d.lastRx = d.txFreed, d.rxTaken
 	d.restarts.Add(1)
 	if why != noReset {
