@@ -655,14 +655,13 @@ func (d *Driver) setLink(s linkState) {
 // Config.LinkPoll.
 func (d *Driver) PollLink() { d.pollLink(false) }
 
-// pollLink is PollLink; held says the caller (Maintain) holds the gate.
+// pollLink is PollLink; held says the caller (Maintain) holds the gate
+// and has handled a bus error already.
 func (d *Driver) pollLink(held bool) {
 	d.lastPoll = time.Now()
 	d.polls.Add(1)
-	if e := d.regs.Read32(RegEIR) & EventEBERR; e != 0 {
-		d.regs.Write32(RegEIR, e)
-		d.txc.Drop(nic.TxError)
-		d.reinitFrom(held, resetBusError)
+	if !held && d.busError() {
+		d.restart(resetBusError)
 	}
 	if d.noPHY {
 		return
@@ -961,7 +960,7 @@ func (d *Driver) Reclaim() int {
 		freed++
 	}
 	if freed > 0 {
-		const txErr = EventTxErrors &^ EventEBERR // EBERR: PollLink
+		const txErr = EventTxErrors &^ EventEBERR // EBERR: busError
 		if e := d.regs.Read32(RegEIR) & txErr; e != 0 {
 			d.regs.Write32(RegEIR, e)
 			for ; e != 0; e &= e - 1 {
@@ -1033,9 +1032,7 @@ func (d *Driver) Maintain() bool {
 
 // check finds the reason for a reset, or noReset. The gate is held.
 func (d *Driver) check(now time.Time) uint32 {
-	if e := d.regs.Read32(RegEIR) & EventEBERR; e != 0 {
-		d.regs.Write32(RegEIR, e)
-		d.txc.Drop(nic.TxError)
+	if d.busError() {
 		return resetBusError
 	}
 	if d.txBad {
@@ -1066,6 +1063,18 @@ func (d *Driver) check(now time.Time) uint32 {
 	}
 	d.lastRx = d.rxTaken
 	return noReset
+}
+
+// busError reports, acknowledges and counts EIR.EBERR: a DMA bus error
+// stopped the uDMA, and only a reset starts it again.
+func (d *Driver) busError() bool {
+	e := d.regs.Read32(RegEIR) & EventEBERR
+	if e == 0 {
+		return false
+	}
+	d.regs.Write32(RegEIR, e)
+	d.txc.Drop(nic.TxError)
+	return true
 }
 
 // rxStuck reports a receive ring the MAC walks differently from the
