@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tamanet/tamanet/nic/enet"
+	"github.com/tamanet/tamanet/stack"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
@@ -28,14 +29,10 @@ func TestTapLinux(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	n := newEnode(t, stacktest.MACA, addrA, addrB.Addr(), enet.Config{RxRing: 128, TxRing: 128})
+	n := newEnode(t, stacktest.MACA, stack.Config{Addr: addrA, Gateway: addrB.Addr()}, enet.Config{RxRing: 128, TxRing: 128}, nil)
 	n.model.AttachTap(f)
 	n.s.Start()
-	defer func() {
-		n.s.Close()
-		n.model.Close()
-		n.drv.Close()
-	}()
+	defer n.model.Close()
 
 	// sha: read to EOF, answer the hex SHA-256. gen: send a seeded stream.
 	const size = 4 << 20
