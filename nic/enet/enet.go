@@ -998,8 +998,10 @@ func (d *Driver) EnableInterrupts(mask uint32) {
 
 // Maintain implements nic.Maintainer: every few hundred milliseconds, off
 // the per-packet path, it looks for a MAC that needs a reset and does it
-// (reinit). It reads EIR and, only while traffic has stopped, a few
-// descriptors and RDAR. Reasons:
+// (reinit). It reads EIR on every call; while posted frames make no
+// progress, the transmit head descriptor; while no frame came in since the
+// last call, the receive head descriptor, RDAR and, with RDAR on, every
+// receive descriptor (rxStuck). Reasons:
 //   - EIR.EBERR: a DMA bus error stopped the uDMA;
 //   - an untrusted transmit completion holds the ring (see Reclaim);
 //   - frames posted, link up, and no transmit completion for TxTimeout;
