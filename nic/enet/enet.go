@@ -768,24 +768,29 @@ func (d *Driver) Receive() *alloc.Buffer {
 }
 
 // rearm hands rx slot i back to the MAC as posted after a completion (its
-// status) that is not its posting's: Stale for a zeroed or never-posted
-// entry, Duplicate for an earlier completion written again. The
+// status) that is not its posting's, counted under untrusted's cause. The
 // MAC may still hold the buffer, so it stays on the slot and is never
 // handed out; if the MAC has in fact moved past the slot, the ring is stuck
 // behind it and Maintain resets the MAC.
 func (d *Driver) rearm(i int, status uint16) {
 	r := &d.rx
-	if status&genMask == 0 {
-		d.rxc.Drop(nic.Stale)
-	} else {
-		d.rxc.Drop(nic.Duplicate)
-	}
+	d.rxc.Drop(untrusted(status))
 	off := i * bd.Size
 	binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(r.buf[i].Addr()+uintptr(d.rxOff)))
 	d.barrier()
 	bd.Store(r.desc, off, bd.Word(0, bd.E|r.want[i]))
 	d.regs.Write32(RegRDAR, DescriptorActive) // a MAC stopped at the slot resumes
 	d.rxc.Kicks.Add(1)
+}
+
+// untrusted is the cause a descriptor handed back without its posting's
+// generation (status) is counted under: Stale for a zeroed or never-posted
+// entry, Duplicate for an earlier posting's completion written again.
+func untrusted(status uint16) nic.Cause {
+	if status&genMask == 0 {
+		return nic.Stale
+	}
+	return nic.Duplicate
 }
 
 // rxCause maps the error bits of a frame's last descriptor to one cause. TR
@@ -933,11 +938,7 @@ func (d *Driver) Reclaim() int {
 			// MAC may still read b. It stays posted until Maintain
 			// has stopped and reset the MAC.
 			d.txBad = true
-			if status&genMask == 0 {
-				d.txc.Drop(nic.Stale)
-			} else {
-				d.txc.Drop(nic.Duplicate)
-			}
+			d.txc.Drop(untrusted(status))
 			break
 		}
 		b := r.buf[i]
