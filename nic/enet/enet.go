@@ -169,7 +169,7 @@ type ring struct {
 	// slot is empty.
 	buf []*alloc.Buffer
 	// want[i] is the W bit and the generation of slot i's current
-	// posting, kept in the two software bits (see gen). The MAC keeps
+	// posting, kept in the two software bits (see genMask). The MAC keeps
 	// these bits as written, so a completion that carries others is
 	// not this posting's: a zeroed or never-posted entry (generation 0)
 	// or an earlier completion written again (another generation). want
@@ -274,7 +274,7 @@ var (
 // New resets and initialises the MAC behind regs (ECR.RESET, RM 22.5.5),
 // resets the PHY and starts autonegotiation, lays out both descriptor rings
 // in arena memory, fills the receive ring from pool and enables the MAC.
-// The link may still be down when New returns; PollLink (or Refill) notices
+// The link may still be down when New returns; PollLink (or Maintain) notices
 // when it comes up.
 func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, error) {
 	if cfg.RxRing == 0 {
@@ -332,7 +332,6 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	if !d.resetMAC() {
 		return nil, ErrReset
 	}
-	regs.Write32(RegEIMR, 0) // polled: all events masked
 
 	mac := cfg.MAC
 	if mac == ([6]byte{}) {
@@ -371,7 +370,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	d.progMbps, d.progFull = 100, true
 	d.initMAC()
 
-	d.refill()
+	d.Refill()
 	d.enable()
 	d.rxPosted = true
 	d.RxKick()
@@ -489,7 +488,6 @@ func (d *Driver) program() {
 	}
 	d.regs.Write32(RegRCR, rcr)
 	d.regs.Write32(RegTCR, tcr)
-	d.writeGroupTable()
 }
 
 // enable sets little-endian legacy descriptors and ETHEREN (RM 22.5.5).
@@ -598,9 +596,9 @@ func (d *Driver) reinit(why uint32) {
 	d.resetMAC() // if it does not self-clear, programming anyway is the best left to do
 	d.initMAC()
 	d.enable()
-	d.refill()
+	d.Refill()
 	d.rxPosted = true
-	d.txBad, d.txStuck, d.rxStrikes = false, time.Time{}, 0
+	d.txStuck, d.rxStrikes = time.Time{}, 0 // txBad: dropRings
 	d.lastTx, d.lastRx = d.txFreed, d.rxTaken
 	d.restarts.Add(1)
 	if why != noReset {
@@ -657,14 +655,13 @@ func (d *Driver) setLink(s linkState) {
 // Config.LinkPoll.
 func (d *Driver) PollLink() { d.pollLink(false) }
 
-// pollLink is PollLink; held says the caller (Maintain) holds the gate.
+// pollLink is PollLink; held says the caller (Maintain) holds the gate
+// and has handled a bus error already.
 func (d *Driver) pollLink(held bool) {
 	d.lastPoll = time.Now()
 	d.polls.Add(1)
-	if e := d.regs.Read32(RegEIR) & EventEBERR; e != 0 {
-		d.regs.Write32(RegEIR, e)
-		d.txc.Drop(nic.TxError)
-		d.reinitFrom(held, resetBusError)
+	if !held && d.busError() {
+		d.restart(resetBusError)
 	}
 	if d.noPHY {
 		return
@@ -771,24 +768,29 @@ func (d *Driver) Receive() *alloc.Buffer {
 }
 
 // rearm hands rx slot i back to the MAC as posted after a completion (its
-// status) that is not its posting's: Stale for a zeroed or never-posted
-// entry, Duplicate for an earlier completion written again. The
+// status) that is not its posting's, counted under untrusted's cause. The
 // MAC may still hold the buffer, so it stays on the slot and is never
 // handed out; if the MAC has in fact moved past the slot, the ring is stuck
 // behind it and Maintain resets the MAC.
 func (d *Driver) rearm(i int, status uint16) {
 	r := &d.rx
-	if status&genMask == 0 {
-		d.rxc.Drop(nic.Stale)
-	} else {
-		d.rxc.Drop(nic.Duplicate)
-	}
+	d.rxc.Drop(untrusted(status))
 	off := i * bd.Size
 	binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(r.buf[i].Addr()+uintptr(d.rxOff)))
 	d.barrier()
 	bd.Store(r.desc, off, bd.Word(0, bd.E|r.want[i]))
 	d.regs.Write32(RegRDAR, DescriptorActive) // a MAC stopped at the slot resumes
 	d.rxc.Kicks.Add(1)
+}
+
+// untrusted is the cause a descriptor handed back without its posting's
+// generation (status) is counted under: Stale for a zeroed or never-posted
+// entry, Duplicate for an earlier posting's completion written again.
+func untrusted(status uint16) nic.Cause {
+	if status&genMask == 0 {
+		return nic.Stale
+	}
+	return nic.Duplicate
 }
 
 // rxCause maps the error bits of a frame's last descriptor to one cause. TR
@@ -816,9 +818,7 @@ func rxCause(status uint16, spanned bool) (nic.Cause, bool) {
 // ring order, and returns how many it posted. An empty pool is counted as
 // nic.NoBuffer; the MAC stops at the first unposted descriptor until a
 // later Refill and RxKick.
-func (d *Driver) Refill() int { return d.refill() }
-
-func (d *Driver) refill() int {
+func (d *Driver) Refill() int {
 	r := &d.rx
 	posted := 0
 	for r.buf[d.rxFill] == nil {
@@ -938,11 +938,7 @@ func (d *Driver) Reclaim() int {
 			// MAC may still read b. It stays posted until Maintain
 			// has stopped and reset the MAC.
 			d.txBad = true
-			if status&genMask == 0 {
-				d.txc.Drop(nic.Stale)
-			} else {
-				d.txc.Drop(nic.Duplicate)
-			}
+			d.txc.Drop(untrusted(status))
 			break
 		}
 		b := r.buf[i]
@@ -965,7 +961,7 @@ func (d *Driver) Reclaim() int {
 		freed++
 	}
 	if freed > 0 {
-		const txErr = EventTxErrors &^ EventEBERR // EBERR: PollLink
+		const txErr = EventTxErrors &^ EventEBERR // EBERR: busError
 		if e := d.regs.Read32(RegEIR) & txErr; e != 0 {
 			d.regs.Write32(RegEIR, e)
 			for ; e != 0; e &= e - 1 {
@@ -1003,8 +999,10 @@ func (d *Driver) EnableInterrupts(mask uint32) {
 
 // Maintain implements nic.Maintainer: every few hundred milliseconds, off
 // the per-packet path, it looks for a MAC that needs a reset and does it
-// (reinit). It reads EIR and, only while traffic has stopped, a few
-// descriptors and RDAR. Reasons:
+// (reinit). It reads EIR on every call; while posted frames make no
+// progress, the transmit head descriptor; while no frame came in since the
+// last call, the receive head descriptor, RDAR and, with RDAR on, every
+// receive descriptor (rxStuck). Reasons:
 //   - EIR.EBERR: a DMA bus error stopped the uDMA;
 //   - an untrusted transmit completion holds the ring (see Reclaim);
 //   - frames posted, link up, and no transmit completion for TxTimeout;
@@ -1037,9 +1035,7 @@ func (d *Driver) Maintain() bool {
 
 // check finds the reason for a reset, or noReset. The gate is held.
 func (d *Driver) check(now time.Time) uint32 {
-	if e := d.regs.Read32(RegEIR) & EventEBERR; e != 0 {
-		d.regs.Write32(RegEIR, e)
-		d.txc.Drop(nic.TxError)
+	if d.busError() {
 		return resetBusError
 	}
 	if d.txBad {
@@ -1070,6 +1066,18 @@ func (d *Driver) check(now time.Time) uint32 {
 	}
 	d.lastRx = d.rxTaken
 	return noReset
+}
+
+// busError reports, acknowledges and counts EIR.EBERR: a DMA bus error
+// stopped the uDMA, and only a reset starts it again.
+func (d *Driver) busError() bool {
+	e := d.regs.Read32(RegEIR) & EventEBERR
+	if e == 0 {
+		return false
+	}
+	d.regs.Write32(RegEIR, e)
+	d.txc.Drop(nic.TxError)
+	return true
 }
 
 // rxStuck reports a receive ring the MAC walks differently from the

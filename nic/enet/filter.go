@@ -38,8 +38,8 @@ func GroupTable(groups [][6]byte) uint64 {
 }
 
 // SetGroups implements nic.GroupFilter: it programs the group hash table
-// for groups and keeps it, so program (which every MAC initialisation and
-// restart runs) writes it again. The stack calls it with the transmit side
+// for groups and keeps it, so initMAC (which New and every MAC restart
+// run) writes it again. The stack calls it with the transmit side
 // held, on the receive goroutine.
 func (d *Driver) SetGroups(groups [][6]byte) {
 	d.groupTable.Store(GroupTable(groups))

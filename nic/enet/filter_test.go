@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/nic/enet"
 	"github.com/tamanet/tamanet/nic/enet/enettest"
@@ -116,30 +115,11 @@ type noFilter struct{ nic.Device }
 // group hash table.
 func newEnode6(t testing.TB, mac [6]byte, addr, addr6 netip.Prefix, filter bool) *enode {
 	t.Helper()
-	mem := make([]byte, 4<<20)
-	arena := alloc.NewArena(mem)
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := enettest.New(arena.Memory(), enettest.Options{MAC: mac, TxAlign: enet.DefaultTxAlign})
-	drv, err := enet.New(model, arena, pool, enet.Config{RxRing: 128, TxRing: 128})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := pool.InUse() // the posted ring, before the stack sends anything
-	var dev nic.Device = drv
+	var wrap func(nic.Device) nic.Device
 	if !filter {
-		dev = noFilter{drv}
+		wrap = func(d nic.Device) nic.Device { return noFilter{d} }
 	}
-	s, err := stack.New(dev, pool, stack.Config{Addr: addr, IPv6: true, Addr6: addr6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	drv.EnableInterrupts(enet.EventRXF | enet.EventTXF)
-	model.SetInterrupt(s.Wake)
-	t.Cleanup(func() { s.Close(); drv.Close() })
-	return &enode{pool: pool, model: model, drv: drv, s: s, baseline: base}
+	return newEnode(t, mac, stack.Config{Addr: addr, IPv6: true, Addr6: addr6}, enet.Config{RxRing: 128, TxRing: 128}, wrap)
 }
 
 func enetPair6(t testing.TB, filter bool) (a, b *enode) {

@@ -52,6 +52,32 @@ func receiveOne(t *testing.T, r *rig, f []byte) {
 	r.drv.RxKick()
 }
 
+// deliverN delivers n frames (numbered from 2, after receiveOne's first)
+// and returns them.
+func deliverN(r *rig, n int, rng *rand.Rand) [][]byte {
+	sent := make([][]byte, n)
+	for i := range sent {
+		sent[i] = frame(100+i, uint32(2+i), rng)
+		r.dev.Deliver(sent[i])
+	}
+	return sent
+}
+
+// receiveAll checks the driver hands up exactly frames, in order, then
+// refills and kicks the ring.
+func receiveAll(t *testing.T, r *rig, frames [][]byte) {
+	t.Helper()
+	for i, f := range frames {
+		b := r.drv.Receive()
+		if b == nil || !bytes.Equal(b.Bytes(), f) {
+			t.Fatalf("frame %d of %d not received intact", i, len(frames))
+		}
+		r.pool.Put(b)
+	}
+	r.drv.Refill()
+	r.drv.RxKick()
+}
+
 // sendOne transmits f and checks the model sends exactly f and Reclaim
 // frees it.
 func sendOne(t *testing.T, r *rig, out *[][]byte, f []byte) {
@@ -267,12 +293,7 @@ func TestMaintainRxSkipped(t *testing.T) {
 	r.dev.SkipRx()
 	// More frames than the ring holds: the MAC fills the 7 descriptors
 	// past the head, passes over the head again and stops; 3 wait.
-	var sent [][]byte
-	for i := range 10 {
-		f := frame(100+i, uint32(2+i), rng)
-		sent = append(sent, f)
-		r.dev.Deliver(f)
-	}
+	sent := deliverN(r, 10, rng)
 	if b := r.drv.Receive(); b != nil {
 		t.Fatal("a frame was taken past the empty head")
 	}
@@ -286,15 +307,7 @@ func TestMaintainRxSkipped(t *testing.T) {
 		t.Fatal("no reset at the second")
 	}
 	// The 7 frames on the ring went with it; the 3 that waited arrive.
-	for _, f := range sent[7:] {
-		b := r.drv.Receive()
-		if b == nil || !bytes.Equal(b.Bytes(), f) {
-			t.Fatal("a waiting frame did not arrive intact after the reset")
-		}
-		r.pool.Put(b)
-	}
-	r.drv.Refill()
-	r.drv.RxKick()
+	receiveAll(t, r, sent[7:])
 	checkReset(t, r, 1, "rx ring stuck")
 	for i := range 10 {
 		receiveOne(t, r, frame(100+i, uint32(10+i), rng))
@@ -313,27 +326,14 @@ func TestMaintainRDAR(t *testing.T) {
 	receiveOne(t, r, frame(100, 1, rng))
 	r.drv.Maintain()
 	r.dev.StopRx()
-	var sent [][]byte
-	for i := range 3 {
-		f := frame(100+i, uint32(2+i), rng)
-		sent = append(sent, f)
-		r.dev.Deliver(f)
-	}
+	sent := deliverN(r, 3, rng)
 	if b := r.drv.Receive(); b != nil || r.dev.Backlog() != 3 {
 		t.Fatalf("frames received while RDAR is off (backlog %d)", r.dev.Backlog())
 	}
 	if r.drv.Maintain() {
 		t.Fatal("reset where a kick does")
 	}
-	for i, f := range sent {
-		b := r.drv.Receive()
-		if b == nil || !bytes.Equal(b.Bytes(), f) {
-			t.Fatalf("frame %d not received after the kick", i)
-		}
-		r.pool.Put(b)
-	}
-	r.drv.Refill()
-	r.drv.RxKick()
+	receiveAll(t, r, sent)
 	if s := stats(r); s.Resets != 0 || r.pool.InUse() != r.base {
 		t.Fatalf("resets %d, pool %d of %d", s.Resets, r.pool.InUse(), r.base)
 	}

@@ -43,28 +43,20 @@ func TestTapLinuxIPv6(t *testing.T) {
 	defer n.model.Close()
 	stacktest.ServeEcho(t, n.s)
 
-	run := func(name string, args ...string) string {
-		t.Helper()
-		out, err := ns.Command(ctx, name, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-		return string(out)
-	}
 	// The stack answers once DAD (1 s) is done.
 	stacktest.WaitPing(t, n.s, stacktest.Addr6B.Addr(), 10*time.Second)
 	for _, dst := range []string{stacktest.Addr6A.Addr().String(), stacktest.LinkLocal(stacktest.MACA).String() + "%" + ns.Tap} {
-		out := run("ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", dst)
+		out := nsRun(t, ctx, ns, "ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", dst)
 		if !strings.Contains(out, " 0% packet loss") {
 			t.Fatalf("ping %s:\n%s", dst, out)
 		}
 	}
 	const msg = "tamanet over IPv6"
-	out := run("sh", "-c", "echo '"+msg+"' | nc -6 -q 2 -w 5 "+stacktest.Addr6A.Addr().String()+" 7")
+	out := nsRun(t, ctx, ns, "sh", "-c", "echo '"+msg+"' | nc -6 -q 2 -w 5 "+stacktest.Addr6A.Addr().String()+" 7")
 	if strings.TrimSpace(out) != msg {
 		t.Fatalf("TCP echo over IPv6: %q", out)
 	}
-	out = run("python3", "-c", udpEcho6, stacktest.Addr6A.Addr().String(), msg)
+	out = nsRun(t, ctx, ns, "python3", "-c", udpEcho6, stacktest.Addr6A.Addr().String(), msg)
 	if strings.TrimSpace(out) != msg {
 		t.Fatalf("UDP echo over IPv6: %q", out)
 	}
