@@ -230,7 +230,6 @@ type Stack struct {
 	groups   [][6]byte // the filter set last programmed; poll goroutine
 
 	steps  atomic.Uint64 // Poll steps that ran
-	resets atomic.Uint64 // device resets done by Maintain
 	busy   atomic.Uint64 // steps that found work
 	sleeps atomic.Uint64 // idle sleeps of the runner
 	wakes  atomic.Uint64 // sleeps ended by Wake
@@ -401,16 +400,10 @@ func (s *Stack) Poll() (work int, next time.Duration) {
 }
 
 // Maintain gives the driver its slow-path step (see nic.Maintainer) and
-// reports whether it reset the device. Run calls it every MaintainInterval;
-// a caller that drives Poll itself calls it as often. It must not overlap
-// Poll.
-func (s *Stack) Maintain() bool {
-	if s.ep.Maintain() {
-		s.resets.Add(1)
-		return true
-	}
-	return false
-}
+// reports whether it reset the device; the driver counts its resets
+// (nic.Stats.Resets). Run calls it every MaintainInterval; a caller that
+// drives Poll itself calls it as often. It must not overlap Poll.
+func (s *Stack) Maintain() bool { return s.ep.Maintain() }
 
 // Wake makes a sleeping runner take a step now. It never blocks and may be
 // called from an interrupt hook; wake-ups while one is pending coalesce.
