@@ -443,7 +443,8 @@ func (s *Stack) Run(ctx context.Context) {
 				s.Maintain()
 			}
 		}
-		if work == 0 && s.cfg.BusyPoll > 0 && time.Since(lastWork) < s.cfg.BusyPoll {
+		// A step without work returns next > 0, so now was read above.
+		if work == 0 && s.cfg.BusyPoll > 0 && now.Sub(lastWork) < s.cfg.BusyPoll {
 			// Within the busy-poll window: step again after letting
 			// other goroutines run. Bounded by BusyPoll since the last
 			// work, so an idle system falls through to sleep.
