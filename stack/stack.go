@@ -42,7 +42,6 @@ import (
 	"github.com/tamanet/tamanet/stack/link"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -266,7 +265,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, start: time.Now(), wake: make(chan struct{}, 1), ip: cfg.Addr, gw: cfg.Gateway}
+	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, start: time.Now(), wake: make(chan struct{}, 1)}
 	opt := gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
@@ -312,45 +311,21 @@ func (s *Stack) configure() error {
 		return fmt.Errorf("stack: create NIC: %v", err)
 	}
 	var routes []tcpip.Route
-	// A dynamic interface starts with no IPv4 address or route: SetIPv4
-	// adds them. IPv6 is configured either way.
-	if !s.cfg.Dynamic {
-		addr := tcpip.ProtocolAddress{
-			Protocol: ipv4.ProtocolNumber,
-			AddressWithPrefix: tcpip.AddressWithPrefix{
-				Address:   tcpip.AddrFrom4(s.cfg.Addr.Addr().As4()),
-				PrefixLen: s.cfg.Addr.Bits(),
-			},
-		}
-		if err := s.gv.AddProtocolAddress(NICID, addr, gvstack.AddressProperties{}); err != nil {
-			return fmt.Errorf("stack: add address %v: %v", s.cfg.Addr, err)
-		}
-		routes = append(routes, tcpip.Route{Destination: addr.AddressWithPrefix.Subnet(), NIC: NICID})
-	}
 	if s.cfg.IPv6 {
 		routes = append(routes, tcpip.Route{Destination: linkLocalSubnet, NIC: NICID})
 	}
 	if p := s.cfg.Addr6; p.IsValid() {
-		a6 := tcpip.ProtocolAddress{
-			Protocol: ipv6.ProtocolNumber,
-			AddressWithPrefix: tcpip.AddressWithPrefix{
-				Address:   tcpip.AddrFrom16(p.Addr().As16()),
-				PrefixLen: p.Bits(),
-			},
+		if err := s.addAddress(p); err != nil {
+			return err
 		}
-		if err := s.gv.AddProtocolAddress(NICID, a6, gvstack.AddressProperties{}); err != nil {
-			return fmt.Errorf("stack: add address %v: %v", p, err)
-		}
-		routes = append(routes, tcpip.Route{Destination: a6.AddressWithPrefix.Subnet(), NIC: NICID})
-	}
-	if s.cfg.Gateway.IsValid() {
-		routes = append(routes, tcpip.Route{
-			Destination: header.IPv4EmptySubnet,
-			Gateway:     tcpip.AddrFrom4(s.cfg.Gateway.As4()),
-			NIC:         NICID,
-		})
+		routes = append(routes, onLink(p))
 	}
 	s.gv.SetRouteTable(routes)
+	// A dynamic interface starts with no IPv4 address or route: SetIPv4
+	// adds them later. A static one gets them the same way now.
+	if !s.cfg.Dynamic {
+		return s.SetIPv4(s.cfg.Addr, s.cfg.Gateway)
+	}
 	return nil
 }
 
