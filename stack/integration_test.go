@@ -29,17 +29,7 @@ type vnode struct {
 // configuration given. The stack is not started.
 func newVnode(t testing.TB, opts virtiotest.Options, cfg Config) *vnode {
 	t.Helper()
-	mem := make([]byte, 6<<20)
-	arena := alloc.NewArena(mem)
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := virtiotest.New(arena.Memory(), opts)
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, model, drv := stacktest.Virtio(t, opts)
 	// The driver has posted its receive ring; measured before New, since
 	// with IPv6 the stack transmits (DAD, MLD) from New on.
 	baseline := pool.InUse()

@@ -21,6 +21,7 @@ import (
 	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack"
+	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
 // console is a concurrency-safe io.Writer.
@@ -59,16 +60,7 @@ var clientConfig = stack.Config{Addr: netip.MustParsePrefix("10.0.0.2/24")}
 
 func newClient(t *testing.T, cfg stack.Config) *client {
 	t.Helper()
-	arena := alloc.NewArena(make([]byte, 8<<20))
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
 	s, err := stack.New(drv, pool, cfg)
 	if err != nil {
 		t.Fatal(err)
