@@ -7,6 +7,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -36,23 +37,14 @@ func (s *Stack) SetIPv4(addr netip.Prefix, gw netip.Addr) error {
 	}
 	s.removeIPv4Routes()
 	if !s.ip.IsValid() {
-		pa := tcpip.ProtocolAddress{
-			Protocol: ipv4.ProtocolNumber,
-			AddressWithPrefix: tcpip.AddressWithPrefix{
-				Address:   tcpip.AddrFrom4(addr.Addr().As4()),
-				PrefixLen: addr.Bits(),
-			},
-		}
-		if err := s.gv.AddProtocolAddress(NICID, pa, gvstack.AddressProperties{}); err != nil {
+		if err := s.addAddress(addr); err != nil {
 			s.gw = netip.Addr{}
-			return fmt.Errorf("stack: add address %v: %v", addr, err)
+			return err
 		}
 		s.ip = addr
 	}
 	s.gw = gw
-	s.gv.AddRoute(tcpip.Route{Destination: tcpip.AddressWithPrefix{
-		Address: tcpip.AddrFrom4(addr.Addr().As4()), PrefixLen: addr.Bits(),
-	}.Subnet(), NIC: NICID})
+	s.gv.AddRoute(onLink(addr))
 	if gw.IsValid() {
 		s.gv.AddRoute(tcpip.Route{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFrom4(gw.As4()), NIC: NICID})
 	}
@@ -69,6 +61,27 @@ func (s *Stack) ClearIPv4() {
 	}
 	s.removeIPv4Routes()
 	s.ip, s.gw = netip.Prefix{}, netip.Addr{}
+}
+
+// addAddress gives the interface the address p, IPv4 or IPv6.
+func (s *Stack) addAddress(p netip.Prefix) error {
+	pa := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addrWithPrefix(p)}
+	if p.Addr().Is6() {
+		pa.Protocol = ipv6.ProtocolNumber
+	}
+	if err := s.gv.AddProtocolAddress(NICID, pa, gvstack.AddressProperties{}); err != nil {
+		return fmt.Errorf("stack: add address %v: %v", p, err)
+	}
+	return nil
+}
+
+// onLink is the route to p's subnet through the interface.
+func onLink(p netip.Prefix) tcpip.Route {
+	return tcpip.Route{Destination: addrWithPrefix(p).Subnet(), NIC: NICID}
+}
+
+func addrWithPrefix(p netip.Prefix) tcpip.AddressWithPrefix {
+	return tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}
 }
 
 func (s *Stack) removeIPv4Routes() {

@@ -50,7 +50,7 @@ func TestDynamicIPv4(t *testing.T) {
 	if err := ping(b, addrA.Addr()); err != nil {
 		t.Fatalf("after SetIPv4(%v): %v", addrA, err)
 	}
-	// The default route through B reaches an off-link address's next hop.
+	// And A reaches B: its own address is the source.
 	if err := ping(a, addrB.Addr()); err != nil {
 		t.Fatalf("A to B: %v", err)
 	}
@@ -105,5 +105,27 @@ func TestDynamicIPv4(t *testing.T) {
 	}
 	if _, err := New(da, pa, Config{Dynamic: true, Addr: addrA}); err == nil {
 		t.Error("Dynamic with a static address accepted")
+	}
+}
+
+// TestStaticIPv4: a static address and gateway from Config are in place
+// after New as SetIPv4 leaves them: IPv4 reports them and the table holds
+// the on-link route and the default route through the gateway.
+func TestStaticIPv4(t *testing.T) {
+	pool := newPool(t, 64)
+	s, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 16}), pool, Config{Addr: addrA, Gateway: addrB.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p, g := s.IPv4(); p != addrA || g != addrB.Addr() {
+		t.Errorf("IPv4() = %v %v, want %v %v", p, g, addrA, addrB.Addr())
+	}
+	var got []string
+	for _, r := range s.GVisor().GetRouteTable() {
+		got = append(got, r.Destination.String()+" via "+r.Gateway.String())
+	}
+	if want := []string{"10.0.0.0/24 via ", "0.0.0.0/0 via 10.0.0.2"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("routes %q, want %q", got, want)
 	}
 }

@@ -6,7 +6,6 @@ package stack
 
 import (
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -26,27 +25,22 @@ type vnode struct {
 	baseline int // pool buffers in use when idle (the posted rx ring)
 }
 
-func newVnode(t testing.TB, mac [6]byte, addr netip.Prefix, gw netip.Addr) *vnode {
+// newVnode builds one side with the device model's options and the stack
+// configuration given. The stack is not started.
+func newVnode(t testing.TB, opts virtiotest.Options, cfg Config) *vnode {
 	t.Helper()
-	mem := make([]byte, 6<<20)
-	arena := alloc.NewArena(mem)
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
+	pool, model, drv := stacktest.Virtio(t, opts)
+	// The driver has posted its receive ring; measured before New, since
+	// with IPv6 the stack transmits (DAD, MLD) from New on.
+	baseline := pool.InUse()
+	s, err := New(drv, pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: mac})
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
+	if s.MAC().String() != net.HardwareAddr(opts.MAC[:]).String() {
+		t.Fatalf("stack MAC %v, want the device's %x", s.MAC(), opts.MAC)
 	}
-	s, err := New(drv, pool, Config{Addr: addr, Gateway: gw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.MAC().String() != net.HardwareAddr(mac[:]).String() {
-		t.Fatalf("stack MAC %v, want the device's %x", s.MAC(), mac)
-	}
-	n := &vnode{pool: pool, model: model, drv: drv, s: s, baseline: pool.InUse()}
+	n := &vnode{pool: pool, model: model, drv: drv, s: s, baseline: baseline}
 	// The model's interrupt only wakes the poll loop, as its contract asks.
 	model.SetInterrupt(s.Wake)
 	return n
@@ -66,8 +60,8 @@ func (n *vnode) quiet() stacktest.Quiet {
 // back to back through two device models.
 func virtioPair(t testing.TB) (a, b *vnode) {
 	t.Helper()
-	a = newVnode(t, stacktest.MACA, addrA, addrB.Addr())
-	b = newVnode(t, stacktest.MACB, addrB, addrA.Addr())
+	a = newVnode(t, virtiotest.Options{MAC: stacktest.MACA}, Config{Addr: addrA, Gateway: addrB.Addr()})
+	b = newVnode(t, virtiotest.Options{MAC: stacktest.MACB}, Config{Addr: addrB, Gateway: addrA.Addr()})
 	virtiotest.Pipe(a.model, b.model)
 	a.s.Start()
 	b.s.Start()

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic/nictest"
-	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack/stacktest"
 
@@ -74,13 +72,19 @@ func TestIPv6BackToBack(t *testing.T) {
 	stacktest.WaitPing(t, b, stacktest.Addr6A.Addr(), 10*time.Second)
 	// Link-local, derived from the MAC.
 	stacktest.WaitPing(t, a, stacktest.LinkLocal(stacktest.MACB), 10*time.Second)
-	stacktest.Suite{
+	suite6(a, b).Run(t)
+}
+
+// suite6 is the link check over the static IPv6 addresses, a at Addr6A
+// the client.
+func suite6(a, b stacktest.Pinger) stacktest.Suite {
+	return stacktest.Suite{
 		A: a, B: b, AAddr: stacktest.Addr6A.Addr(), BAddr: stacktest.Addr6B.Addr(),
 		Ping: stacktest.PingCheck{Count: 10, Wait: time.Second, Total: 30 * time.Second},
 		// 1452 = 1500 - 40 (IPv6) - 8 (UDP).
 		UDP:     stacktest.UDPCheck{Sizes: stacktest.AllSizes(1, 1452), Wait: 2 * time.Second},
 		TCPSize: 4 << 20, Conns: 16, Each: 64 << 10,
-	}.Run(t)
+	}
 }
 
 // TestDualStack: a "tcp"/"udp" wildcard socket serves both families, as
@@ -191,43 +195,22 @@ func TestIPv6Virtio(t *testing.T) {
 	// VIRTIO_NET_F_CTRL_VQ and VIRTIO_NET_F_CTRL_RX (virtio 1.2 section
 	// 5.1.3), offered as QEMU does.
 	const featureCtrlRx = 1<<17 | 1<<18
-	mk := func(mac [6]byte, addr, addr6 netip.Prefix) (*Stack, *virtiotest.Device, stacktest.Quiet) {
-		mem := make([]byte, 6<<20)
-		arena := alloc.NewArena(mem)
-		pool, err := arena.Pool(alloc.Config{Count: 1024})
-		if err != nil {
-			t.Fatal(err)
-		}
-		model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: mac, Features: virtiotest.Features | featureCtrlRx})
-		drv, err := virtio.New(model, arena, pool, virtio.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if drv.Features()&(1<<18) != 0 {
+	mk := func(mac [6]byte, addr, addr6 netip.Prefix) *vnode {
+		n := newVnode(t, virtiotest.Options{MAC: mac, Features: virtiotest.Features | featureCtrlRx}, Config{Addr: addr, IPv6: true, Addr6: addr6})
+		t.Cleanup(n.close)
+		if n.drv.Features()&(1<<18) != 0 {
 			t.Fatal("driver negotiated VIRTIO_NET_F_CTRL_RX")
 		}
-		base := pool.InUse() // before the stack sends anything
-		s, err := New(drv, pool, Config{Addr: addr, IPv6: true, Addr6: addr6})
-		if err != nil {
-			t.Fatal(err)
-		}
-		model.SetInterrupt(s.Wake)
-		t.Cleanup(func() { s.Close(); drv.Close() })
-		return s, model, stacktest.Quiet{Name: addr6.String(), Pool: pool, Baseline: base, Wake: s.Wake}
+		return n
 	}
-	a, ma, qa := mk(stacktest.MACA, addrA, stacktest.Addr6A)
-	b, mb, qb := mk(stacktest.MACB, addrB, stacktest.Addr6B)
-	virtiotest.Pipe(ma, mb)
-	a.Start()
-	b.Start()
-	stacktest.WaitPing(t, a, stacktest.Addr6B.Addr(), 10*time.Second)
-	stacktest.Suite{
-		A: a, B: b, AAddr: stacktest.Addr6A.Addr(), BAddr: stacktest.Addr6B.Addr(),
-		Ping:    stacktest.PingCheck{Count: 10, Wait: time.Second, Total: 30 * time.Second},
-		UDP:     stacktest.UDPCheck{Sizes: stacktest.AllSizes(1, 1452), Wait: 2 * time.Second},
-		TCPSize: 4 << 20, Conns: 16, Each: 64 << 10,
-	}.Run(t)
-	stacktest.CheckQuiet(t, qa, qb)
+	a := mk(stacktest.MACA, addrA, stacktest.Addr6A)
+	b := mk(stacktest.MACB, addrB, stacktest.Addr6B)
+	virtiotest.Pipe(a.model, b.model)
+	a.s.Start()
+	b.s.Start()
+	stacktest.WaitPing(t, a.s, stacktest.Addr6B.Addr(), 10*time.Second)
+	suite6(a.s, b.s).Run(t)
+	stacktest.CheckQuiet(t, a.quiet(), b.quiet())
 }
 
 // routerAdvert builds a router advertisement from fe80::1 (MAC rmac) to

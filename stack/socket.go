@@ -152,18 +152,29 @@ func netProto(network string, la, ra tcpip.Address, has6 bool) (tcpip.NetworkPro
 	return 0, false, fmt.Errorf("stack: unsupported network %q", network)
 }
 
-// listenTCP is gonet.ListenTCP with the IPV6_V6ONLY option.
-func (s Sockets) listenTCP(la tcpip.FullAddress, proto tcpip.NetworkProtocolNumber, v6only bool) (net.Listener, error) {
-	var wq waiter.Queue
-	ep, terr := s.gv.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
+// newEndpoint opens a transport endpoint with the IPV6_V6ONLY option,
+// which gonet's constructors do not set.
+func (s Sockets) newEndpoint(trans tcpip.TransportProtocolNumber, proto tcpip.NetworkProtocolNumber, v6only bool, wq *waiter.Queue) (tcpip.Endpoint, error) {
+	ep, terr := s.gv.NewEndpoint(trans, proto, wq)
 	if terr != nil {
 		return nil, errors.New(terr.String())
 	}
 	if proto == ipv6.ProtocolNumber {
 		ep.SocketOptions().SetV6Only(v6only)
 	}
+	return ep, nil
+}
+
+// listenTCP is gonet.ListenTCP with the IPV6_V6ONLY option.
+func (s Sockets) listenTCP(la tcpip.FullAddress, proto tcpip.NetworkProtocolNumber, v6only bool) (net.Listener, error) {
+	var wq waiter.Queue
+	ep, err := s.newEndpoint(tcp.ProtocolNumber, proto, v6only, &wq)
+	if err != nil {
+		return nil, err
+	}
 	op := "bind"
-	if terr = ep.Bind(la); terr == nil {
+	terr := ep.Bind(la)
+	if terr == nil {
 		op = "listen"
 		terr = ep.Listen(listenBacklog)
 	}
@@ -180,12 +191,9 @@ const listenBacklog = 4096
 // dialUDP is gonet.DialUDP with the IPV6_V6ONLY option.
 func (s Sockets) dialUDP(la, ra *tcpip.FullAddress, proto tcpip.NetworkProtocolNumber, v6only bool) (*gonet.UDPConn, error) {
 	var wq waiter.Queue
-	ep, terr := s.gv.NewEndpoint(udp.ProtocolNumber, proto, &wq)
-	if terr != nil {
-		return nil, errors.New(terr.String())
-	}
-	if proto == ipv6.ProtocolNumber {
-		ep.SocketOptions().SetV6Only(v6only)
+	ep, err := s.newEndpoint(udp.ProtocolNumber, proto, v6only, &wq)
+	if err != nil {
+		return nil, err
 	}
 	if la != nil {
 		if terr := ep.Bind(*la); terr != nil {

@@ -42,7 +42,6 @@ import (
 	"github.com/tamanet/tamanet/stack/link"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -230,7 +229,6 @@ type Stack struct {
 	groups   [][6]byte // the filter set last programmed; poll goroutine
 
 	steps  atomic.Uint64 // Poll steps that ran
-	resets atomic.Uint64 // device resets done by Maintain
 	busy   atomic.Uint64 // steps that found work
 	sleeps atomic.Uint64 // idle sleeps of the runner
 	wakes  atomic.Uint64 // sleeps ended by Wake
@@ -267,7 +265,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, start: time.Now(), wake: make(chan struct{}, 1), ip: cfg.Addr, gw: cfg.Gateway}
+	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, start: time.Now(), wake: make(chan struct{}, 1)}
 	opt := gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
@@ -313,45 +311,21 @@ func (s *Stack) configure() error {
 		return fmt.Errorf("stack: create NIC: %v", err)
 	}
 	var routes []tcpip.Route
-	// A dynamic interface starts with no IPv4 address or route: SetIPv4
-	// adds them. IPv6 is configured either way.
-	if !s.cfg.Dynamic {
-		addr := tcpip.ProtocolAddress{
-			Protocol: ipv4.ProtocolNumber,
-			AddressWithPrefix: tcpip.AddressWithPrefix{
-				Address:   tcpip.AddrFrom4(s.cfg.Addr.Addr().As4()),
-				PrefixLen: s.cfg.Addr.Bits(),
-			},
-		}
-		if err := s.gv.AddProtocolAddress(NICID, addr, gvstack.AddressProperties{}); err != nil {
-			return fmt.Errorf("stack: add address %v: %v", s.cfg.Addr, err)
-		}
-		routes = append(routes, tcpip.Route{Destination: addr.AddressWithPrefix.Subnet(), NIC: NICID})
-	}
 	if s.cfg.IPv6 {
 		routes = append(routes, tcpip.Route{Destination: linkLocalSubnet, NIC: NICID})
 	}
 	if p := s.cfg.Addr6; p.IsValid() {
-		a6 := tcpip.ProtocolAddress{
-			Protocol: ipv6.ProtocolNumber,
-			AddressWithPrefix: tcpip.AddressWithPrefix{
-				Address:   tcpip.AddrFrom16(p.Addr().As16()),
-				PrefixLen: p.Bits(),
-			},
+		if err := s.addAddress(p); err != nil {
+			return err
 		}
-		if err := s.gv.AddProtocolAddress(NICID, a6, gvstack.AddressProperties{}); err != nil {
-			return fmt.Errorf("stack: add address %v: %v", p, err)
-		}
-		routes = append(routes, tcpip.Route{Destination: a6.AddressWithPrefix.Subnet(), NIC: NICID})
-	}
-	if s.cfg.Gateway.IsValid() {
-		routes = append(routes, tcpip.Route{
-			Destination: header.IPv4EmptySubnet,
-			Gateway:     tcpip.AddrFrom4(s.cfg.Gateway.As4()),
-			NIC:         NICID,
-		})
+		routes = append(routes, onLink(p))
 	}
 	s.gv.SetRouteTable(routes)
+	// A dynamic interface starts with no IPv4 address or route: SetIPv4
+	// adds them later. A static one gets them the same way now.
+	if !s.cfg.Dynamic {
+		return s.SetIPv4(s.cfg.Addr, s.cfg.Gateway)
+	}
 	return nil
 }
 
@@ -401,16 +375,10 @@ func (s *Stack) Poll() (work int, next time.Duration) {
 }
 
 // Maintain gives the driver its slow-path step (see nic.Maintainer) and
-// reports whether it reset the device. Run calls it every MaintainInterval;
-// a caller that drives Poll itself calls it as often. It must not overlap
-// Poll.
-func (s *Stack) Maintain() bool {
-	if s.ep.Maintain() {
-		s.resets.Add(1)
-		return true
-	}
-	return false
-}
+// reports whether it reset the device; the driver counts its resets
+// (nic.Stats.Resets). Run calls it every MaintainInterval; a caller that
+// drives Poll itself calls it as often. It must not overlap Poll.
+func (s *Stack) Maintain() bool { return s.ep.Maintain() }
 
 // Wake makes a sleeping runner take a step now. It never blocks and may be
 // called from an interrupt hook; wake-ups while one is pending coalesce.
@@ -450,7 +418,8 @@ func (s *Stack) Run(ctx context.Context) {
 				s.Maintain()
 			}
 		}
-		if work == 0 && s.cfg.BusyPoll > 0 && time.Since(lastWork) < s.cfg.BusyPoll {
+		// A step without work returns next > 0, so now was read above.
+		if work == 0 && s.cfg.BusyPoll > 0 && now.Sub(lastWork) < s.cfg.BusyPoll {
 			// Within the busy-poll window: step again after letting
 			// other goroutines run. Bounded by BusyPoll since the last
 			// work, so an idle system falls through to sleep.

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tamanet/tamanet/alloc"
-	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
@@ -38,25 +36,11 @@ func TestLinuxTapIPv6(t *testing.T) {
 		return string(out)
 	}
 
-	arena := alloc.NewArena(make([]byte, 6<<20))
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: stacktest.MACA})
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := pool.InUse()
-	s, err := New(drv, pool, Config{Addr: addrA, IPv6: true, Addr6: stacktest.Addr6A})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model.SetInterrupt(s.Wake)
-	model.AttachTap(tapFile)
-	s.Start()
-	t.Cleanup(func() { s.Close(); drv.Close(); model.Close() })
+	n := newVnode(t, virtiotest.Options{MAC: stacktest.MACA}, Config{Addr: addrA, IPv6: true, Addr6: stacktest.Addr6A})
+	n.model.AttachTap(tapFile)
+	n.s.Start()
+	t.Cleanup(func() { n.close(); n.model.Close() })
+	s := n.s
 	stacktest.ServeEcho(t, s)
 
 	stacktest.WaitPing(t, s, stacktest.Addr6B.Addr(), 10*time.Second)
@@ -73,5 +57,5 @@ func TestLinuxTapIPv6(t *testing.T) {
 		t.Fatalf("Linux TCP client over IPv6: %v\n%s", err, cout)
 	}
 	t.Logf("Linux TCP client over IPv6: %s", bytes.TrimSpace(cout))
-	stacktest.CheckQuiet(t, stacktest.Quiet{Name: "stack", Pool: pool, Baseline: base, Wake: s.Wake})
+	stacktest.CheckQuiet(t, n.quiet())
 }

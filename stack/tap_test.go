@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
@@ -65,7 +66,7 @@ func TestLinuxTap(t *testing.T) {
 		return string(out)
 	}
 
-	n := newVnode(t, stacktest.MACA, addrA, addrB.Addr())
+	n := newVnode(t, virtiotest.Options{MAC: stacktest.MACA}, Config{Addr: addrA, Gateway: addrB.Addr()})
 	n.model.AttachTap(tapFile)
 	n.s.Start()
 	t.Cleanup(func() {

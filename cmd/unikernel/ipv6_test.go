@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/internal/config"
-	"github.com/tamanet/tamanet/nic/virtio"
-	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
@@ -58,23 +53,8 @@ func TestFirmwareIPv6(t *testing.T) {
 }
 
 func testFirmwareIPv6(t *testing.T, socks func(*stack.Stack) sockets) {
-	arena := alloc.NewArena(make([]byte, 8<<20))
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := stack.New(drv, pool, stack.Config{Addr: netip.MustParsePrefix("10.0.0.2/24"), IPv6: true, Addr6: netip.MustParsePrefix("fd00::10:2/64")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs.Start()
-	t.Cleanup(func() { cs.Close(); drv.Close() })
-	c := &client{model: model, s: cs}
+	c := newClient(t, stack.Config{Addr: clientConfig.Addr, IPv6: true, Addr6: netip.MustParsePrefix("fd00::10:2/64")})
+	cs := c.s
 
 	var calls int
 	var out console
@@ -114,23 +94,11 @@ func testFirmwareIPv6(t *testing.T, socks func(*stack.Stack) sockets) {
 		}
 		conn.Close()
 	}
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return cs.Dial(ctx, network, addr)
-		},
-	}}
-	resp, err := hc.Get("http://[fd00::10:1]/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st struct {
 		IPv6 []string          `json:"ipv6"`
 		Info map[string]string `json:"info"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	c.getStats(t, "http://[fd00::10:1]/stats", &st)
 	if strings.Join(st.IPv6, " ") != "fd00::10:1/64 "+ll.String()+"/64" || st.Info["ip6"] != "fd00::10:1/64" || st.Info["ip6_link_local"] != ll.String() {
 		t.Errorf("/stats ipv6 %v info %v", st.IPv6, st.Info)
 	}

@@ -258,23 +258,9 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	}
 	if lookupTarget != "" {
 		// The firmware's self-test uses the standard library as any
-		// firmware code would: net.DefaultResolver and net.Dialer.
-		lookupHost, dialName := net.DefaultResolver.LookupHost, new(net.Dialer).DialContext
-		if socks != nil {
-			lookupHost = fw.resolver.Resolver().LookupHost
-			dialName = func(ctx context.Context, network, address string) (net.Conn, error) {
-				host, port, err := net.SplitHostPort(address)
-				if err != nil {
-					return nil, err
-				}
-				addrs, err := lookupHost(ctx, host)
-				if err != nil {
-					return nil, err
-				}
-				return s.Dial(ctx, network, net.JoinHostPort(addrs[0], port))
-			}
-		}
-		fw.lookup, err = service.StartLookup(service.LookupConfig{Target: lookupTarget, LookupHost: lookupHost, Dial: dialName})
+		// firmware code would: net.DefaultResolver and net.Dialer. No
+		// host test sets lookupTarget: there they would be the host's.
+		fw.lookup, err = service.StartLookup(service.LookupConfig{Target: lookupTarget, LookupHost: net.DefaultResolver.LookupHost, Dial: new(net.Dialer).DialContext})
 		if err != nil {
 			fw.services.Close()
 			fw.stopDHCP()

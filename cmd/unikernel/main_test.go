@@ -21,6 +21,7 @@ import (
 	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack"
+	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
 // console is a concurrency-safe io.Writer.
@@ -54,25 +55,38 @@ type client struct {
 	s     *stack.Stack
 }
 
-func newClient(t *testing.T) *client {
+// clientConfig is the client's stack configuration in the IPv4 tests.
+var clientConfig = stack.Config{Addr: netip.MustParsePrefix("10.0.0.2/24")}
+
+func newClient(t *testing.T, cfg stack.Config) *client {
 	t.Helper()
-	arena := alloc.NewArena(make([]byte, 8<<20))
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := stack.New(drv, pool, stack.Config{Addr: netip.MustParsePrefix("10.0.0.2/24")})
+	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
+	s, err := stack.New(drv, pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Start()
 	t.Cleanup(func() { s.Close(); drv.Close() })
 	return &client{model: model, s: s}
+}
+
+// getStats gets the firmware's /stats at url over c's stack and decodes
+// it into v.
+func (c *client) getStats(t *testing.T, url string, v any) {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.s.Dial(ctx, network, addr)
+		},
+	}}
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // platformFor is a host "board": DMA from the heap and a virtio-net device
@@ -94,7 +108,7 @@ func platformFor(c *client, calls *int) func() (target, error) {
 }
 
 func TestFirmware(t *testing.T) {
-	c := newClient(t)
+	c := newClient(t, clientConfig)
 	var calls int
 	var out console
 	fw, err := run(platformFor(c, &calls), config.Default, stackSockets, time.Now(), &out)
@@ -146,20 +160,8 @@ func TestFirmware(t *testing.T) {
 	}
 
 	// /stats: the stack's counters, Go's and the board's info.
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return c.s.Dial(ctx, network, addr)
-		},
-	}}
-	resp, err := hc.Get("http://10.0.0.1/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	c.getStats(t, "http://10.0.0.1/stats", &st)
 	for _, k := range []string{"pool", "nic", "endpoint", "tcpip", "go", "uptime_seconds", "info"} {
 		if _, ok := st[k]; !ok {
 			t.Errorf("/stats has no %q", k)
@@ -208,7 +210,7 @@ func TestNICFailure(t *testing.T) {
 // TestServiceFailure checks that a service that cannot listen stops the
 // bring-up with an error and no ready line.
 func TestServiceFailure(t *testing.T) {
-	c := newClient(t)
+	c := newClient(t, clientConfig)
 	var calls int
 	var out console
 	failing := func(s *stack.Stack) sockets {
@@ -237,7 +239,7 @@ func TestFirmwareDHCPFallback(t *testing.T) {
 	saved := dhcpFallbackAfter
 	dhcpFallbackAfter = time.Second
 	t.Cleanup(func() { dhcpFallbackAfter = saved })
-	c := newClient(t)
+	c := newClient(t, clientConfig)
 	var calls int
 	var out console
 	cfg := func() (config.Config, error) {
@@ -259,16 +261,6 @@ func TestFirmwareDHCPFallback(t *testing.T) {
 	if !strings.Contains(out.String(), "tamanet: dhcp: selecting ip=10.0.0.1/24 (fallback)") {
 		t.Errorf("console does not report the fallback:\n%s", out.String())
 	}
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return c.s.Dial(ctx, network, addr)
-		},
-	}}
-	resp, err := hc.Get("http://10.0.0.1/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st struct {
 		DHCP struct {
 			Source, Address, Router string
@@ -277,9 +269,7 @@ func TestFirmwareDHCPFallback(t *testing.T) {
 		DNS  []string
 		Info map[string]string
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	c.getStats(t, "http://10.0.0.1/stats", &st)
 	if st.DHCP.Source != "fallback" || st.DHCP.Address != "10.0.0.1/24" || st.DHCP.Router != "10.0.0.2" || st.DHCP.Discovers < 1 ||
 		len(st.DNS) != 1 || st.DNS[0] != "10.0.0.2" || st.Info["ip_config"] != "dhcp" || st.Info["ip"] != "10.0.0.1/24" {
 		t.Errorf("/stats: %+v", st)
@@ -291,7 +281,7 @@ func TestFirmwareDHCPFallback(t *testing.T) {
 // says it will not, the loop keeps its tick.
 func TestNICInterrupt(t *testing.T) {
 	for _, on := range []bool{true, false} {
-		c := newClient(t)
+		c := newClient(t, clientConfig)
 		var calls int
 		var wake func()
 		base := platformFor(c, &calls)

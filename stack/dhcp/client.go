@@ -168,7 +168,7 @@ type Packet struct {
 }
 
 // Broadcast reports whether p goes to the limited broadcast address.
-func (p Packet) Broadcast() bool { return p.Dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) }
+func (p Packet) Broadcast() bool { return p.Dst == broadcast }
 
 // Client is the DHCPv4 client state machine of RFC 2131 with the clock
 // outside: the caller passes the time to Next and Handle, sends the
@@ -277,7 +277,7 @@ func (c *Client) Next(now time.Time) (Packet, Event, time.Time) {
 		c.have = false
 		c.lease = Lease{}
 		c.counters.Expired++
-		c.toInit(now, now)
+		c.toInit(now)
 		return Packet{}, Lost, now
 	}
 	if now.Before(c.next) {
@@ -296,7 +296,7 @@ func (c *Client) Next(now time.Time) (Packet, Event, time.Time) {
 		c.tries++
 	case Requesting:
 		if c.tries >= requestTries {
-			c.toInit(now, now)
+			c.toInit(now)
 			return c.Next(now)
 		}
 		if c.tries == 0 {
@@ -311,15 +311,13 @@ func (c *Client) Next(now time.Time) (Packet, Event, time.Time) {
 		// T1: renew with the server that gave the lease (§4.4.5).
 		c.state = Renewing
 		c.newExchange(now)
-		c.reqStart = now
 		fallthrough
 	case Renewing, Rebinding:
 		t2 := c.lease.Start.Add(c.lease.T2)
 		if c.state == Renewing && !now.Before(t2) {
 			// T2: ask any server.
 			c.state = Rebinding
-			c.newExchange(now)
-			c.reqStart = now
+			c.newExchange(now) // tries = 0: reqStart is set below
 		}
 		if c.tries == 0 {
 			c.reqStart = now
@@ -371,7 +369,7 @@ func (c *Client) packet(o outgoing, src, dst netip.Addr) Packet {
 }
 
 // toInit starts over with a DISCOVER at the time given.
-func (c *Client) toInit(now, at time.Time) {
+func (c *Client) toInit(at time.Time) {
 	c.state = Init
 	c.offer = reply{}
 	c.tries = 0
@@ -418,27 +416,33 @@ func (c *Client) Handle(now time.Time, b []byte) Event {
 	return None
 }
 
-func (c *Client) ack(now time.Time, r reply) Event {
+// answers reports whether the ACK or NAK r can answer the client's
+// REQUEST: in REQUESTING only from the server offered (or one that does
+// not name itself), in RENEWING and REBINDING from any server.
+func (c *Client) answers(r reply) bool {
 	switch c.state {
 	case Requesting:
-		if r.server.IsValid() && r.server != c.offer.server {
-			c.counters.Dropped++
-			return None
-		}
-		if r.server == (netip.Addr{}) {
-			r.server = c.offer.server
-		}
+		return !r.server.IsValid() || r.server == c.offer.server
 	case Renewing, Rebinding:
-		if r.yiaddr != c.lease.Addr.Addr() {
-			// A server moving us mid-lease: take it as a new lease.
-			break
-		}
-		if !r.server.IsValid() {
-			r.server = c.lease.Server
-		}
-	default:
+		return true
+	}
+	return false
+}
+
+func (c *Client) ack(now time.Time, r reply) Event {
+	if !c.answers(r) {
 		c.counters.Dropped++
 		return None
+	}
+	// An ACK that does not name its server is from the one asked. One for
+	// another address in RENEWING or REBINDING is a server moving us
+	// mid-lease: a new lease, taken as it stands.
+	switch {
+	case r.server.IsValid():
+	case c.state == Requesting:
+		r.server = c.offer.server
+	case r.yiaddr == c.lease.Addr.Addr():
+		r.server = c.lease.Server
 	}
 	if r.lease == 0 {
 		// §4.3.1: an ACK to a REQUEST carries the lease time.
@@ -487,14 +491,7 @@ func (c *Client) ack(now time.Time, r reply) Event {
 }
 
 func (c *Client) nak(now time.Time, r reply) Event {
-	switch c.state {
-	case Requesting:
-		if r.server.IsValid() && r.server != c.offer.server {
-			c.counters.Dropped++
-			return None
-		}
-	case Renewing, Rebinding:
-	default:
+	if !c.answers(r) {
 		c.counters.Dropped++
 		return None
 	}
@@ -504,7 +501,7 @@ func (c *Client) nak(now time.Time, r reply) Event {
 	had := c.have
 	c.have = false
 	c.lease = Lease{}
-	c.toInit(now, now.Add(delay))
+	c.toInit(now.Add(delay))
 	if had {
 		return Lost
 	}

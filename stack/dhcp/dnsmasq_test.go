@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tamanet/tamanet/alloc"
-	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/qemu/vm"
 	"github.com/tamanet/tamanet/stack"
@@ -37,17 +35,7 @@ var (
 func setup(t *testing.T) (*vm.Netns, *stack.Stack) {
 	t.Helper()
 	ns, tapFile := stacktest.Netns(t, "tamanet-dhcp", "dnsmasq", "ping", "nc")
-	mem := make([]byte, 6<<20)
-	arena := alloc.NewArena(mem)
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: stacktest.MACA})
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: stacktest.MACA})
 	st, err := stack.New(drv, pool, stack.Config{Dynamic: true})
 	if err != nil {
 		t.Fatal(err)

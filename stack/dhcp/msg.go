@@ -10,6 +10,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/tamanet/tamanet/stack"
 )
 
 // Ports (RFC 2131 §4.1).
@@ -187,7 +188,9 @@ func parse(b []byte, mac net.HardwareAddr) (reply, error) {
 		bits = classful(r.yiaddr)
 	}
 	r.mask = netip.PrefixFrom(r.yiaddr, bits)
-	if bits <= 30 && (r.yiaddr == r.mask.Masked().Addr() || r.yiaddr == lastAddr(r.mask)) {
+	// Only an address stack.SetIPv4 takes: not the subnet's network or
+	// broadcast address.
+	if (&stack.Config{Addr: r.mask}).Validate() != nil {
 		return reply{}, errBadAddr
 	}
 	if r.router.IsValid() && (!r.mask.Contains(r.router) || r.router == r.yiaddr) {
@@ -226,14 +229,6 @@ func classful(a netip.Addr) int {
 		return 16
 	}
 	return 24
-}
-
-// lastAddr returns the broadcast address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	v := binary.BigEndian.Uint32(p.Masked().Addr().AsSlice()) | ^uint32(0)>>p.Bits()
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], v)
-	return netip.AddrFrom4(b)
 }
 
 // printable returns at most n printable ASCII characters of b.

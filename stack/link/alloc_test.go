@@ -84,7 +84,7 @@ func TestTransmitAllocs(t *testing.T) {
 
 func TestVirtioReceiveAllocs(t *testing.T) {
 	r := newVirtioRig(t)
-	checkRxAllocs(t, r.ep, r.d, r.pool, r.model.Deliver)
+	checkRxAllocs(t, r.ep, r.d, r.pool, r.deliver)
 }
 
 func TestVirtioTransmitAllocs(t *testing.T) {
@@ -95,15 +95,7 @@ func TestVirtioTransmitAllocs(t *testing.T) {
 // Through the ENET driver and its device model: the descriptors, pool
 // buffers and the model share one DMA region, as on the board.
 
-type erig struct {
-	pool  *alloc.Pool
-	model *enettest.Device
-	ep    *Endpoint
-	d     *countingDispatcher
-	out   int // frames the device sent to the wire
-}
-
-func newEnetRig(t testing.TB) *erig {
+func newEnetRig(t testing.TB) *drvRig {
 	t.Helper()
 	arena := alloc.NewArena(make([]byte, 4<<20))
 	pool, err := arena.Pool(alloc.Config{Count: 1024})
@@ -116,19 +108,12 @@ func newEnetRig(t testing.TB) *erig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { drv.Close() })
-	ep, err := New(&Options{Device: drv, Pool: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &erig{pool: pool, model: model, ep: ep, d: &countingDispatcher{}}
-	model.SetOutput(func([]byte) { r.out++ })
-	ep.Attach(r.d)
-	return r
+	return newDrvRig(t, pool, model, drv)
 }
 
 func TestEnetReceiveAllocs(t *testing.T) {
 	r := newEnetRig(t)
-	checkRxAllocs(t, r.ep, r.d, r.pool, r.model.Deliver)
+	checkRxAllocs(t, r.ep, r.d, r.pool, r.deliver)
 }
 
 func TestEnetTransmitAllocs(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 )
@@ -13,18 +14,38 @@ import (
 // driver hands it up, the endpoint delivers it; the endpoint writes a frame,
 // the driver posts it, the device consumes it, the driver reclaims it.
 
-type vrig struct {
-	pool  *alloc.Pool
-	model *virtiotest.Device
-	ep    *Endpoint
-	d     *countingDispatcher
-	out   int // frames the device sent to the wire
+// drvRig is an endpoint over a real driver and its device model.
+type drvRig struct {
+	pool    *alloc.Pool
+	deliver func([]byte) // a frame from the wire into the device model
+	ep      *Endpoint
+	d       *countingDispatcher
+	out     int // frames the device sent to the wire
 }
 
-func newVirtioRig(t testing.TB) *vrig {
+// wireModel is the wire side of a device model (virtiotest, enettest).
+type wireModel interface {
+	Deliver(frame []byte)
+	SetOutput(fn func(frame []byte))
+}
+
+// newDrvRig attaches an endpoint over drv, whose buffers come from pool,
+// and counts the frames model sends.
+func newDrvRig(t testing.TB, pool *alloc.Pool, model wireModel, drv nic.Device) *drvRig {
 	t.Helper()
-	mem := make([]byte, 4<<20)
-	arena := alloc.NewArena(mem)
+	ep, err := New(&Options{Device: drv, Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &drvRig{pool: pool, deliver: model.Deliver, ep: ep, d: &countingDispatcher{}}
+	model.SetOutput(func([]byte) { r.out++ })
+	ep.Attach(r.d)
+	return r
+}
+
+func newVirtioRig(t testing.TB) *drvRig {
+	t.Helper()
+	arena := alloc.NewArena(make([]byte, 4<<20))
 	pool, err := arena.Pool(alloc.Config{Count: 1024})
 	if err != nil {
 		t.Fatal(err)
@@ -34,19 +55,12 @@ func newVirtioRig(t testing.TB) *vrig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := New(&Options{Device: drv, Pool: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &vrig{pool: pool, model: model, ep: ep, d: &countingDispatcher{}}
-	model.SetOutput(func([]byte) { r.out++ })
-	ep.Attach(r.d)
-	return r
+	return newDrvRig(t, pool, model, drv)
 }
 
 func BenchmarkVirtioEndpointRx(b *testing.B) {
 	r := newVirtioRig(b)
-	benchRx(b, r.ep, r.d, r.model.Deliver)
+	benchRx(b, r.ep, r.d, r.deliver)
 }
 
 func BenchmarkVirtioEndpointTx(b *testing.B) {

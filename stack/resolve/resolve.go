@@ -28,7 +28,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 )
 
 // ErrNoServers is returned by Dial when no name server is configured.
@@ -45,7 +44,7 @@ type Resolver struct {
 	dial    DialFunc
 	mu      sync.Mutex
 	servers []netip.Addr
-	next    atomic.Uint32
+	next    int // the server Dial takes next, modulo len(servers); guarded by mu
 }
 
 // New returns a resolver with no servers that dials with dial.
@@ -80,7 +79,8 @@ func (r *Resolver) Dial(ctx context.Context, network, address string) (net.Conn,
 	n := len(r.servers)
 	var srv netip.Addr
 	if n > 0 {
-		srv = r.servers[int(r.next.Add(1)-1)%n]
+		srv = r.servers[r.next%n]
+		r.next++
 	}
 	r.mu.Unlock()
 	if n == 0 {
