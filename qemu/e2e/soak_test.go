@@ -72,24 +72,22 @@ const (
 
 // worker counts one traffic source's operations and failures.
 type worker struct {
-	name   string
-	tcp    bool // failures fail the soak (UDP: only above soakUDPLossMax)
-	ops    atomic.Int64
-	fails  atomic.Int64
-	bytes  atomic.Int64
-	late   atomic.Int64 // answers that came after their timeout
-	run    atomic.Int64 // longest run of failures in a row
-	inRow  int64        // current run (the worker's goroutine only)
-	mu     sync.Mutex
-	errs   []string // the first few failures
-	lastOK atomic.Int64
+	name  string
+	tcp   bool // failures fail the soak (UDP: only above soakUDPLossMax)
+	ops   atomic.Int64
+	fails atomic.Int64
+	bytes atomic.Int64
+	late  atomic.Int64 // answers that came after their timeout
+	run   atomic.Int64 // longest run of failures in a row
+	inRow int64        // current run (the worker's goroutine only)
+	mu    sync.Mutex
+	errs  []string // the first few failures
 }
 
 func (w *worker) ok(n int) {
 	w.inRow = 0
 	w.ops.Add(1)
 	w.bytes.Add(int64(n))
-	w.lastOK.Store(time.Now().UnixNano())
 }
 
 func (w *worker) fail(err error) {
@@ -117,7 +115,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// soakSample is one row of the soak's table.
+// soakColumns are the columns of the soak's table, one row a sample.
 var soakColumns = []string{
 	"t_s", "heap_live_bytes", "heap_sys_bytes", "heap_objects", "goroutines", "num_gc",
 	"pool_in_use", "pool_high_water", "pool_exhausted",
