@@ -270,12 +270,17 @@ func mbps(n int, d time.Duration) float64 { return float64(n) * 8 / d.Seconds() 
 // upload writes n bytes to the discard service and returns the time until
 // the service has read them all and closed (its EOF answers ours).
 func upload(n int) (time.Duration, error) {
-	c, err := net.DialTimeout("tcp", guestAddr(discardPort), 10*time.Second)
+	return uploadVia(&net.Dialer{Timeout: 10 * time.Second}, n, 5*time.Minute)
+}
+
+// uploadVia is upload on a connection from d, all of it within limit.
+func uploadVia(d *net.Dialer, n int, limit time.Duration) (time.Duration, error) {
+	c, err := d.Dial("tcp", guestAddr(discardPort))
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	c.SetDeadline(time.Now().Add(limit))
 	buf := bytes.Repeat([]byte("tamanet discard "), 4096)
 	start := time.Now()
 	for left := n; left > 0; {

@@ -202,33 +202,24 @@ func TestSoak(t *testing.T) {
 		}()
 	}
 	start := time.Now()
-	pace := func(n int, took time.Duration) time.Duration {
-		return max(0, time.Duration(float64(n)*8/soakBulkCap*float64(time.Second))-took)
+	// A bulk worker moves soakBulkChunk at a time, no faster than
+	// soakBulkCap.
+	bulk := func(name string, transfer func(n int) (time.Duration, error)) {
+		spawn(name, true, func(w *worker) {
+			for ctx.Err() == nil {
+				d, err := transfer(soakBulkChunk)
+				if err != nil {
+					w.fail(err)
+					sleepCtx(ctx, time.Second)
+					continue
+				}
+				w.ok(soakBulkChunk)
+				sleepCtx(ctx, max(0, time.Duration(float64(soakBulkChunk)*8/soakBulkCap*float64(time.Second))-d))
+			}
+		})
 	}
-	spawn("bulk upload (discard)", true, func(w *worker) {
-		for ctx.Err() == nil {
-			d, err := pacedUpload(soakBulkChunk)
-			if err != nil {
-				w.fail(err)
-				sleepCtx(ctx, time.Second)
-				continue
-			}
-			w.ok(soakBulkChunk)
-			sleepCtx(ctx, pace(soakBulkChunk, d))
-		}
-	})
-	spawn("bulk download (chargen)", true, func(w *worker) {
-		for ctx.Err() == nil {
-			d, err := download(soakBulkChunk)
-			if err != nil {
-				w.fail(err)
-				sleepCtx(ctx, time.Second)
-				continue
-			}
-			w.ok(soakBulkChunk)
-			sleepCtx(ctx, pace(soakBulkChunk, d))
-		}
-	})
+	bulk("bulk upload (discard)", pacedUpload)
+	bulk("bulk download (chargen)", download)
 	spawn("TCP round trips (one connection)", true, func(w *worker) { soakRR(ctx, w) })
 	for i := range soakLongConns {
 		spawn(fmt.Sprintf("long-lived echo %d", i), true, func(w *worker) { soakLong(ctx, w, uint64(i)) })
@@ -581,28 +572,7 @@ func pacedUpload(n int) (time.Duration, error) {
 		})
 		return errors.Join(err, serr)
 	}}
-	c, err := d.Dial("tcp", guestAddr(discardPort))
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(soakOpTimeout))
-	buf := make([]byte, 64<<10)
-	start := time.Now()
-	for left := n; left > 0; {
-		k, err := c.Write(buf[:min(left, len(buf))])
-		if err != nil {
-			return 0, fmt.Errorf("write after %d bytes: %w", n-left, err)
-		}
-		left -= k
-	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		return 0, err
-	}
-	if k, err := c.Read(buf); k != 0 || !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("discard answered %d bytes, err %v; want EOF", k, err)
-	}
-	return time.Since(start), nil
+	return uploadVia(&d, n, soakOpTimeout)
 }
 
 // soakRR runs batches of 64-byte round trips on one connection for the
