@@ -172,18 +172,8 @@ func TestSoak(t *testing.T) {
 	raw := openRaw(t)
 	// The tap's counters: what the host handed QEMU for the guest
 	// (tx) and took from it (rx), to place a loss on either side.
-	tapStat := func(name string) float64 {
-		b, err := os.ReadFile("/sys/class/net/" + tapName + "/statistics/" + name)
-		if err != nil {
-			return -1
-		}
-		var v float64
-		fmt.Sscan(string(b), &v)
-		return v
-	}
-	tapDrops := func() float64 { return tapStat("tx_dropped") }
-	tapDrops0 := tapDrops()
-	tapTx0, tapRx0 := tapStat("tx_packets"), tapStat("rx_packets")
+	tapDrops0 := tapDrops(t)
+	tapTx0, tapRx0 := tapStat(t, "tx_packets"), tapStat(t, "rx_packets")
 
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
@@ -414,13 +404,8 @@ func TestSoak(t *testing.T) {
 	// guest against frames the guest's driver saw (delivered or
 	// dropped), and the other way, to place a loss on the host's or
 	// the guest's side.
-	tapSent := tapStat("tx_packets") - tapTx0
-	guestRx := mustStat(t, end, "nic.rx.packets") - mustStat(t, base, "nic.rx.packets")
-	for k, v := range end {
-		if strings.HasPrefix(k, "nic.rx.drops.") {
-			guestRx += v - base[k]
-		}
-	}
+	tapSent := tapStat(t, "tx_packets") - tapTx0
+	guestRx := guestRxFrames(end) - guestRxFrames(base)
 	linkLost := max(0, tapSent-guestRx)
 	// Every malformed frame shows up in the drop counters, unless the
 	// host's tap dropped it (its own counter) or it was lost before the
@@ -428,7 +413,7 @@ func TestSoak(t *testing.T) {
 	// and was not counted fails the soak.
 	drops := dropTotal(end) - dropTotal(base)
 	sent := float64(malformed.Load())
-	if tapLost := tapDrops() - tapDrops0; drops+linkLost+tapLost < sent {
+	if tapLost := tapDrops(t) - tapDrops0; drops+linkLost+tapLost < sent {
 		t.Errorf("%v malformed frames sent, %v frames lost before the guest's NIC, %v dropped by the tap, drop counters rose by only %v (%s)", sent, linkLost, tapLost, drops, dropDiff(base, end))
 	}
 
@@ -451,10 +436,10 @@ func TestSoak(t *testing.T) {
 		mustStat(t, end, "pool.high_water"), mustStat(t, end, "pool.capacity"), baseInUse, mustStat(t, end, "pool.in_use"), tb.Column("pool_exhausted")[len(ts)-1])
 	fmt.Fprintf(&summary, "throughput (guest rx+tx): median first third %.1f Mbit/s, last third %.1f Mbit/s, drift %+.1f%%\n", tpFirst, tpLast, drift)
 	fmt.Fprintf(&summary, "malformed frames sent %d, drop counters +%v (%.1f%%: %s), NIC resets %v, frames the host's tap dropped towards the guest %v\n",
-		malformed.Load(), drops, 100*drops/max(1, sent), dropDiff(base, end), mustStat(t, end, "nic.resets"), tapDrops()-tapDrops0)
+		malformed.Load(), drops, 100*drops/max(1, sent), dropDiff(base, end), mustStat(t, end, "nic.resets"), tapDrops(t)-tapDrops0)
 	guestTx := mustStat(t, end, "nic.tx.packets") - mustStat(t, base, "nic.tx.packets")
 	fmt.Fprintf(&summary, "frames host→guest: tap sent %v, guest NIC received %v (lost on the way %v); guest→host: guest sent %v, tap received %v (both include the /stats requests)\n",
-		tapSent, guestRx, linkLost, guestTx, tapStat("rx_packets")-tapRx0)
+		tapSent, guestRx, linkLost, guestTx, tapStat(t, "rx_packets")-tapRx0)
 	var udp []string
 	for k, v := range end {
 		if strings.Contains(k, "tcpip.udp.") && v != base[k] {
