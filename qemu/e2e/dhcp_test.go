@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
 
@@ -81,12 +82,10 @@ func dhcpPhase(ctx, runCtx context.Context, target vm.Target, accel vm.Accel) in
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: dhcp: "+format+"\n", args...)
 		return 1
 	}
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		if _, err := os.Stat("/usr/sbin/dnsmasq"); err != nil {
-			return failf("dnsmasq not installed: run `make deps` (Debian package dnsmasq-base)")
-		}
+	if !prereq.OnPath("dnsmasq") {
+		return failf("dnsmasq not installed: run `make deps` (Debian package dnsmasq-base)")
 	}
-	root, err := repoRoot()
+	root, err := prereq.ModuleRoot(".")
 	if err != nil {
 		return failf("%v", err)
 	}

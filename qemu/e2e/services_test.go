@@ -27,10 +27,7 @@ const (
 )
 
 func TestPing(t *testing.T) {
-	needGuest(t)
-	if _, err := exec.LookPath("ping"); err != nil {
-		t.Skip("SKIP: ping not installed (make deps)")
-	}
+	needGuest(t) // TestMain has checked that ping is installed
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// 100 echo requests 10 ms apart, each waited for up to 2 s, the whole

@@ -39,6 +39,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/soak"
 )
 
@@ -135,7 +136,7 @@ func TestSoak(t *testing.T) {
 	dur := *soakFlag
 	out := *soakOut
 	if out == "" {
-		root, err := repoRoot()
+		root, err := prereq.ModuleRoot(".")
 		if err != nil {
 			t.Fatal(err)
 		}
