@@ -215,23 +215,11 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 	}
 
 	out := filepath.Join(dir, "samples.json")
-	self, err := os.Executable()
+	cmd, err := innerCommand(ctx, v, ready, serial, image, []string{"-test.run=^TestCompareMeasure$", "-test.count=1", "-test.v",
+		"-compare-out=" + out, fmt.Sprintf("-compare-runs=%d", *compareRuns)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := v.Netns().Command(ctx, self, "-test.run=^TestCompareMeasure$", "-test.count=1", "-test.v",
-		"-compare-out="+out, fmt.Sprintf("-compare-runs=%d", *compareRuns))
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(),
-		envInner+"=1",
-		envSerial+"="+serial.Name(),
-		envGuest+"="+ready.Addr().String(),
-		envMAC+"="+ready.MAC,
-		envNIC+"="+ready.NIC,
-		envTap+"="+v.Netns().Tap,
-	)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 10 * time.Second
 	runErr := cmd.Run()
 	if p := findPanic(v.Serial()); p != "" {
 		t.Fatalf("%s: the serial log shows a panic:\n%s", image, p)

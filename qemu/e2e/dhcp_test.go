@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -158,25 +157,11 @@ func dhcpBoot(ctx, runCtx context.Context, target vm.Target, accel vm.Accel, ima
 	}
 	fmt.Printf("e2e: dhcp: ready after %v: ip=%s (dhcp server: %v)\n", time.Since(start).Round(time.Millisecond), ready.Prefix, server)
 
-	self, err := os.Executable()
+	cmd, err := innerCommand(runCtx, v, ready, serial, image, append(os.Args[1:], "-test.run="+run),
+		envPhase+"=dhcp", envNetns+"="+ns, envDnsmasq+"="+leases)
 	if err != nil {
 		return failf("%v", err)
 	}
-	cmd := v.Netns().Command(runCtx, self, append(os.Args[1:], "-test.run="+run)...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(),
-		envInner+"=1",
-		envPhase+"=dhcp",
-		envNetns+"="+ns,
-		envDnsmasq+"="+leases,
-		envSerial+"="+serial.Name(),
-		envGuest+"="+ready.Addr().String(),
-		envMAC+"="+ready.MAC,
-		envNIC+"="+ready.NIC,
-		envTap+"="+v.Netns().Tap,
-	)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 10 * time.Second
 	code := 0
 	if err := cmd.Run(); err != nil {
 		code = failf("%s: %v", run, err)

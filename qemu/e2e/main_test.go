@@ -174,24 +174,11 @@ func outer(m *testing.M) int {
 			defer cancel()
 		}
 	}
-	self, err := os.Executable()
+	cmd, err := innerCommand(runCtx, v, ready, serial, image, skipArgs(os.Args[1:], dhcpPhaseTests))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
 		return 1
 	}
-	cmd := v.Netns().Command(runCtx, self, skipArgs(os.Args[1:], dhcpPhaseTests)...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(),
-		envInner+"=1",
-		envSerial+"="+serial.Name(),
-		envGuest+"="+ready.Addr().String(),
-		envMAC+"="+ready.MAC,
-		envNIC+"="+ready.NIC,
-		envTap+"="+v.Netns().Tap,
-		envImage+"="+image,
-	)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 10 * time.Second
 	runErr := cmd.Run()
 
 	code := 0
@@ -222,6 +209,32 @@ func outer(m *testing.M) int {
 		code = c
 	}
 	return code
+}
+
+// innerCommand returns the command that runs this test binary with args
+// in v's namespace, telling it (TestMain's inner branch) about the guest
+// that ready describes, its console log serial and its image, and
+// anything in env besides. It gets SIGQUIT when ctx ends, so a hung test
+// leaves its goroutines' stacks.
+func innerCommand(ctx context.Context, v *vm.VM, ready vm.Ready, serial *os.File, image string, args []string, env ...string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := v.Netns().Command(ctx, self, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(append(os.Environ(),
+		envInner+"=1",
+		envSerial+"="+serial.Name(),
+		envGuest+"="+ready.Addr().String(),
+		envMAC+"="+ready.MAC,
+		envNIC+"="+ready.NIC,
+		envTap+"="+v.Netns().Tap,
+		envImage+"="+image,
+	), env...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
+	return cmd, nil
 }
 
 // prerequisites says what is missing to run QEMU for target on a tap in
