@@ -174,7 +174,7 @@ func outer(m *testing.M) int {
 			defer cancel()
 		}
 	}
-	cmd, err := innerCommand(runCtx, v, ready, serial, image, skipArgs(os.Args[1:], dhcpPhaseTests))
+	cmd, err := innerCommand(runCtx, v, ready, serial, image, skipArgs(os.Args[1:], leftOut()))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
 		return 1
@@ -418,9 +418,18 @@ func mustStat(t *testing.T, m map[string]float64, path string) float64 {
 	return v
 }
 
-// dhcpPhaseTests run only against the DHCP guest (dhcpPhase): the static
-// guest's run leaves them out rather than reporting them skipped.
-const dhcpPhaseTests = "^(TestDHCP|TestDHCPBootFallback)$"
+// leftOut selects the tests the static guest's run leaves out rather
+// than reporting them skipped: the DHCP phase's (dhcpPhase runs them
+// against guests of their own), the comparison's (TestCompare boots its
+// own guests, with -compare and no -target) and, without -bench, the
+// system benchmark (make bench runs it).
+func leftOut() string {
+	p := "^(TestDHCP|TestDHCPBootFallback|TestCompare|TestCompareMeasure"
+	if !*benchFlag {
+		p += "|TestSystemBenchmark"
+	}
+	return p + ")$"
+}
 
 // skipArgs returns args with pattern added to its -test.skip, keeping a
 // pattern the caller gave (a second -test.skip flag would replace it).
