@@ -233,6 +233,19 @@ type lookupStatus struct {
 
 func inPool(p [2]netip.Addr, a netip.Addr) bool { return !a.Less(p[0]) && !p[1].Less(a) }
 
+// waitLease waits up to limit for dnsmasq to hold one lease, from pool,
+// and returns its address.
+func waitLease(t *testing.T, d *vm.Dnsmasq, pool [2]netip.Addr, limit time.Duration) netip.Addr {
+	t.Helper()
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(time.Second) {
+		if ls, _ := d.Leases(); len(ls) == 1 && inPool(pool, ls[0].Addr) {
+			return ls[0].Addr
+		}
+	}
+	t.Fatalf("no lease from %v-%v within %v\n%s", pool[0], pool[1], limit, d.Log())
+	return netip.Addr{}
+}
+
 // waitStats polls /stats at *addr until ok accepts it or d passes.
 func waitStats(t *testing.T, what string, addr *string, d time.Duration, ok func(dhcpStatus, lookupStatus) bool) dhcpStatus {
 	t.Helper()
@@ -338,17 +351,7 @@ func TestDHCP(t *testing.T) {
 	if d, err = vm.StartDnsmasq(ctx, ns, dnsmasqOptions(poolB, dirB, true)); err != nil {
 		t.Fatal(err)
 	}
-	var moved netip.Addr
-	end := time.Now().Add(150 * time.Second)
-	for !moved.IsValid() && time.Now().Before(end) {
-		if ls, _ := d.Leases(); len(ls) == 1 && inPool(poolB, ls[0].Addr) {
-			moved = ls[0].Addr
-		}
-		time.Sleep(time.Second)
-	}
-	if !moved.IsValid() {
-		t.Fatalf("no lease from the new pool within 150 s\n%s", d.Log())
-	}
+	moved := waitLease(t, d, poolB, 150*time.Second)
 	guest = moved.String()
 	s = waitStats(t, "lease after NAK", &guest, 30*time.Second, func(s dhcpStatus, _ lookupStatus) bool {
 		return s.Source == "dhcp" && s.Address == guest+"/24"
@@ -421,17 +424,7 @@ func TestDHCPBootFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Stop()
-	var leased netip.Addr
-	end := time.Now().Add(100 * time.Second)
-	for !leased.IsValid() && time.Now().Before(end) {
-		if ls, _ := d.Leases(); len(ls) == 1 && inPool(poolA, ls[0].Addr) {
-			leased = ls[0].Addr
-		}
-		time.Sleep(time.Second)
-	}
-	if !leased.IsValid() {
-		t.Fatalf("no lease within 100 s of dnsmasq starting\n%s", d.Log())
-	}
+	leased := waitLease(t, d, poolA, 100*time.Second)
 	guest = leased.String()
 	waitStats(t, "lease after the fallback", &guest, 30*time.Second, func(s dhcpStatus, _ lookupStatus) bool {
 		return s.Source == "dhcp" && s.Address == guest+"/24"
