@@ -255,6 +255,7 @@ func TestSoak(t *testing.T) {
 	var prev map[string]float64
 	var prevT float64
 	badSamples, lastGood := 0, time.Now()
+	missing := map[string]bool{}
 	sample := func() {
 		m, err := fetchStatsQ("?gc=1")
 		if err != nil {
@@ -264,7 +265,15 @@ func TestSoak(t *testing.T) {
 		}
 		lastGood = time.Now()
 		now := time.Since(start).Seconds()
-		g := func(p string) float64 { v, _ := stat(m, p); return v }
+		// A counter /stats lacks would plot, and trend, as a flat zero.
+		g := func(p string) float64 {
+			v, ok := stat(m, p)
+			if !ok && !missing[p] {
+				missing[p] = true
+				t.Errorf("/stats has no %s", p)
+			}
+			return v
+		}
 		rate := func(p string, scale float64) float64 {
 			if prev == nil || now <= prevT {
 				return 0
@@ -281,12 +290,15 @@ func TestSoak(t *testing.T) {
 			ops += w.ops.Load()
 			fails += w.fails.Load()
 		}
-		tb.Add(now, g("go.heap_alloc"), g("go.heap_sys"), g("go.heap_objects"), g("go.goroutines"), g("go.num_gc"),
+		err = tb.Add(now, g("go.heap_alloc"), g("go.heap_sys"), g("go.heap_objects"), g("go.goroutines"), g("go.num_gc"),
 			g("pool.in_use"), g("pool.high_water"), g("pool.exhausted"),
 			g("nic.rx.packets"), g("nic.tx.packets"), g("nic.rx.bytes"), g("nic.tx.bytes"),
 			rate("nic.rx.bytes", 8e-6), rate("nic.tx.bytes", 8e-6),
 			dropTotal(m), dropsPerS, float64(malformed.Load()), g("tcp.current_established"), g("nic.resets"),
 			float64(ops), float64(fails))
+		if err != nil {
+			t.Errorf("sample at %v: %v", time.Since(start).Round(time.Second), err)
+		}
 		prev, prevT = m, now
 	}
 	sample()
