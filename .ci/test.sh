@@ -25,8 +25,6 @@ GO=${GO:-go}
 ACCEL=${ACCEL:-auto}
 CI_FUZZTIME=${CI_FUZZTIME:-5s}
 E2E_TARGETS=${E2E_TARGETS:-microvm mx6ullevk}
-# Tests that run only under make bench.
-E2E_SKIP='^(TestSystemBenchmark|TestCompare|TestCompareMeasure)$'
 
 echo "== prerequisites"
 ./qemu/deps.sh || exit 1
@@ -84,7 +82,7 @@ gotest "allocation tests" -count=1 -timeout 10m -run Allocs "${host[@]}"
 step "fuzz ($CI_FUZZTIME per target)" ./.ci/fuzz.sh "$CI_FUZZTIME"
 
 for target in $E2E_TARGETS; do
-	gotest "e2e $target" -v -count=1 -timeout 30m -skip "$E2E_SKIP" ./qemu/e2e -args -target "$target" -accel "$ACCEL"
+	gotest "e2e $target" -v -count=1 -timeout 30m ./qemu/e2e -args -target "$target" -accel "$ACCEL"
 done
 
 echo "== make test: $(((SECONDS - start) / 60)) min"

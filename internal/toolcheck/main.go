@@ -14,22 +14,24 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/tamanet/tamanet/internal/prereq"
 )
 
 func main() {
-	prereq := flag.Bool("prereq", false, "check what building and booting the firmware needs")
+	checkPrereq := flag.Bool("prereq", false, "check what building and booting the firmware needs")
 	tamago := flag.Bool("tamago", false, "compile and vet every firmware package for each board with the TamaGo toolchain")
 	flag.Parse()
-	if !*prereq && !*tamago {
+	if !*checkPrereq && !*tamago {
 		fmt.Fprintln(os.Stderr, "toolcheck: give -prereq and/or -tamago")
 		os.Exit(2)
 	}
-	root, err := moduleRoot(".")
+	root, err := prereq.ModuleRoot(".")
 	if err != nil {
 		fail(err)
 	}
-	if *prereq {
-		problems := prerequisites(root)
+	if *checkPrereq {
+		problems := prereq.Check(root, true, "qemu-system-x86_64", "qemu-system-arm")
 		for _, p := range problems {
 			fmt.Fprintf(os.Stderr, "toolcheck: FAIL: %v\n", p)
 		}

@@ -29,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
 
@@ -85,14 +86,16 @@ func TestCompare(t *testing.T) {
 	if os.Getenv(envInner) == "1" {
 		t.Skip("SKIP: -compare boots its own guests: run it without -target/-image/-bench")
 	}
-	if reason := prerequisites(vm.MX6ULLEVK); reason != "" {
-		t.Skip(reason)
+	// Asked for with -compare: a missing prerequisite fails, as in the
+	// rest of the suite.
+	if reason := prerequisites(vm.MX6ULLEVK, *compareOurs == "" || *compareBase == ""); reason != "" {
+		t.Fatal(reason)
 	}
 	accel, err := vm.ParseAccel(*accelFlag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := repoRoot()
+	root, err := prereq.ModuleRoot(".")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +113,6 @@ func TestCompare(t *testing.T) {
 			continue
 		}
 		if out, err := im.build(ctx, root); err != nil {
-			if !distributionPresent() {
-				t.Skipf("SKIP: TamaGo distribution %s not available: %s", distribution, lastLines(string(out), 3))
-			}
 			t.Fatalf("build %s: %v\n%s", im.image, err, out)
 		}
 	}
@@ -188,9 +188,6 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 		t.Fatal(err)
 	}
 	v, err := vm.Start(ctx, vm.Options{Target: vm.MX6ULLEVK, Image: image, Accel: accel, Netns: ns, Console: serial})
-	if errors.Is(err, vm.ErrQEMUMissing) {
-		t.Skip("SKIP: " + err.Error())
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,23 +215,11 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 	}
 
 	out := filepath.Join(dir, "samples.json")
-	self, err := os.Executable()
+	cmd, err := innerCommand(ctx, v, ready, serial, image, []string{"-test.run=^TestCompareMeasure$", "-test.count=1", "-test.v",
+		"-compare-out=" + out, fmt.Sprintf("-compare-runs=%d", *compareRuns)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := v.Netns().Command(ctx, self, "-test.run=^TestCompareMeasure$", "-test.count=1", "-test.v",
-		"-compare-out="+out, fmt.Sprintf("-compare-runs=%d", *compareRuns))
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(),
-		envInner+"=1",
-		envSerial+"="+serial.Name(),
-		envGuest+"="+ready.Addr().String(),
-		envMAC+"="+ready.MAC,
-		envNIC+"="+ready.NIC,
-		envTap+"="+v.Netns().Tap,
-	)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 10 * time.Second
 	runErr := cmd.Run()
 	if p := findPanic(v.Serial()); p != "" {
 		t.Fatalf("%s: the serial log shows a panic:\n%s", image, p)

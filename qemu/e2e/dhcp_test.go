@@ -22,10 +22,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
 
@@ -81,12 +81,10 @@ func dhcpPhase(ctx, runCtx context.Context, target vm.Target, accel vm.Accel) in
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: dhcp: "+format+"\n", args...)
 		return 1
 	}
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		if _, err := os.Stat("/usr/sbin/dnsmasq"); err != nil {
-			return failf("dnsmasq not installed: run `make deps` (Debian package dnsmasq-base)")
-		}
+	if !prereq.OnPath("dnsmasq") {
+		return failf("dnsmasq not installed: run `make deps` (Debian package dnsmasq-base)")
 	}
-	root, err := repoRoot()
+	root, err := prereq.ModuleRoot(".")
 	if err != nil {
 		return failf("%v", err)
 	}
@@ -159,25 +157,11 @@ func dhcpBoot(ctx, runCtx context.Context, target vm.Target, accel vm.Accel, ima
 	}
 	fmt.Printf("e2e: dhcp: ready after %v: ip=%s (dhcp server: %v)\n", time.Since(start).Round(time.Millisecond), ready.Prefix, server)
 
-	self, err := os.Executable()
+	cmd, err := innerCommand(runCtx, v, ready, serial, image, append(os.Args[1:], "-test.run="+run),
+		envPhase+"=dhcp", envNetns+"="+ns, envDnsmasq+"="+leases)
 	if err != nil {
 		return failf("%v", err)
 	}
-	cmd := v.Netns().Command(runCtx, self, append(os.Args[1:], "-test.run="+run)...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(),
-		envInner+"=1",
-		envPhase+"=dhcp",
-		envNetns+"="+ns,
-		envDnsmasq+"="+leases,
-		envSerial+"="+serial.Name(),
-		envGuest+"="+ready.Addr().String(),
-		envMAC+"="+ready.MAC,
-		envNIC+"="+ready.NIC,
-		envTap+"="+v.Netns().Tap,
-	)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 10 * time.Second
 	code := 0
 	if err := cmd.Run(); err != nil {
 		code = failf("%s: %v", run, err)
@@ -248,6 +232,19 @@ type lookupStatus struct {
 }
 
 func inPool(p [2]netip.Addr, a netip.Addr) bool { return !a.Less(p[0]) && !p[1].Less(a) }
+
+// waitLease waits up to limit for dnsmasq to hold one lease, from pool,
+// and returns its address.
+func waitLease(t *testing.T, d *vm.Dnsmasq, pool [2]netip.Addr, limit time.Duration) netip.Addr {
+	t.Helper()
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(time.Second) {
+		if ls, _ := d.Leases(); len(ls) == 1 && inPool(pool, ls[0].Addr) {
+			return ls[0].Addr
+		}
+	}
+	t.Fatalf("no lease from %v-%v within %v\n%s", pool[0], pool[1], limit, d.Log())
+	return netip.Addr{}
+}
 
 // waitStats polls /stats at *addr until ok accepts it or d passes.
 func waitStats(t *testing.T, what string, addr *string, d time.Duration, ok func(dhcpStatus, lookupStatus) bool) dhcpStatus {
@@ -354,17 +351,7 @@ func TestDHCP(t *testing.T) {
 	if d, err = vm.StartDnsmasq(ctx, ns, dnsmasqOptions(poolB, dirB, true)); err != nil {
 		t.Fatal(err)
 	}
-	var moved netip.Addr
-	end := time.Now().Add(150 * time.Second)
-	for !moved.IsValid() && time.Now().Before(end) {
-		if ls, _ := d.Leases(); len(ls) == 1 && inPool(poolB, ls[0].Addr) {
-			moved = ls[0].Addr
-		}
-		time.Sleep(time.Second)
-	}
-	if !moved.IsValid() {
-		t.Fatalf("no lease from the new pool within 150 s\n%s", d.Log())
-	}
+	moved := waitLease(t, d, poolB, 150*time.Second)
 	guest = moved.String()
 	s = waitStats(t, "lease after NAK", &guest, 30*time.Second, func(s dhcpStatus, _ lookupStatus) bool {
 		return s.Source == "dhcp" && s.Address == guest+"/24"
@@ -437,17 +424,7 @@ func TestDHCPBootFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Stop()
-	var leased netip.Addr
-	end := time.Now().Add(100 * time.Second)
-	for !leased.IsValid() && time.Now().Before(end) {
-		if ls, _ := d.Leases(); len(ls) == 1 && inPool(poolA, ls[0].Addr) {
-			leased = ls[0].Addr
-		}
-		time.Sleep(time.Second)
-	}
-	if !leased.IsValid() {
-		t.Fatalf("no lease within 100 s of dnsmasq starting\n%s", d.Log())
-	}
+	leased := waitLease(t, d, poolA, 100*time.Second)
 	guest = leased.String()
 	waitStats(t, "lease after the fallback", &guest, 30*time.Second, func(s dhcpStatus, _ lookupStatus) bool {
 		return s.Source == "dhcp" && s.Address == guest+"/24"

@@ -34,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
 
@@ -66,8 +67,6 @@ var (
 	serialPath string
 	imagePath  string // the image QEMU runs (its -kernel), to find QEMU's process
 )
-
-const distribution = "tamago-go1.26.0"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -114,7 +113,7 @@ func outer(m *testing.M) int {
 		skipReason = "SKIP: the end-to-end suite runs with `make e2e` (go test ./qemu/e2e -args -target TARGET)"
 		return m.Run()
 	}
-	if missing := prerequisites(target); missing != "" {
+	if missing := prerequisites(target, *imageFlag == ""); missing != "" {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: %s\n", missing)
 		return 1
 	}
@@ -175,24 +174,11 @@ func outer(m *testing.M) int {
 			defer cancel()
 		}
 	}
-	self, err := os.Executable()
+	cmd, err := innerCommand(runCtx, v, ready, serial, image, skipArgs(os.Args[1:], leftOut()))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
 		return 1
 	}
-	cmd := v.Netns().Command(runCtx, self, skipArgs(os.Args[1:], dhcpPhaseTests)...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(),
-		envInner+"=1",
-		envSerial+"="+serial.Name(),
-		envGuest+"="+ready.Addr().String(),
-		envMAC+"="+ready.MAC,
-		envNIC+"="+ready.NIC,
-		envTap+"="+v.Netns().Tap,
-		envImage+"="+image,
-	)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 10 * time.Second
 	runErr := cmd.Run()
 
 	code := 0
@@ -225,76 +211,62 @@ func outer(m *testing.M) int {
 	return code
 }
 
-// prerequisites says what is missing to run QEMU on a tap in a namespace,
-// and how to get it, or returns "" when nothing is.
-func prerequisites(target vm.Target) string {
-	const hostOnly = "; machines that cannot run the firmware use `make test-host`"
-	if os.Geteuid() != 0 {
-		return "not root: the network namespace and tap device need root: run it as root" + hostOnly
+// innerCommand returns the command that runs this test binary with args
+// in v's namespace, telling it (TestMain's inner branch) about the guest
+// that ready describes, its console log serial and its image, and
+// anything in env besides. It gets SIGQUIT when ctx ends, so a hung test
+// leaves its goroutines' stacks.
+func innerCommand(ctx context.Context, v *vm.VM, ready vm.Ready, serial *os.File, image string, args []string, env ...string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
 	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return "no /dev/net/tun (" + err.Error() + "): `modprobe tun`, or give the container the device" + hostOnly
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		return "iproute2 (ip) not installed: run `make deps` as root" + hostOnly
-	}
-	if _, err := exec.LookPath(target.QEMUBinary()); err != nil {
-		return target.QEMUBinary() + " not installed: run `make deps` as root" + hostOnly
-	}
-	return ""
+	cmd := v.Netns().Command(ctx, self, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(append(os.Environ(),
+		envInner+"=1",
+		envSerial+"="+serial.Name(),
+		envGuest+"="+ready.Addr().String(),
+		envMAC+"="+ready.MAC,
+		envNIC+"="+ready.NIC,
+		envTap+"="+v.Netns().Tap,
+		envImage+"="+image,
+	), env...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
+	return cmd, nil
 }
 
-// repoRoot walks up from the working directory to go.mod.
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
+// prerequisites says what is missing to run QEMU for target on a tap in
+// a namespace and, with build, to build its image, and how to get it; ""
+// when nothing is. ping is needed too: the services' checks use it.
+func prerequisites(target vm.Target, build bool) string {
+	root, err := prereq.ModuleRoot(".")
 	if err != nil {
-		return "", err
+		return err.Error()
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		d = p
+	errs := prereq.Check(root, build, target.QEMUBinary(), "ping")
+	if len(errs) == 0 {
+		return ""
 	}
+	return errors.Join(errs...).Error() + "\n(machines that cannot run the firmware use `make test-host`)"
 }
 
 // buildImage builds build/tamanet-TARGET with the Makefile (go's cache
 // makes a rebuild of an unchanged tree cheap, and a stale image is never
-// tested). A failed build says whether the TamaGo distribution is the
-// cause.
+// tested). prerequisites has checked the TamaGo distribution.
 func buildImage(ctx context.Context, target vm.Target) (image string, err error) {
-	root, err := repoRoot()
+	root, err := prereq.ModuleRoot(".")
 	if err != nil {
 		return "", err
 	}
 	image = filepath.Join(root, "build", "tamanet-"+string(target))
 	fmt.Printf("e2e: make build TARGET=%s\n", target)
 	cmd := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build", "TARGET="+string(target))
-	out, berr := cmd.CombinedOutput()
-	if berr == nil {
-		return image, nil
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("make build TARGET=%s: %v\n%s", target, err, out)
 	}
-	if !distributionPresent() {
-		return "", fmt.Errorf("TamaGo distribution %s absent or half built, so the firmware cannot be built (%s): `go run ./internal/toolcheck -prereq` says which and how to fix it", distribution, lastLines(string(out), 3))
-	}
-	return "", fmt.Errorf("make build TARGET=%s: %v\n%s", target, berr, out)
-}
-
-func distributionPresent() bool {
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return false
-		}
-		cache = filepath.Join(home, ".cache")
-	}
-	_, err := os.Stat(filepath.Join(cache, "tamago-go", distribution, "bin", "go"))
-	return err == nil
+	return image, nil
 }
 
 // lastLines returns the last n non-empty lines of s joined with " | ".
@@ -446,9 +418,18 @@ func mustStat(t *testing.T, m map[string]float64, path string) float64 {
 	return v
 }
 
-// dhcpPhaseTests run only against the DHCP guest (dhcpPhase): the static
-// guest's run leaves them out rather than reporting them skipped.
-const dhcpPhaseTests = "^(TestDHCP|TestDHCPBootFallback)$"
+// leftOut selects the tests the static guest's run leaves out rather
+// than reporting them skipped: the DHCP phase's (dhcpPhase runs them
+// against guests of their own), the comparison's (TestCompare boots its
+// own guests, with -compare and no -target) and, without -bench, the
+// system benchmark (make bench runs it).
+func leftOut() string {
+	p := "^(TestDHCP|TestDHCPBootFallback|TestCompare|TestCompareMeasure"
+	if !*benchFlag {
+		p += "|TestSystemBenchmark"
+	}
+	return p + ")$"
+}
 
 // skipArgs returns args with pattern added to its -test.skip, keeping a
 // pattern the caller gave (a second -test.skip flag would replace it).

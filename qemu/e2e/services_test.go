@@ -27,10 +27,7 @@ const (
 )
 
 func TestPing(t *testing.T) {
-	needGuest(t)
-	if _, err := exec.LookPath("ping"); err != nil {
-		t.Skip("SKIP: ping not installed (make deps)")
-	}
+	needGuest(t) // TestMain has checked that ping is installed
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// 100 echo requests 10 ms apart, each waited for up to 2 s, the whole
@@ -270,12 +267,17 @@ func mbps(n int, d time.Duration) float64 { return float64(n) * 8 / d.Seconds() 
 // upload writes n bytes to the discard service and returns the time until
 // the service has read them all and closed (its EOF answers ours).
 func upload(n int) (time.Duration, error) {
-	c, err := net.DialTimeout("tcp", guestAddr(discardPort), 10*time.Second)
+	return uploadVia(&net.Dialer{Timeout: 10 * time.Second}, n, 5*time.Minute)
+}
+
+// uploadVia is upload on a connection from d, all of it within limit.
+func uploadVia(d *net.Dialer, n int, limit time.Duration) (time.Duration, error) {
+	c, err := d.Dial("tcp", guestAddr(discardPort))
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	c.SetDeadline(time.Now().Add(limit))
 	buf := bytes.Repeat([]byte("tamanet discard "), 4096)
 	start := time.Now()
 	for left := n; left > 0; {

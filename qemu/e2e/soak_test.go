@@ -39,6 +39,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/soak"
 )
 
@@ -72,24 +73,22 @@ const (
 
 // worker counts one traffic source's operations and failures.
 type worker struct {
-	name   string
-	tcp    bool // failures fail the soak (UDP: only above soakUDPLossMax)
-	ops    atomic.Int64
-	fails  atomic.Int64
-	bytes  atomic.Int64
-	late   atomic.Int64 // answers that came after their timeout
-	run    atomic.Int64 // longest run of failures in a row
-	inRow  int64        // current run (the worker's goroutine only)
-	mu     sync.Mutex
-	errs   []string // the first few failures
-	lastOK atomic.Int64
+	name  string
+	tcp   bool // failures fail the soak (UDP: only above soakUDPLossMax)
+	ops   atomic.Int64
+	fails atomic.Int64
+	bytes atomic.Int64
+	late  atomic.Int64 // answers that came after their timeout
+	run   atomic.Int64 // longest run of failures in a row
+	inRow int64        // current run (the worker's goroutine only)
+	mu    sync.Mutex
+	errs  []string // the first few failures
 }
 
 func (w *worker) ok(n int) {
 	w.inRow = 0
 	w.ops.Add(1)
 	w.bytes.Add(int64(n))
-	w.lastOK.Store(time.Now().UnixNano())
 }
 
 func (w *worker) fail(err error) {
@@ -117,7 +116,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// soakSample is one row of the soak's table.
+// soakColumns are the columns of the soak's table, one row a sample.
 var soakColumns = []string{
 	"t_s", "heap_live_bytes", "heap_sys_bytes", "heap_objects", "goroutines", "num_gc",
 	"pool_in_use", "pool_high_water", "pool_exhausted",
@@ -137,7 +136,7 @@ func TestSoak(t *testing.T) {
 	dur := *soakFlag
 	out := *soakOut
 	if out == "" {
-		root, err := repoRoot()
+		root, err := prereq.ModuleRoot(".")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,18 +173,8 @@ func TestSoak(t *testing.T) {
 	raw := openRaw(t)
 	// The tap's counters: what the host handed QEMU for the guest
 	// (tx) and took from it (rx), to place a loss on either side.
-	tapStat := func(name string) float64 {
-		b, err := os.ReadFile("/sys/class/net/" + tapName + "/statistics/" + name)
-		if err != nil {
-			return -1
-		}
-		var v float64
-		fmt.Sscan(string(b), &v)
-		return v
-	}
-	tapDrops := func() float64 { return tapStat("tx_dropped") }
-	tapDrops0 := tapDrops()
-	tapTx0, tapRx0 := tapStat("tx_packets"), tapStat("rx_packets")
+	tapDrops0 := tapDrops(t)
+	tapTx0, tapRx0 := tapStat(t, "tx_packets"), tapStat(t, "rx_packets")
 
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
@@ -204,33 +193,24 @@ func TestSoak(t *testing.T) {
 		}()
 	}
 	start := time.Now()
-	pace := func(n int, took time.Duration) time.Duration {
-		return max(0, time.Duration(float64(n)*8/soakBulkCap*float64(time.Second))-took)
+	// A bulk worker moves soakBulkChunk at a time, no faster than
+	// soakBulkCap.
+	bulk := func(name string, transfer func(n int) (time.Duration, error)) {
+		spawn(name, true, func(w *worker) {
+			for ctx.Err() == nil {
+				d, err := transfer(soakBulkChunk)
+				if err != nil {
+					w.fail(err)
+					sleepCtx(ctx, time.Second)
+					continue
+				}
+				w.ok(soakBulkChunk)
+				sleepCtx(ctx, max(0, time.Duration(float64(soakBulkChunk)*8/soakBulkCap*float64(time.Second))-d))
+			}
+		})
 	}
-	spawn("bulk upload (discard)", true, func(w *worker) {
-		for ctx.Err() == nil {
-			d, err := pacedUpload(soakBulkChunk)
-			if err != nil {
-				w.fail(err)
-				sleepCtx(ctx, time.Second)
-				continue
-			}
-			w.ok(soakBulkChunk)
-			sleepCtx(ctx, pace(soakBulkChunk, d))
-		}
-	})
-	spawn("bulk download (chargen)", true, func(w *worker) {
-		for ctx.Err() == nil {
-			d, err := download(soakBulkChunk)
-			if err != nil {
-				w.fail(err)
-				sleepCtx(ctx, time.Second)
-				continue
-			}
-			w.ok(soakBulkChunk)
-			sleepCtx(ctx, pace(soakBulkChunk, d))
-		}
-	})
+	bulk("bulk upload (discard)", pacedUpload)
+	bulk("bulk download (chargen)", download)
 	spawn("TCP round trips (one connection)", true, func(w *worker) { soakRR(ctx, w) })
 	for i := range soakLongConns {
 		spawn(fmt.Sprintf("long-lived echo %d", i), true, func(w *worker) { soakLong(ctx, w, uint64(i)) })
@@ -275,6 +255,7 @@ func TestSoak(t *testing.T) {
 	var prev map[string]float64
 	var prevT float64
 	badSamples, lastGood := 0, time.Now()
+	missing := map[string]bool{}
 	sample := func() {
 		m, err := fetchStatsQ("?gc=1")
 		if err != nil {
@@ -284,7 +265,15 @@ func TestSoak(t *testing.T) {
 		}
 		lastGood = time.Now()
 		now := time.Since(start).Seconds()
-		g := func(p string) float64 { v, _ := stat(m, p); return v }
+		// A counter /stats lacks would plot, and trend, as a flat zero.
+		g := func(p string) float64 {
+			v, ok := stat(m, p)
+			if !ok && !missing[p] {
+				missing[p] = true
+				t.Errorf("/stats has no %s", p)
+			}
+			return v
+		}
 		rate := func(p string, scale float64) float64 {
 			if prev == nil || now <= prevT {
 				return 0
@@ -301,12 +290,15 @@ func TestSoak(t *testing.T) {
 			ops += w.ops.Load()
 			fails += w.fails.Load()
 		}
-		tb.Add(now, g("go.heap_alloc"), g("go.heap_sys"), g("go.heap_objects"), g("go.goroutines"), g("go.num_gc"),
+		err = tb.Add(now, g("go.heap_alloc"), g("go.heap_sys"), g("go.heap_objects"), g("go.goroutines"), g("go.num_gc"),
 			g("pool.in_use"), g("pool.high_water"), g("pool.exhausted"),
 			g("nic.rx.packets"), g("nic.tx.packets"), g("nic.rx.bytes"), g("nic.tx.bytes"),
 			rate("nic.rx.bytes", 8e-6), rate("nic.tx.bytes", 8e-6),
 			dropTotal(m), dropsPerS, float64(malformed.Load()), g("tcp.current_established"), g("nic.resets"),
 			float64(ops), float64(fails))
+		if err != nil {
+			t.Errorf("sample at %v: %v", time.Since(start).Round(time.Second), err)
+		}
 		prev, prevT = m, now
 	}
 	sample()
@@ -425,13 +417,8 @@ func TestSoak(t *testing.T) {
 	// guest against frames the guest's driver saw (delivered or
 	// dropped), and the other way, to place a loss on the host's or
 	// the guest's side.
-	tapSent := tapStat("tx_packets") - tapTx0
-	guestRx := mustStat(t, end, "nic.rx.packets") - mustStat(t, base, "nic.rx.packets")
-	for k, v := range end {
-		if strings.HasPrefix(k, "nic.rx.drops.") {
-			guestRx += v - base[k]
-		}
-	}
+	tapSent := tapStat(t, "tx_packets") - tapTx0
+	guestRx := guestRxFrames(end) - guestRxFrames(base)
 	linkLost := max(0, tapSent-guestRx)
 	// Every malformed frame shows up in the drop counters, unless the
 	// host's tap dropped it (its own counter) or it was lost before the
@@ -439,7 +426,7 @@ func TestSoak(t *testing.T) {
 	// and was not counted fails the soak.
 	drops := dropTotal(end) - dropTotal(base)
 	sent := float64(malformed.Load())
-	if tapLost := tapDrops() - tapDrops0; drops+linkLost+tapLost < sent {
+	if tapLost := tapDrops(t) - tapDrops0; drops+linkLost+tapLost < sent {
 		t.Errorf("%v malformed frames sent, %v frames lost before the guest's NIC, %v dropped by the tap, drop counters rose by only %v (%s)", sent, linkLost, tapLost, drops, dropDiff(base, end))
 	}
 
@@ -462,10 +449,10 @@ func TestSoak(t *testing.T) {
 		mustStat(t, end, "pool.high_water"), mustStat(t, end, "pool.capacity"), baseInUse, mustStat(t, end, "pool.in_use"), tb.Column("pool_exhausted")[len(ts)-1])
 	fmt.Fprintf(&summary, "throughput (guest rx+tx): median first third %.1f Mbit/s, last third %.1f Mbit/s, drift %+.1f%%\n", tpFirst, tpLast, drift)
 	fmt.Fprintf(&summary, "malformed frames sent %d, drop counters +%v (%.1f%%: %s), NIC resets %v, frames the host's tap dropped towards the guest %v\n",
-		malformed.Load(), drops, 100*drops/max(1, sent), dropDiff(base, end), mustStat(t, end, "nic.resets"), tapDrops()-tapDrops0)
+		malformed.Load(), drops, 100*drops/max(1, sent), dropDiff(base, end), mustStat(t, end, "nic.resets"), tapDrops(t)-tapDrops0)
 	guestTx := mustStat(t, end, "nic.tx.packets") - mustStat(t, base, "nic.tx.packets")
 	fmt.Fprintf(&summary, "frames host→guest: tap sent %v, guest NIC received %v (lost on the way %v); guest→host: guest sent %v, tap received %v (both include the /stats requests)\n",
-		tapSent, guestRx, linkLost, guestTx, tapStat("rx_packets")-tapRx0)
+		tapSent, guestRx, linkLost, guestTx, tapStat(t, "rx_packets")-tapRx0)
 	var udp []string
 	for k, v := range end {
 		if strings.Contains(k, "tcpip.udp.") && v != base[k] {
@@ -583,28 +570,7 @@ func pacedUpload(n int) (time.Duration, error) {
 		})
 		return errors.Join(err, serr)
 	}}
-	c, err := d.Dial("tcp", guestAddr(discardPort))
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(soakOpTimeout))
-	buf := make([]byte, 64<<10)
-	start := time.Now()
-	for left := n; left > 0; {
-		k, err := c.Write(buf[:min(left, len(buf))])
-		if err != nil {
-			return 0, fmt.Errorf("write after %d bytes: %w", n-left, err)
-		}
-		left -= k
-	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		return 0, err
-	}
-	if k, err := c.Read(buf); k != 0 || !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("discard answered %d bytes, err %v; want EOF", k, err)
-	}
-	return time.Since(start), nil
+	return uploadVia(&d, n, soakOpTimeout)
 }
 
 // soakRR runs batches of 64-byte round trips on one connection for the

@@ -303,17 +303,7 @@ func (d *Dnsmasq) Leases() ([]DnsmasqLease, error) {
 // directory StartDnsmasq made. Safe to call more than once.
 func (d *Dnsmasq) Stop() error {
 	d.once.Do(func() {
-		select {
-		case <-d.done:
-		default:
-			d.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d.done:
-			case <-time.After(3 * time.Second):
-				d.cmd.Process.Kill()
-				<-d.done
-			}
-		}
+		terminate(d.cmd.Process, d.done)
 		d.stopErr = d.cleanup()
 	})
 	return d.stopErr

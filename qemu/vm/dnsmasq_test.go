@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"syscall"
@@ -116,12 +115,7 @@ func netnsResolver(t *testing.T, ns string) *net.Resolver {
 // for a host record and a name it does not have, and checks Stop removes
 // everything.
 func TestDnsmasq(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root for a network namespace")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("SKIP: iproute2 not installed")
-	}
+	needRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name, err := FreeNetnsName("tamanet-dnsmasq")

@@ -282,21 +282,28 @@ func (v *VM) Err() error {
 	return v.waitErr
 }
 
+// terminate stops the process p whose exit closes done: SIGTERM, then
+// SIGKILL if it has not exited after 3 s. It returns once done is closed.
+func terminate(p *os.Process, done <-chan struct{}) {
+	select {
+	case <-done:
+		return
+	default:
+	}
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		p.Kill()
+		<-done
+	}
+}
+
 // Close stops QEMU (SIGTERM, then SIGKILL after 3 s) and deletes the
 // namespace. It is safe to call more than once and from several goroutines.
 func (v *VM) Close() error {
 	v.closeOnce.Do(func() {
-		select {
-		case <-v.done:
-		default:
-			v.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-v.done:
-			case <-time.After(3 * time.Second):
-				v.cmd.Process.Kill()
-				<-v.done
-			}
-		}
+		terminate(v.cmd.Process, v.done)
 		v.closeErr = v.ns.Delete()
 	})
 	return v.closeErr

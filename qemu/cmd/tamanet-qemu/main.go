@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/tamanet/tamanet/qemu/vm"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 func main() {
@@ -107,7 +109,8 @@ func run() int {
 	if err := v.Netns().EnableIPv6(ctx, "fd00::10:2/64"); err != nil {
 		fmt.Fprintf(os.Stderr, "tamanet-qemu: no IPv6 on the tap: %v\n", err)
 	} else if mac, err := net.ParseMAC(r.MAC); err == nil && len(mac) == 6 {
-		ll := netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
+		// The guest derives it the same way (stack.LinkLocal).
+		ll := header.LinkLocalAddr(tcpip.LinkAddress(mac))
 		ipv6 = fmt.Sprintf("    ip netns exec %[1]s ping -6 %[2]s%%%[3]s   # IPv6 link-local, from the MAC\n"+
 			"    ip netns exec %[1]s curl -6 'http://[fd00::10:1]/'   # IPv6, the static IP6= address (default)\n", ns, ll, v.Netns().Tap)
 	}
