@@ -255,6 +255,48 @@ func TestStatsJSON(t *testing.T) {
 	_ = b
 }
 
+// TestStatsConns checks that Stats lists an open connection on both sides
+// with its addresses and state, leaves the listener out, and shows the
+// closing side's state once the client closes.
+func TestStatsConns(t *testing.T) {
+	a, b, _, _ := fakePair(t)
+	if st := b.Stats(); st.TCPTotal != 0 {
+		t.Fatalf("before any connection: %d listed: %v", st.TCPTotal, st.TCP)
+	}
+	stacktest.ServeEcho(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := a.Dial(ctx, "tcp", "10.0.0.2:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := stacktest.EchoConn(c, 1000, 0); err != nil {
+		t.Fatal(err)
+	}
+	local := c.LocalAddr().String()
+	for _, side := range []struct {
+		s             *Stack
+		local, remote string
+	}{{a, local, "10.0.0.2:7"}, {b, "10.0.0.2:7", local}} {
+		st := side.s.Stats()
+		want := Conn{Local: side.local, Remote: side.remote, State: "ESTABLISHED"}
+		if st.TCPTotal != 1 || len(st.TCP) != 1 || st.TCP[0] != want {
+			t.Fatalf("%s: %d connections %v, want [%v]", side.local, st.TCPTotal, st.TCP, want)
+		}
+	}
+	c.Close()
+	// The client's FIN leaves it in FIN-WAIT or TIME-WAIT; the echo
+	// server closes its side, so b's connection goes.
+	deadline := time.Now().Add(10 * time.Second)
+	for st := a.Stats(); len(st.TCP) != 1 || st.TCP[0].State == "ESTABLISHED"; st = a.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after Close: %v", st.TCP)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestSnake(t *testing.T) {
 	for in, want := range map[string]string{
 		"ICMP": "icmp", "PacketsReceived": "packets_received", "V4": "v4",

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"net/netip"
 	"reflect"
 	"time"
 	"unicode"
@@ -10,6 +11,8 @@ import (
 	"github.com/tamanet/tamanet/stack/link"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
 // Stats is a snapshot of everything the stack counts, shaped for JSON.
@@ -33,7 +36,25 @@ type Stats struct {
 	// (e.g. tcpip["tcp"]["active_connection_openings"]) plus the NIC's
 	// under "nic".
 	TCPIP map[string]any `json:"tcpip"`
+	// TCP lists the TCP connections (listeners left out), at most
+	// MaxListedConns of them, to tell which peer holds a connection open;
+	// TCPTotal counts them all.
+	TCP      []Conn `json:"tcp_connections,omitempty"`
+	TCPTotal int    `json:"tcp_connections_total"`
 }
+
+// Conn is one TCP connection in Stats.
+type Conn struct {
+	Local  string `json:"local"`
+	Remote string `json:"remote"`
+	// State is gVisor's name for the TCP state, e.g. ESTABLISHED,
+	// CLOSE-WAIT, TIME-WAIT.
+	State string `json:"state"`
+}
+
+// MaxListedConns bounds Stats.TCP, so that a stats page stays small with
+// many connections open.
+const MaxListedConns = 64
 
 // PollStats counts poll loop steps.
 type PollStats struct {
@@ -77,7 +98,45 @@ func (s *Stack) Stats() Stats {
 		}
 	}
 	st.TCPIP = m
+	st.TCP, st.TCPTotal = s.conns()
 	return st
+}
+
+// conns lists the TCP endpoints registered with gVisor that are not
+// listening.
+func (s *Stack) conns() ([]Conn, int) {
+	var list []Conn
+	n := 0
+	for _, e := range s.gv.RegisteredEndpoints() {
+		ep, ok := e.(*tcp.Endpoint)
+		if !ok {
+			continue
+		}
+		state := tcp.EndpointState(ep.State())
+		if state == tcp.StateListen {
+			continue
+		}
+		n++
+		if len(list) == MaxListedConns {
+			continue
+		}
+		info, ok := ep.Info().(*gvstack.TransportEndpointInfo)
+		if !ok {
+			continue
+		}
+		id := info.ID
+		list = append(list, Conn{
+			Local:  hostPort(id.LocalAddress, id.LocalPort),
+			Remote: hostPort(id.RemoteAddress, id.RemotePort),
+			State:  state.String(),
+		})
+	}
+	return list, n
+}
+
+func hostPort(a tcpip.Address, port uint16) string {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return netip.AddrPortFrom(ip, port).String()
 }
 
 var statCounterType = reflect.TypeOf((*tcpip.StatCounter)(nil))
