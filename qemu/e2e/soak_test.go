@@ -21,6 +21,7 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -405,7 +406,7 @@ func TestSoak(t *testing.T) {
 		t.Errorf("pool in_use %v after the soak, idle baseline %v: buffers leaked", v, baseInUse)
 	}
 	if endEst > baseEst {
-		t.Errorf("%v TCP connections still established after the soak (baseline %v)", endEst, baseEst)
+		t.Errorf("%v TCP connections still established after the soak (baseline %v); the guest's connections now: %s", endEst, baseEst, guestConns())
 	}
 	if v := mustStat(t, end, "go.goroutines"); v > baseG {
 		t.Errorf("%v goroutines after the soak, %v before: goroutines leaked", v, baseG)
@@ -535,6 +536,29 @@ func writeSoakFiles(t *testing.T, dir string, tb *soak.Table) {
 // fetchStatsQ is fetchStats with a query (e.g. "?gc=1").
 func fetchStatsQ(q string) (map[string]float64, error) {
 	return fetchStatsURL("http://" + guestAddr(httpPort) + "/stats" + q)
+}
+
+// guestConns lists the guest's TCP connections from /stats, one
+// "local remote STATE" per line, or says why it cannot.
+func guestConns() string {
+	resp, err := httpClient.Get("http://" + guestAddr(httpPort) + "/stats")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var st struct {
+		TCP []struct{ Local, Remote, State string } `json:"tcp_connections"`
+		N   int                                     `json:"tcp_connections_total"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d", st.N)
+	for _, c := range st.TCP {
+		fmt.Fprintf(&b, "\n\t%s %s %s", c.Local, c.Remote, c.State)
+	}
+	return b.String()
 }
 
 // httpGet fetches path from the guest and returns the body's length.
