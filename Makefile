@@ -8,6 +8,8 @@
 #   make test-host       the host tests only, for machines without the
 #                        TamaGo distribution, QEMU, root or /dev/net/tun
 #   make bench           per-packet benchmarks and the QEMU system benchmark
+#   make ab A=IMAGE      the system benchmark on image A and on this tree's
+#                        image (or B=IMAGE), alternately, medians of each
 #   make soak            mixed traffic for DURATION (default 30m) under QEMU
 #
 # Variables: TARGET=microvm|mx6ullevk|usbarmory, ACCEL=auto|kvm|tcg,
@@ -74,7 +76,7 @@ CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X 'main.lookupTarget=$(LOOKUP)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 
-.PHONY: all build image imx qemu e2e soak test test-host bench deps check-config fuzz vet clean FORCE
+.PHONY: all build image imx qemu e2e soak test test-host bench ab deps check-config fuzz vet clean FORCE
 
 all: build
 
@@ -156,6 +158,24 @@ bench: deps
 	$(GO) run ./internal/benchsummary < $(BUILD)/bench-host.txt
 	$(GO) test -count=1 -timeout 30m -v -run '^TestSystemBenchmark$$' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL) -bench
 	$(GO) test -count=1 -timeout 30m -v -run '^TestCompare$$' ./qemu/e2e -args -compare -accel $(ACCEL)
+
+# A/B of two firmware images for TARGET in one run: TestSystemBenchmark boots
+# image A, then B, ROUNDS times (five measurements per boot), so both see the
+# same host load; benchsummary prints each image's medians over every run.
+# B defaults to the image built from this tree: make ab A=old/tamanet-microvm
+A      ?=
+B      ?= $(IMAGE)
+ROUNDS ?= 3
+ab: deps build
+	@test -n "$(A)" || { echo "ab: set A=path/to/image (B defaults to $(IMAGE))"; exit 1; }
+	@mkdir -p $(BUILD)
+	@: > $(BUILD)/ab-$(TARGET).txt
+	for i in $$(seq $(ROUNDS)); do for ab in A=$(A) B=$(B); do \
+	  $(GO) test -count=1 -timeout 30m -v -run '^TestSystemBenchmark$$' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL) -bench -image $${ab#*=} -label $${ab%%=*} >$(BUILD)/ab-run.txt 2>&1; \
+	  rc=$$?; cat $(BUILD)/ab-run.txt | tee -a $(BUILD)/ab-$(TARGET).txt; [ $$rc = 0 ] || exit $$rc; \
+	done; done
+	@echo "A = $(A), B = $(B)"
+	$(GO) run ./internal/benchsummary < $(BUILD)/ab-$(TARGET).txt
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s

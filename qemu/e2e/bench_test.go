@@ -51,6 +51,11 @@ func TestSystemBenchmark(t *testing.T) {
 			t.Fatalf("run %d: connections: %v", r, err)
 		}
 		cps = append(cps, c)
+		// One line per run in go test's benchmark format, so that
+		// internal/benchsummary takes medians over runs and over
+		// invocations (make ab alternates two images).
+		fmt.Printf("BenchmarkSystem/%s/%s 1 %.1f up-Mbit/s %.1f down-Mbit/s %.0f tcp-p50-µs %.0f tcp-p99-µs %.0f udp-p50-µs %.0f udp-p99-µs %.0f conn/s\n",
+			*targetFlag, *labelFlag, up[r], down[r], us(tcp50[r]), us(tcp99[r]), us(udp50[r]), us(udp99[r]), c)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nsystem benchmark (%s, median of %d runs)\tvalue\n", guestNIC, runs)
@@ -91,6 +96,8 @@ func connRate(n int) (float64, error) {
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func medianF(v []float64) float64 {
 	s := slices.Clone(v)

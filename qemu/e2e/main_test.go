@@ -43,6 +43,7 @@ var (
 	accelFlag   = flag.String("accel", "auto", "accelerator: auto, kvm or tcg")
 	imageFlag   = flag.String("image", "", "boot this image instead of building build/tamanet-TARGET")
 	benchFlag   = flag.Bool("bench", false, "run TestSystemBenchmark")
+	labelFlag   = flag.String("label", "tamanet", "TestSystemBenchmark's name for the image in its benchmark lines (make ab: old, new)")
 	bootTimeout = flag.Duration("boot-timeout", 60*time.Second, "how long to wait for the ready line")
 )
 
