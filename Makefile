@@ -163,18 +163,22 @@ bench: deps
 # image A, then B, ROUNDS times (five measurements per boot), so both see the
 # same host load; benchsummary prints each image's medians over every run.
 # B defaults to the image built from this tree: make ab A=old/tamanet-microvm
+# C and D, when set, join the rotation.
 A      ?=
 B      ?= $(IMAGE)
+C      ?=
+D      ?=
 ROUNDS ?= 3
+comma  := ,
 ab: deps build
 	@test -n "$(A)" || { echo "ab: set A=path/to/image (B defaults to $(IMAGE))"; exit 1; }
 	@mkdir -p $(BUILD)
 	@: > $(BUILD)/ab-$(TARGET).txt
-	for i in $$(seq $(ROUNDS)); do for ab in A=$(A) B=$(B); do \
+	for i in $$(seq $(ROUNDS)); do for ab in A=$(A) B=$(B) $(if $(C),C=$(C)) $(if $(D),D=$(D)); do \
 	  $(GO) test -count=1 -timeout 30m -v -run '^TestSystemBenchmark$$' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL) -bench -image $${ab#*=} -label $${ab%%=*} >$(BUILD)/ab-run.txt 2>&1; \
 	  rc=$$?; cat $(BUILD)/ab-run.txt | tee -a $(BUILD)/ab-$(TARGET).txt; [ $$rc = 0 ] || exit $$rc; \
 	done; done
-	@echo "A = $(A), B = $(B)"
+	@echo "A = $(A), B = $(B)$(if $(C),$(comma) C = $(C))$(if $(D),$(comma) D = $(D))"
 	$(GO) run ./internal/benchsummary < $(BUILD)/ab-$(TARGET).txt
 
 # Runs every fuzz target for FUZZTIME each.
