@@ -97,14 +97,8 @@ func TestFaults(t *testing.T) {
 			if rx.Rx.Drops[nic.BadIndex] != 0 {
 				t.Fatalf("bad index on rx: %+v", rx.Rx.Drops)
 			}
-			if a.pool.InUse() != baseA || b.pool.InUse() != baseB {
-				t.Fatalf("pool in use %d/%d, baseline %d/%d", a.pool.InUse(), b.pool.InUse(), baseA, baseB)
-			}
-			a.drv.Close()
-			b.drv.Close()
-			if a.pool.InUse() != 0 || b.pool.InUse() != 0 {
-				t.Fatalf("pool in use after Close %d/%d", a.pool.InUse(), b.pool.InUse())
-			}
+			atBaseline(t, a, b, baseA, baseB)
+			closeEmpty(t, a, b)
 		})
 	}
 }

@@ -135,9 +135,7 @@ func TestNeedsResetRecovery(t *testing.T) {
 	if got := exchange(t, b, a, 30, 300); len(got) != 30 || got[0] != 300 || got[29] != 329 {
 		t.Fatalf("after reset b->a received %v", got)
 	}
-	if a.pool.InUse() != baseA || b.pool.InUse() != baseB {
-		t.Fatalf("pool in use %d/%d, baseline %d/%d", a.pool.InUse(), b.pool.InUse(), baseA, baseB)
-	}
+	atBaseline(t, a, b, baseA, baseB)
 }
 
 // TestWedgedIndexRecovery: a used index that stays out of range (more
@@ -275,14 +273,8 @@ func TestResetUnderFaults(t *testing.T) {
 	a.drv.Maintain() // background work the model held back
 	a.drv.Reclaim()
 	recvAll(b, nil)
-	if a.pool.InUse() != baseA || b.pool.InUse() != baseB {
-		t.Fatalf("pool in use %d/%d, baseline %d/%d", a.pool.InUse(), b.pool.InUse(), baseA, baseB)
-	}
-	a.drv.Close()
-	b.drv.Close()
-	if a.pool.InUse() != 0 || b.pool.InUse() != 0 {
-		t.Fatalf("pool in use after Close %d/%d", a.pool.InUse(), b.pool.InUse())
-	}
+	atBaseline(t, a, b, baseA, baseB)
+	closeEmpty(t, a, b)
 }
 
 // TestTxStallRecovery: a device that stops completing transmits without

@@ -50,6 +50,26 @@ func pair(t testing.TB, cfg Config) (a, b *side) {
 	return a, b
 }
 
+// atBaseline fails t unless a's and b's pools hold baseA and baseB buffers:
+// the posted receive rings, nothing leaked.
+func atBaseline(t testing.TB, a, b *side, baseA, baseB int) {
+	t.Helper()
+	if a.pool.InUse() != baseA || b.pool.InUse() != baseB {
+		t.Fatalf("pool in use %d/%d, baseline %d/%d", a.pool.InUse(), b.pool.InUse(), baseA, baseB)
+	}
+}
+
+// closeEmpty closes both drivers and fails t unless every buffer is back in
+// the pools.
+func closeEmpty(t testing.TB, a, b *side) {
+	t.Helper()
+	a.drv.Close()
+	b.drv.Close()
+	if a.pool.InUse() != 0 || b.pool.InUse() != 0 {
+		t.Fatalf("pool in use after Close %d/%d", a.pool.InUse(), b.pool.InUse())
+	}
+}
+
 // frame fills b's body with an Ethernet frame of n bytes carrying seq.
 func fillFrame(t testing.TB, b *alloc.Buffer, n int, seq uint32) {
 	body, err := b.Append(n)
@@ -228,9 +248,7 @@ func TestPipeByteExact(t *testing.T) {
 			t.Fatalf("received %d frames, sent %d", got, seq)
 		}
 	}
-	if a.pool.InUse() != baseA || b.pool.InUse() != baseB {
-		t.Fatalf("pool in use %d/%d, baseline %d/%d", a.pool.InUse(), b.pool.InUse(), baseA, baseB)
-	}
+	atBaseline(t, a, b, baseA, baseB)
 	var st nic.Stats
 	b.drv.Stats(&st)
 	if st.Rx.Drops.Total() != 0 || st.Tx.Drops.Total() != 0 {
@@ -262,9 +280,7 @@ func TestWrapAround(t *testing.T) {
 	if next != total {
 		t.Fatalf("received %d of %d", next, total)
 	}
-	if a.pool.InUse() != baseA || b.pool.InUse() != baseB {
-		t.Fatalf("pool in use %d/%d, baseline %d/%d", a.pool.InUse(), b.pool.InUse(), baseA, baseB)
-	}
+	atBaseline(t, a, b, baseA, baseB)
 	// Both indices went round the 16-bit space at least once.
 	if b.drv.rx.lastUsed() != uint16(total%65536) || a.drv.tx.lastUsed() != uint16(total%65536) {
 		t.Fatalf("indices: rx lastUsed %d, tx lastUsed %d", b.drv.rx.lastUsed(), a.drv.tx.lastUsed())
