@@ -22,11 +22,12 @@ import (
 	"unsafe"
 )
 
-// Layout (i.MX6ULL RM 22.6.13, legacy receive and transmit descriptors).
+// Layout (i.MX6ULL RM 22.6.13, legacy receive and transmit descriptors):
+// the descriptor's size and the offset of its buffer pointer. Length and
+// status are read and written together as the control word (Load, Store).
 const (
-	Size   = 8
-	Status = 2
-	Addr   = 4
+	Size = 8
+	Addr = 4
 )
 
 // Status bits common to rx and tx descriptors.
