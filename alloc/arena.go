@@ -46,9 +46,6 @@ func (a *Arena) Pool(cfg Config) (*Pool, error) {
 	return New(mem, cfg)
 }
 
-// Base returns the address of the arena's first byte.
-func (a *Arena) Base() uintptr { return a.base }
-
 // Memory returns the whole region, for a device model that must resolve the
 // addresses a driver hands it.
 func (a *Arena) Memory() []byte { return a.mem }

@@ -35,7 +35,7 @@ const Alignment = 64
 // untagged 1518 includes the 4-byte FCS, which drivers strip).
 const MaxFrame = 1518
 
-// DefaultHeadroom is the prefix reserved in front of the body by Reset. It
+// DefaultHeadroom is the prefix Get reserves in front of the body. It
 // leaves room for a 12-byte virtio-net header (virtio 1.2 §5.1.6) plus
 // link-layer headers, rounded so the body stays 2-byte aligned after a
 // 14-byte Ethernet header.
@@ -48,7 +48,7 @@ type Config struct {
 	// Size is the size of each buffer in bytes, rounded up to Alignment.
 	// Default 2048; it must hold Headroom + MaxFrame.
 	Size int
-	// Headroom is the prefix Reset reserves in front of the body.
+	// Headroom is the prefix Get reserves in front of the body.
 	// Default DefaultHeadroom.
 	Headroom int
 }
@@ -103,9 +103,6 @@ func (b *Buffer) Len() int { return b.tail - b.head }
 // Headroom returns the bytes free in front of the body.
 func (b *Buffer) Headroom() int { return b.head }
 
-// Tailroom returns the bytes free after the body.
-func (b *Buffer) Tailroom() int { return len(b.mem) - b.tail }
-
 // Cap returns the whole buffer size.
 func (b *Buffer) Cap() int { return len(b.mem) }
 
@@ -124,12 +121,6 @@ func (b *Buffer) Offset() int { return b.head }
 
 // Index returns the buffer's index in its pool, 0 <= Index < Capacity.
 func (b *Buffer) Index() int { return int(b.index) }
-
-// Reset empties the body and restores the pool's default headroom.
-func (b *Buffer) Reset() {
-	b.head = b.pool.headroom
-	b.tail = b.head
-}
 
 // Reserve empties the body and places it n bytes from the start.
 func (b *Buffer) Reserve(n int) error {
@@ -168,24 +159,6 @@ func (b *Buffer) Append(n int) ([]byte, error) {
 	return b.mem[b.tail-n : b.tail : b.tail], nil
 }
 
-// TrimFront removes n bytes from the front of the body.
-func (b *Buffer) TrimFront(n int) error {
-	if n < 0 || n > b.tail-b.head {
-		return ErrNoRoom
-	}
-	b.head += n
-	return nil
-}
-
-// TrimBack removes n bytes from the back of the body.
-func (b *Buffer) TrimBack(n int) error {
-	if n < 0 || n > b.tail-b.head {
-		return ErrNoRoom
-	}
-	b.tail -= n
-	return nil
-}
-
 // Stats is a snapshot of a pool's counters.
 type Stats struct {
 	Capacity    int    `json:"capacity"`
@@ -203,8 +176,6 @@ type Pool struct {
 	top      atomic.Uint64 // tag<<32 | (index+1); 0 low half means empty
 	size     int
 	headroom int
-	base     uintptr
-	region   []byte
 
 	inUse     atomic.Int64
 	highWater atomic.Int64
@@ -243,14 +214,14 @@ func New(region []byte, cfg Config) (*Pool, error) {
 		next:     make([]int32, cfg.Count),
 		size:     cfg.Size,
 		headroom: cfg.Headroom,
-		base:     base + uintptr(skip),
-		region:   region[skip:need:need],
 	}
+	base += uintptr(skip)
+	region = region[skip:need:need]
 	for i := range p.bufs {
 		b := &p.bufs[i]
 		off := i * cfg.Size
-		b.mem = p.region[off : off+cfg.Size : off+cfg.Size]
-		b.addr = p.base + uintptr(off)
+		b.mem = region[off : off+cfg.Size : off+cfg.Size]
+		b.addr = base + uintptr(off)
 		b.pool = p
 		b.index = int32(i)
 		if i+1 < cfg.Count {
@@ -320,41 +291,17 @@ func (p *Pool) Owns(b *Buffer) bool {
 	return b != nil && b.pool == p && b.index >= 0 && int(b.index) < len(p.bufs) && &p.bufs[b.index] == b
 }
 
-// Lookup returns the buffer whose memory contains the physical address addr,
-// or nil. Drivers use it to map a device-reported address back to a buffer.
-func (p *Pool) Lookup(addr uintptr) *Buffer {
-	if addr < p.base {
-		return nil
-	}
-	i := (addr - p.base) / uintptr(p.size)
-	if i >= uintptr(len(p.bufs)) {
-		return nil
-	}
-	return &p.bufs[i]
-}
-
-// Buffer returns the buffer at index i, or nil when i is out of range.
-func (p *Pool) Buffer(i int) *Buffer {
-	if i < 0 || i >= len(p.bufs) {
-		return nil
-	}
-	return &p.bufs[i]
-}
-
 // Capacity returns the number of buffers.
 func (p *Pool) Capacity() int { return len(p.bufs) }
 
 // BufferSize returns the size of each buffer.
 func (p *Pool) BufferSize() int { return p.size }
 
-// DefaultHeadroom returns the headroom Get and Reset give a buffer.
+// DefaultHeadroom returns the headroom Get gives a buffer.
 func (p *Pool) DefaultHeadroom() int { return p.headroom }
 
 // InUse returns the number of buffers currently handed out.
 func (p *Pool) InUse() int { return int(p.inUse.Load()) }
-
-// Region returns the memory the buffers were carved from.
-func (p *Pool) Region() []byte { return p.region }
 
 // Stats returns a snapshot of the pool's counters.
 func (p *Pool) Stats() Stats {

@@ -96,7 +96,7 @@ func (d *Drops) Total() uint64 {
 	return t
 }
 
-// MarshalJSON renders the non-zero causes as an object keyed by name.
+// MarshalJSON renders every cause, zero or not, as an object keyed by name.
 func (d Drops) MarshalJSON() ([]byte, error) {
 	m := make(map[string]uint64)
 	for i, v := range d {

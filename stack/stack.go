@@ -24,6 +24,9 @@
 // GOOS=tamago, Start installs Socket as net.SocketFunc. Socket, Listen,
 // Dial and ListenPacket are also callable directly, which is how host tests
 // use the stack.
+//
+// docs/architecture.md in the repository describes the layers under and
+// over this package, who owns a packet buffer when, and the poll step.
 package stack
 
 import (

@@ -35,12 +35,10 @@ const (
 var (
 	gicOn      bool
 	haltIdleOn bool
-	idleHalts  uint64
 )
 
-// HaltIdle reports whether the CPU halts (WFI) while idle, and how many
-// times it did.
-func HaltIdle() (on bool, halts uint64) { return haltIdleOn, idleHalts }
+// HaltIdle reports whether the CPU halts (WFI) while idle.
+func HaltIdle() bool { return haltIdleOn }
 
 // initGIC brings the interrupt controller up once, all interrupts Secure
 // (group 0, signalled as IRQ) and disabled.
@@ -106,5 +104,4 @@ func haltIdle(pollUntil int64) {
 	soc.ARM.SetAlarm(now + min(wait, maxHalt))
 	soc.ARM.WaitInterrupt()
 	soc.ARM.SetAlarm(0)
-	idleHalts++
 }

@@ -40,7 +40,6 @@ func EnableENETInterrupt(d *enet.Driver, irq int, wake func()) bool {
 			d.EnableInterrupts(0)
 			nicMasked.Store(true)
 			d.AckInterrupt()
-			nicInterrupts.Add(1)
 			wake()
 		}
 	})
@@ -54,12 +53,8 @@ var (
 	// nicDriver is the driver whose receive interrupt the idle hook arms.
 	nicDriver *enet.Driver
 	// nicMasked says the receive event is masked in EIMR.
-	nicMasked     atomic.Bool
-	nicInterrupts atomic.Uint64
+	nicMasked atomic.Bool
 )
-
-// NICInterrupts returns how many ENET interrupts woke the poll loop.
-func NICInterrupts() uint64 { return nicInterrupts.Load() }
 
 // armNIC unmasks the ENET receive event before the CPU halts.
 func armNIC() {

@@ -40,15 +40,13 @@ const (
 	maxHalt = 10_000_000 // ns
 )
 
-// idleHalts counts halts; wakeups counts idle timer interrupts taken by
-// wakeHandler; haltIdleOn says the idle loop halts.
+// wakeups counts idle timer interrupts taken by wakeHandler, so
+// enableHaltIdle can see the first arrive; haltIdleOn says the idle loop
+// halts.
 var (
-	idleHalts, wakeups uint64
-	haltIdleOn         bool
+	wakeups    uint64
+	haltIdleOn bool
 )
-
-// IdleHalts returns how many times the idle loop halted the CPU.
-func IdleHalts() uint64 { return idleHalts }
 
 // apicHz is the local APIC timer's rate, for the idle timer.
 var apicHz uint64
@@ -127,5 +125,4 @@ func haltIdle(pollUntil int64) {
 	r.Write32(lapicInitCount, uint32(min(count, 1<<32-1)))
 	stiHlt()
 	r.Write32(lapicInitCount, 0)
-	idleHalts++
 }

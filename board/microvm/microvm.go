@@ -29,9 +29,7 @@ const (
 	VirtioMMIOBase = 0xfeb00000
 	// VirtioNet0Base is the register block of that device.
 	VirtioNet0Base = VirtioMMIOBase + 0x2e00
-	// VirtioMMIOSize is the size of one transport's register block.
-	VirtioMMIOSize = 0x200
-	// VirtioNet0IRQ is its GSI (not used: the driver polls).
+	// VirtioNet0IRQ is its GSI, routed to the CPU by EnableNICInterrupt.
 	VirtioNet0IRQ = 47
 )
 

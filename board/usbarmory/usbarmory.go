@@ -69,7 +69,7 @@ func NIC(mac net.HardwareAddr, arena *alloc.Arena, pool *alloc.Pool) (nic.Device
 	}
 	nicDriver = d
 	x := d.Extra()
-	if on, _ := imx6ul.HaltIdle(); on {
+	if imx6ul.HaltIdle() {
 		Info["idle"] = "wfi"
 	} else {
 		Info["idle"] = "spin"

@@ -178,9 +178,6 @@ func New(dev Device, cfg Config) (*Stack, error) {
 	return s, nil
 }
 
-// GVisor returns the gVisor stack.
-func (s *Stack) GVisor() *gvstack.Stack { return s.gv }
-
 // MAC returns the station address.
 func (s *Stack) MAC() net.HardwareAddr { return net.HardwareAddr(s.mac) }
 

@@ -11,8 +11,3 @@ func In8(port uint16) uint8
 //
 //go:noescape
 func Out8(port uint16, val uint8)
-
-// In32 reads four bytes from port (IN EAX, DX).
-//
-//go:noescape
-func In32(port uint16) uint32

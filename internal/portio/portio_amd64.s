@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// Intel SDM Vol. 2A, "IN—Input from Port": EC is IN AL, DX; ED is IN EAX, DX.
+// Intel SDM Vol. 2A, "IN—Input from Port": EC is IN AL, DX.
 // Intel SDM Vol. 2B, "OUT—Output to Port": EE is OUT DX, AL.
 
 // func In8(port uint16) uint8
@@ -17,11 +17,4 @@ TEXT ·Out8(SB),NOSPLIT,$0-3
 	MOVW	port+0(FP), DX
 	MOVB	val+2(FP), AL
 	BYTE	$0xee
-	RET
-
-// func In32(port uint16) uint32
-TEXT ·In32(SB),NOSPLIT,$0-12
-	MOVW	port+0(FP), DX
-	BYTE	$0xed
-	MOVL	AX, ret+8(FP)
 	RET

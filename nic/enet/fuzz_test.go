@@ -20,11 +20,14 @@ import (
 // driver takes off a ring against what the MAC really completed, and
 // Maintain runs between the operations.
 
+// fzRegsSize is the ENET register window fzRegs decodes (RM 22.5 memory map).
+const fzRegsSize = 0x400
+
 // fzRegs is an ENET register window: ECR.RESET self-clears, EIR is write-1-
 // to-clear with events the fuzzer raises, and a graceful stop completes at
 // once (EIR.GRA) so the driver never waits.
 type fzRegs struct {
-	r          [RegsSize / 4]uint32
+	r          [fzRegsSize / 4]uint32
 	eir        uint32
 	rdar, tdar int
 	stuckReset bool // ECR.RESET never self-clears
@@ -38,7 +41,7 @@ func (f *fzRegs) Read32(off uint32) uint32 {
 		}
 		return f.eir
 	}
-	if off >= RegsSize {
+	if off >= fzRegsSize {
 		return 0
 	}
 	return f.r[off/4]
@@ -58,7 +61,7 @@ func (f *fzRegs) Write32(off, v uint32) {
 	case RegTDAR:
 		f.tdar++
 	}
-	if off < RegsSize {
+	if off < fzRegsSize {
 		f.r[off/4] = v
 	}
 }

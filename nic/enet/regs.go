@@ -19,12 +19,10 @@ const (
 	RegECR  = 0x024 // 22.5.5 Ethernet Control Register
 	RegMMFR = 0x040 // 22.5.6 MII Management Frame Register
 	RegMSCR = 0x044 // 22.5.7 MII Speed Control Register
-	RegMIBC = 0x064 // 22.5.8 MIB Control Register
 	RegRCR  = 0x084 // 22.5.9 Receive Control Register
 	RegTCR  = 0x0c4 // 22.5.10 Transmit Control Register
 	RegPALR = 0x0e4 // 22.5.11 Physical Address Lower Register
 	RegPAUR = 0x0e8 // 22.5.12 Physical Address Upper Register
-	RegOPD  = 0x0ec // Opcode/Pause Duration Register
 	RegIAUR = 0x118 // Descriptor Individual Upper Address (hash)
 	RegIALR = 0x11c // Descriptor Individual Lower Address (hash)
 	RegGAUR = 0x120 // Descriptor Group Upper Address (multicast hash)
@@ -34,16 +32,11 @@ const (
 	RegTDSR = 0x184 // Transmit Buffer Descriptor Ring Start Register
 	RegMRBR = 0x188 // Maximum Receive Buffer Size Register
 	RegFTRL = 0x1b0 // Frame Truncation Length Register
-	RegTACC = 0x1c0 // Transmit Accelerator Function Configuration
 	RegRACC = 0x1c4 // Receive Accelerator Function Configuration
-
-	// RegsSize is the size of the register window a model must decode.
-	RegsSize = 0x400
 )
 
 // EIR / EIMR event bits (i.MX6ULL RM 22.5.1, 22.5.2).
 const (
-	EventBABR  = 1 << 30 // babbling receive error
 	EventBABT  = 1 << 29 // babbling transmit error
 	EventGRA   = 1 << 28 // graceful stop complete
 	EventTXF   = 1 << 27 // transmit frame done
@@ -55,7 +48,6 @@ const (
 	EventLC    = 1 << 21 // late collision
 	EventRL    = 1 << 20 // collision retry limit
 	EventUN    = 1 << 19 // transmit FIFO underrun
-	EventPLR   = 1 << 18 // payload receive error
 
 	// EventTxErrors are the transmit errors a legacy descriptor cannot
 	// report (its status has no error bits): the driver counts them from
@@ -92,20 +84,15 @@ const (
 	mscrHoldTimeShift = 8
 )
 
-// MIBC bits (i.MX6ULL RM 22.5.8).
-const MIBCDisable = 1 << 31
-
 // RCR fields (i.MX6ULL RM 22.5.9).
 const (
 	RCRLoop     = 1 << 0
 	RCRDRT      = 1 << 1 // disable receive on transmit (half duplex)
 	RCRMIIMode  = 1 << 2 // must be 1 (MII or RMII interface)
-	RCRProm     = 1 << 3
 	RCRFCE      = 1 << 5 // flow control enable (pause frames)
 	RCRRMIIMode = 1 << 8
 	RCRRMII10T  = 1 << 9 // 10 Mbit/s in RMII mode
 	RCRMaxFLSh  = 16     // MAX_FL, bits 29:16
-	RCRMaxFLMsk = 0x3fff << RCRMaxFLSh
 )
 
 // TCR bits (i.MX6ULL RM 22.5.10).

@@ -226,28 +226,6 @@ func (d *Device) Stats(s *nic.Stats) {
 	d.tx.Snapshot(&s.Tx)
 }
 
-// Drain returns every buffer the device holds to the pool, as a driver
-// would at shutdown, and returns how many.
-func (d *Device) Drain() int {
-	n := 0
-	d.rxMu.Lock()
-	for _, q := range []*queue{&d.posted, &d.filled} {
-		for b := q.pop(); b != nil; b = q.pop() {
-			_ = d.pool.Put(b)
-			n++
-		}
-	}
-	d.rxMu.Unlock()
-	d.txMu.Lock()
-	for b := d.done.pop(); b != nil; b = d.done.pop() {
-		_ = d.pool.Put(b)
-		n++
-	}
-	d.queued = 0
-	d.txMu.Unlock()
-	return n
-}
-
 // queue is a fixed-capacity FIFO of buffers.
 type queue struct {
 	b    []*alloc.Buffer

@@ -20,7 +20,6 @@ const (
 	regMagic          = 0x000
 	regVersion        = 0x004
 	regDeviceID       = 0x008
-	regVendorID       = 0x00c
 	regDeviceFeatures = 0x010
 	regDeviceFeatSel  = 0x014
 	regDriverFeatures = 0x020
@@ -61,27 +60,21 @@ const (
 	StatusFailed      = 128
 )
 
-// Feature bits (§5.1.3 for the net device, §6 for reserved bits).
+// Feature bits the driver negotiates (§5.1.3 for the net device, §6 for
+// reserved bits).
 const (
-	FeatureCsum       = 1 << 0  // VIRTIO_NET_F_CSUM: device checksums partial tx
-	FeatureGuestCsum  = 1 << 1  // VIRTIO_NET_F_GUEST_CSUM
-	FeatureMTU        = 1 << 3  // VIRTIO_NET_F_MTU: config mtu is valid
-	FeatureMAC        = 1 << 5  // VIRTIO_NET_F_MAC: config mac is valid
-	FeatureGuestTSO4  = 1 << 7  // VIRTIO_NET_F_GUEST_TSO4
-	FeatureHostTSO4   = 1 << 11 // VIRTIO_NET_F_HOST_TSO4
-	FeatureMrgRxbuf   = 1 << 15 // VIRTIO_NET_F_MRG_RXBUF
-	FeatureStatus     = 1 << 16 // VIRTIO_NET_F_STATUS: config status is valid
-	FeatureEventIdx   = 1 << 29 // VIRTIO_F_EVENT_IDX (§2.7.10)
-	FeatureVersion1   = 1 << 32 // VIRTIO_F_VERSION_1
-	FeatureAccessPlat = 1 << 33 // VIRTIO_F_ACCESS_PLATFORM
+	FeatureMTU      = 1 << 3  // VIRTIO_NET_F_MTU: config mtu is valid
+	FeatureMAC      = 1 << 5  // VIRTIO_NET_F_MAC: config mac is valid
+	FeatureStatus   = 1 << 16 // VIRTIO_NET_F_STATUS: config status is valid
+	FeatureEventIdx = 1 << 29 // VIRTIO_F_EVENT_IDX (§2.7.10)
+	FeatureVersion1 = 1 << 32 // VIRTIO_F_VERSION_1
 )
 
 // Net device configuration layout, struct virtio_net_config (§5.1.4).
 const (
-	cfgMAC      = 0  // u8 mac[6]
-	cfgStatus   = 6  // le16 status
-	cfgMaxPairs = 8  // le16 max_virtqueue_pairs
-	cfgMTU      = 10 // le16 mtu
+	cfgMAC    = 0  // u8 mac[6]
+	cfgStatus = 6  // le16 status
+	cfgMTU    = 10 // le16 mtu
 
 	// NetStatusLinkUp is VIRTIO_NET_S_LINK_UP in config status.
 	NetStatusLinkUp = 1
@@ -97,15 +90,3 @@ const (
 // (§5.1.6: num_buffers is always present): flags, gso_type, hdr_len,
 // gso_size, csum_start, csum_offset, num_buffers.
 const HeaderSize = 12
-
-// Offsets inside struct virtio_net_hdr (§5.1.6), kept for checksum offload
-// and GSO, which will fill them in place in the transmit headroom.
-const (
-	hdrFlags      = 0 // u8, VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
-	hdrGSOType    = 1 // u8, VIRTIO_NET_HDR_GSO_NONE = 0
-	hdrHdrLen     = 2 // le16
-	hdrGSOSize    = 4 // le16
-	hdrCsumStart  = 6 // le16
-	hdrCsumOffset = 8 // le16
-	hdrNumBuffers = 10
-)

@@ -895,12 +895,6 @@ func (d *Driver) restart() error {
 	return nil
 }
 
-// NeedsReset reports whether the device set DEVICE_NEEDS_RESET (§2.1.2),
-// e.g. after the driver handed it a descriptor it could not use.
-func (d *Driver) NeedsReset() bool {
-	return d.regs.Read32(regStatus)&StatusNeedsReset != 0
-}
-
 // TxFree returns the number of free transmit slots.
 func (d *Driver) TxFree() int { return d.tx.nfree }
 

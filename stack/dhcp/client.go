@@ -227,9 +227,6 @@ func (c *Client) Lease() (l Lease, ok bool) {
 // Counters returns the message counters.
 func (c *Client) Counters() Counters { return c.counters }
 
-// NextTimer returns when Next wants to be called again.
-func (c *Client) NextTimer() time.Time { return c.next }
-
 // backoff returns the wait before retransmission number tries+1 in the
 // INIT-to-BOUND exchange: 4 s doubling to 64 s, ±1 s.
 func (c *Client) backoff() time.Duration {

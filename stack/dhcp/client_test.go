@@ -130,7 +130,7 @@ func stepw(t *testing.T, c *Client, s *fakeServer, now time.Time) (Packet, Event
 	if ans == nil {
 		return p, ev, None, wake
 	}
-	return p, ev, c.Handle(now, ans), c.NextTimer()
+	return p, ev, c.Handle(now, ans), c.next
 }
 
 // bind runs the client from INIT to BOUND at t0.

@@ -45,8 +45,6 @@ type Options struct {
 	Pool *alloc.Pool
 	// MAC overrides the device's station address when not empty.
 	MAC tcpip.LinkAddress
-	// MTU overrides the device's MTU (Ethernet payload bytes) when not 0.
-	MTU uint32
 }
 
 // Endpoint is a stack.LinkEndpoint over a nic.Device.
@@ -84,9 +82,6 @@ func New(opts *Options) (*Endpoint, error) {
 		pool:       opts.Pool,
 		txHeadroom: info.Headroom,
 		mtu:        uint32(info.MTU),
-	}
-	if opts.MTU != 0 {
-		e.mtu = opts.MTU
 	}
 	if e.mtu < header.IPv4MinimumMTU {
 		return nil, fmt.Errorf("link: MTU %d below the IPv4 minimum %d", e.mtu, header.IPv4MinimumMTU)

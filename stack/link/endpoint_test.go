@@ -283,7 +283,8 @@ func TestOptions(t *testing.T) {
 	if _, err := New(&Options{Device: dev, Pool: pool, MAC: "\x02\x00"}); err == nil {
 		t.Fatal("short MAC accepted")
 	}
-	if _, err := New(&Options{Device: dev, Pool: pool, MTU: 9000}); err == nil {
+	big := nictest.New(pool, nictest.Config{MAC: ourMAC, MTU: 9000})
+	if _, err := New(&Options{Device: big, Pool: pool}); err == nil {
 		t.Fatal("MTU larger than a buffer accepted")
 	}
 	ep, err := New(&Options{Device: dev, Pool: pool, MAC: tcpip.LinkAddress(otherMAC[:])})

@@ -78,7 +78,6 @@ const (
 	regPALR = 0x0e4
 	regPAUR = 0x0e8
 	regOPD  = 0x0ec
-	regTFWR = 0x144
 	regRDSR = 0x180
 	regTDSR = 0x184
 	regMRBR = 0x188

@@ -67,7 +67,6 @@ const (
 	statusDriverOK    = 4
 	statusFeaturesOK  = 8
 	statusNeedsReset  = 64
-	statusFailed      = 128
 
 	// Features is what the model offers by default: VIRTIO_NET_F_MTU (3),
 	// VIRTIO_NET_F_MAC (5), VIRTIO_NET_F_STATUS (16),

@@ -22,12 +22,12 @@ import (
 	"unsafe"
 )
 
-// Layout (i.MX6ULL RM 22.6.13, legacy receive and transmit descriptors).
+// Layout (i.MX6ULL RM 22.6.13, legacy receive and transmit descriptors):
+// the descriptor's size and the offset of its buffer pointer. Length and
+// status are read and written together as the control word (Load, Store).
 const (
-	Size   = 8
-	Length = 0
-	Status = 2
-	Addr   = 4
+	Size = 8
+	Addr = 4
 )
 
 // Status bits common to rx and tx descriptors.
@@ -57,11 +57,8 @@ const (
 // Transmit status bits (i.MX6ULL RM 22.6.13, legacy transmit descriptor
 // field definitions; the legacy descriptor has no transmit error bits).
 const (
-	R   = 1 << 15 // ready: owned by the MAC
-	TO1 = 1 << 14
-	TO2 = 1 << 12
-	TC  = 1 << 10 // append the CRC
-	ABC = 1 << 9  // append a bad CRC
+	R  = 1 << 15 // ready: owned by the MAC
+	TC = 1 << 10 // append the CRC
 )
 
 // Software bits: RO1/RO2 on receive, TO1/TO2 on transmit (the same bit

@@ -21,7 +21,6 @@ const (
 	DescLen       = 8  // le32 len
 	DescFlags     = 12 // le16 flags
 	DescNext      = 14 // le16 next
-	DescAlign     = 16 // §2.7 table 2.3
 	DescFNext     = 1  // VIRTQ_DESC_F_NEXT
 	DescFWrite    = 2  // VIRTQ_DESC_F_WRITE: device writes the buffer
 	DescFIndirect = 4  // VIRTQ_DESC_F_INDIRECT
@@ -32,7 +31,6 @@ const (
 	AvailFlags      = 0 // le16 flags
 	AvailIdx        = 2 // le16 idx
 	AvailRing       = 4 // le16 ring[num]
-	AvailAlign      = 2
 	AvailFNoIntr    = 1 // VIRTQ_AVAIL_F_NO_INTERRUPT
 	availRingEntryB = 2
 )
@@ -45,7 +43,6 @@ const (
 	UsedElemSize  = 8
 	UsedElemID    = 0 // le32 id
 	UsedElemLen   = 4 // le32 len
-	UsedAlign     = 4
 	UsedFNoNotify = 1 // VIRTQ_USED_F_NO_NOTIFY
 )
 
