@@ -60,8 +60,18 @@ func (n *vnode) quiet() stacktest.Quiet {
 // back to back through two device models.
 func virtioPair(t testing.TB) (a, b *vnode) {
 	t.Helper()
-	a = newVnode(t, virtiotest.Options{MAC: stacktest.MACA}, Config{Addr: addrA, Gateway: addrB.Addr()})
-	b = newVnode(t, virtiotest.Options{MAC: stacktest.MACB}, Config{Addr: addrB, Gateway: addrA.Addr()})
+	return virtioPairWith(t, Config{})
+}
+
+// virtioPairWith is virtioPair with both stacks' configuration taken from
+// base (addresses set here).
+func virtioPairWith(t testing.TB, base Config) (a, b *vnode) {
+	t.Helper()
+	ca, cb := base, base
+	ca.Addr, ca.Gateway = addrA, addrB.Addr()
+	cb.Addr, cb.Gateway = addrB, addrA.Addr()
+	a = newVnode(t, virtiotest.Options{MAC: stacktest.MACA}, ca)
+	b = newVnode(t, virtiotest.Options{MAC: stacktest.MACB}, cb)
 	virtiotest.Pipe(a.model, b.model)
 	a.s.Start()
 	b.s.Start()

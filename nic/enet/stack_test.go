@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
-
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/nic/enet"
@@ -193,17 +190,6 @@ func checkFaultsCounted(t *testing.T, a, b *enode) {
 // afterwards.
 func TestResetMidTransfer(t *testing.T) {
 	a, b := enetPairConfig(t, enet.Config{RxRing: 128, TxRing: 128, TxTimeout: 100 * time.Millisecond})
-	// After a reset loses a full window, gVisor's TCP with RACK loss
-	// detection recovers at a few segments per 100 ms for tens of
-	// seconds (a 400 ms total loss on the wire, no reset, does the same:
-	// 2 MiB in ~55 s, against ~1 s with RACK off). The driver is under
-	// test here, not RACK: turn it off so the test takes seconds.
-	for _, n := range []*enode{a, b} {
-		opt := tcpip.TCPRecovery(0)
-		if err := n.s.GVisor().SetTransportProtocolOption(tcp.ProtocolNumber, &opt); err != nil {
-			t.Fatal(err)
-		}
-	}
 	stacktest.StartServices(t, b.s)
 	size := 8 << 20
 	if raceEnabled || testing.Short() {
