@@ -20,10 +20,9 @@ func wakeHandlerAddr() uintptr
 
 const (
 	// wakeVector is the interrupt vector of the idle timer: tamago's
-	// IRQ_WAKEUP, whose gate (once amd64.CPU.ServiceInterrupts installs
-	// its own, see EnableNICInterrupt) also just acknowledges and
-	// returns. It is the highest priority class, so an interrupt still
-	// in service (not yet acknowledged) never holds it back.
+	// IRQ_WAKEUP, whose gate (wakeHandler) just counts, acknowledges
+	// and returns. It is the highest priority class, so an interrupt
+	// still in service (not yet acknowledged) never holds it back.
 	wakeVector = amd64.IRQ_WAKEUP
 
 	// Gate descriptor (Intel SDM Vol. 3A §6.14.1, "64-Bit Mode IDT"):
@@ -64,14 +63,7 @@ func enableHaltIdle(hz uint64) {
 	if gate == nil {
 		return
 	}
-	h := uint64(wakeHandlerAddr())
-	binary.LittleEndian.PutUint16(gate[0:], uint16(h))
-	binary.LittleEndian.PutUint16(gate[2:], gateSelector)
-	gate[4] = 0 // IST
-	gate[5] = gateInterrupt
-	binary.LittleEndian.PutUint16(gate[6:], uint16(h>>16))
-	binary.LittleEndian.PutUint32(gate[8:], uint32(h>>32))
-	binary.LittleEndian.PutUint32(gate[12:], 0)
+	setGate(gate, wakeHandlerAddr())
 
 	// The APIC must be software-enabled (spurious vector register, SDM
 	// §11.4.7.2) for its timer to deliver interrupts.
@@ -97,6 +89,18 @@ func enableHaltIdle(hz uint64) {
 	print("microvm: idle timer interrupt does not arrive; idling by spinning\n")
 }
 
+// setGate makes gate a present 64-bit interrupt gate to handler.
+func setGate(gate []byte, handler uintptr) {
+	h := uint64(handler)
+	binary.LittleEndian.PutUint16(gate[0:], uint16(h))
+	binary.LittleEndian.PutUint16(gate[2:], gateSelector)
+	gate[4] = 0 // IST
+	gate[5] = gateInterrupt
+	binary.LittleEndian.PutUint16(gate[6:], uint16(h>>16))
+	binary.LittleEndian.PutUint32(gate[8:], uint32(h>>32))
+	binary.LittleEndian.PutUint32(gate[12:], 0)
+}
+
 // idtGate returns the interrupt descriptor table entry of vector, or nil
 // if the table does not have one.
 func idtGate(vector int) []byte {
@@ -111,8 +115,13 @@ func idtGate(vector int) []byte {
 }
 
 // haltIdle is the scheduler's idle hook: wait for the timer due at
-// pollUntil (nanotime) by halting, or return at once for short waits.
+// pollUntil (nanotime) by halting, or return at once for short waits. A
+// NIC interrupt, before or during the halt, wakes the NIC goroutine
+// (wakeNIC) and returns, so the scheduler runs it.
 func haltIdle(pollUntil int64) {
+	if wakeNIC() {
+		return
+	}
 	wait := pollUntil - nanotime()
 	if wait < minHalt {
 		return
@@ -125,4 +134,5 @@ func haltIdle(pollUntil int64) {
 	r.Write32(lapicInitCount, uint32(min(count, 1<<32-1)))
 	stiHlt()
 	r.Write32(lapicInitCount, 0)
+	wakeNIC()
 }

@@ -39,3 +39,21 @@ TEXT ·wakeHandlerAddr(SB),NOSPLIT,$0-8
 	MOVQ	$·wakeHandler(SB), AX
 	MOVQ	AX, ret+0(FP)
 	RET
+
+// nicHandler is the interrupt gate of the NIC: count the interrupt in
+// nicIRQs for the idle hook (see EnableNICInterrupt), acknowledge the local
+// APIC and return.
+TEXT ·nicHandler(SB),NOSPLIT|NOFRAME,$0
+	PUSHQ	AX
+	LOCK
+	INCQ	·nicIRQs(SB)
+	MOVL	$0xfee000b0, AX
+	MOVL	$0, (AX)
+	POPQ	AX
+	IRETQ
+
+// func nicHandlerAddr() uintptr
+TEXT ·nicHandlerAddr(SB),NOSPLIT,$0-8
+	MOVQ	$·nicHandler(SB), AX
+	MOVQ	AX, ret+0(FP)
+	RET
