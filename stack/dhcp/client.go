@@ -247,6 +247,9 @@ func (c *Client) newExchange(now time.Time) {
 	c.tries = 0
 }
 
+// defaultTimes are T1 and T2 for a lease of d (RFC 2131 §4.4.5).
+func defaultTimes(d time.Duration) (t1, t2 time.Duration) { return d / 2, d - d/8 }
+
 // never is the timer of an infinite lease: no renewal.
 var never = time.Unix(1<<62, 0)
 
@@ -453,8 +456,10 @@ func (c *Client) ack(now time.Time, r reply) Event {
 	if r.lease > 0 {
 		l.Duration = r.lease
 		// §4.4.5 defaults: T1 = 0.5, T2 = 0.875 of the lease; the
-		// server's values only if they are in order.
-		l.T1, l.T2 = l.Duration/2, l.Duration*7/8
+		// server's values only if they are in order. T2 is the lease
+		// less an eighth: seven eighths of a lease near 2^32 s would
+		// overflow time.Duration on the way.
+		l.T1, l.T2 = defaultTimes(l.Duration)
 		if r.t2 > 0 && r.t2 < l.Duration {
 			l.T2 = r.t2
 		}
@@ -462,7 +467,7 @@ func (c *Client) ack(now time.Time, r reply) Event {
 			l.T1 = r.t1
 		}
 		if l.T1 >= l.T2 {
-			l.T1, l.T2 = l.Duration/2, l.Duration*7/8
+			l.T1, l.T2 = defaultTimes(l.Duration)
 		}
 	}
 	c.counters.Acks++
