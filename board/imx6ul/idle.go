@@ -85,15 +85,14 @@ func enableHaltIdle() {
 
 // haltIdle is the scheduler's idle hook: wait for the timer due at
 // pollUntil (nanoseconds, the runtime's clock) in WFI, with the NIC's
-// receive interrupt armed for the halt only (see EnableENETInterrupt).
-// The alarm's interrupt, or any other enabled one (the NIC's), ends the
-// WFI whether or not IRQs are unmasked in the CPSR; the alarm is then
-// cancelled, which lowers its level-sensitive line again.
+// receive interrupt armed (see EnableENETInterrupt). The alarm's
+// interrupt, or any other enabled one (the NIC's), ends the WFI whether or
+// not IRQs are unmasked in the CPSR; the alarm is then cancelled, which
+// lowers its level-sensitive line again.
 func haltIdle(pollUntil int64) {
 	if pollUntil == math.MaxInt64 {
 		armNIC()
 		soc.ARM.WaitInterrupt()
-		disarmNIC()
 		return
 	}
 	now := soc.ARM.GetTime()
@@ -105,5 +104,4 @@ func haltIdle(pollUntil int64) {
 	soc.ARM.SetAlarm(now + min(wait, maxHalt))
 	soc.ARM.WaitInterrupt()
 	soc.ARM.SetAlarm(0)
-	disarmNIC()
 }

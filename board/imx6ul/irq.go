@@ -19,19 +19,22 @@ import (
 // next poll tick. It reports false, and changes nothing, when the CPU does
 // not halt when idle: the poll loop then finds frames as soon anyway.
 //
-// The interrupt is only armed while the CPU is in the idle hook, as NAPI
-// does: the idle hook unmasks the event (EIMR) before it halts and masks it
-// again when the halt ends, and the handler masks it before it wakes the
-// poll loop. While frames keep coming the poll loop runs and takes no
-// interrupts. A frame that arrives while masked sets EIR.RXF, so unmasking
-// raises the (level-sensitive) line at once and the halt ends straight
-// away: none is missed.
+// The interrupt is only armed while the CPU is idle, as NAPI does: the
+// handler masks the event (EIMR) before it wakes the poll loop, and the idle
+// hook unmasks it before the next halt. While frames keep coming the poll
+// loop runs and takes no interrupts. A frame that arrives while masked sets
+// EIR.RXF, so unmasking raises the (level-sensitive) line at once and the
+// halt ends straight away: none is missed.
 //
 // Interrupts go through tamago's arm.ServiceInterrupts, which wakes one
-// goroutine per IRQ with IRQs masked until it has run. It does so with
+// goroutine per IRQ with IRQs masked until it has run. It wakes it with
 // runtime.WakeG from the IRQ handler, which rewrites the goroutine's timer
-// without the timer lock: safe only while no timer code runs, which is why
-// the interrupt is taken only inside the idle hook.
+// without the timer lock: safe inside the idle hook, where the interrupt
+// mostly comes, but not when an alarm ended the halt and a frame arrives
+// later, while the event is still armed. Masking the event again when the
+// halt ends would close that window and lose interrupts: the goroutine
+// reads the GIC's IAR only after the hook returns, and by then the masked
+// line is low and IAR says spurious (1023).
 func EnableENETInterrupt(d *enet.Driver, irq int, wake func()) bool {
 	if d == nil || !haltIdleOn {
 		return false
@@ -65,16 +68,5 @@ func armNIC() {
 	if nicDriver != nil && nicMasked.Load() {
 		nicMasked.Store(false)
 		nicDriver.EnableInterrupts(enet.EventRXF)
-	}
-}
-
-// disarmNIC masks the ENET receive event again once the halt ended. An
-// interrupt pending at the end of the halt has been taken already: IRQs are
-// unmasked in the CPSR whenever the scheduler is idle, since the interrupt
-// goroutine's first act after each interrupt is to unmask them.
-func disarmNIC() {
-	if nicDriver != nil && !nicMasked.Load() {
-		nicMasked.Store(true)
-		nicDriver.EnableInterrupts(0)
 	}
 }
