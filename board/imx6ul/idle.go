@@ -61,14 +61,12 @@ func enableHaltIdle() {
 	}
 	initGIC()
 	soc.GIC.EnableInterrupt(timerPPI, true)
-	gicd := Regs(gicdBase)
-	pending := func() bool { return gicd.Read32(gicdISPENDR+4*(timerPPI/32))&(1<<(timerPPI%32)) != 0 }
 
 	soc.ARM.SetAlarm(soc.ARM.GetTime() + 50_000)
 	start := time.Now()
 	ok := false
 	for time.Since(start) < 20*time.Millisecond {
-		if pending() {
+		if gicPending(timerPPI) {
 			ok = true
 			break
 		}
@@ -83,16 +81,27 @@ func enableHaltIdle() {
 	haltIdleOn = true
 }
 
+// gicPending reports whether interrupt id is pending at the GIC
+// distributor (GICD_ISPENDRn).
+func gicPending(id int) bool {
+	return Regs(gicdBase).Read32(uint32(gicdISPENDR+4*(id/32)))&(1<<(id%32)) != 0
+}
+
 // haltIdle is the scheduler's idle hook: wait for the timer due at
 // pollUntil (nanoseconds, the runtime's clock) in WFI, with the NIC's
 // receive interrupt armed (see EnableENETInterrupt). The alarm's
 // interrupt, or any other enabled one (the NIC's), ends the WFI whether or
-// not IRQs are unmasked in the CPSR; the alarm is then cancelled, which
-// lowers its level-sensitive line again.
+// not IRQs are unmasked in the CPSR (they never are: no IRQ exception is
+// taken); the alarm is then cancelled, which lowers its level-sensitive line
+// again, and a pending NIC interrupt wakes its goroutine (serviceNIC).
 func haltIdle(pollUntil int64) {
+	if serviceNIC() {
+		return
+	}
 	if pollUntil == math.MaxInt64 {
 		armNIC()
 		soc.ARM.WaitInterrupt()
+		serviceNIC()
 		return
 	}
 	now := soc.ARM.GetTime()
@@ -104,4 +113,5 @@ func haltIdle(pollUntil int64) {
 	soc.ARM.SetAlarm(now + min(wait, maxHalt))
 	soc.ARM.WaitInterrupt()
 	soc.ARM.SetAlarm(0)
+	serviceNIC()
 }

@@ -3,9 +3,10 @@
 package imx6ul
 
 import (
-	"sync/atomic"
+	"math"
+	"runtime"
+	"time"
 
-	"github.com/usbarmory/tamago/arm"
 	soc "github.com/usbarmory/tamago/soc/nxp/imx6ul"
 
 	"github.com/tamanet/tamanet/nic/enet"
@@ -19,54 +20,85 @@ import (
 // next poll tick. It reports false, and changes nothing, when the CPU does
 // not halt when idle: the poll loop then finds frames as soon anyway.
 //
-// The interrupt is only armed while the CPU is idle, as NAPI does: the
-// handler masks the event (EIMR) before it wakes the poll loop, and the idle
-// hook unmasks it before the next halt. While frames keep coming the poll
-// loop runs and takes no interrupts. A frame that arrives while masked sets
-// EIR.RXF, so unmasking raises the (level-sensitive) line at once and the
-// halt ends straight away: none is missed.
+// The event is armed only while the CPU halts, as NAPI does: the idle hook
+// unmasks it before WFI. A frame ends the halt, since a pending interrupt
+// ends WFI whether or not IRQs are unmasked in the CPSR (ARMv7-A ARM B1.8.13
+// "Wait For Interrupt"); the hook then sees the line pending at the GIC,
+// masks the event again and wakes the goroutine that acknowledges it and
+// calls wake. While frames keep coming the poll loop runs and takes no
+// interrupts. A frame that arrives while masked sets EIR.RXF, so unmasking
+// raises the (level-sensitive) line at once and the halt ends straight
+// away: none is missed.
 //
-// Interrupts go through tamago's arm.ServiceInterrupts, which wakes one
-// goroutine per IRQ with IRQs masked until it has run. It wakes it with
-// runtime.WakeG from the IRQ handler, which rewrites the goroutine's timer
-// without the timer lock: safe inside the idle hook, where the interrupt
-// mostly comes, but not when an alarm ended the halt and a frame arrives
-// later, while the event is still armed. Masking the event again when the
-// halt ends would close that window and lose interrupts: the goroutine
-// reads the GIC's IAR only after the hook returns, and by then the masked
-// line is low and IAR says spurious (1023).
+// No IRQ exception is ever taken. tamago's arm.ServiceInterrupts would wake
+// its goroutine with runtime.WakeG from the IRQ handler, which rewrites the
+// goroutine's timer without the timer lock, whatever code it interrupted:
+// on microvm the same path corrupted the timer heap ("fatal error: bad ts"),
+// and here an ENET interrupt after an alarm-ended halt could land in timer
+// code the same way. The idle hook calls runtime.Wake between scheduling
+// rounds on the only CPU, where no timer code is in progress.
 func EnableENETInterrupt(d *enet.Driver, irq int, wake func()) bool {
-	if d == nil || !haltIdleOn {
+	if d == nil || !haltIdleOn || nicG != 0 {
 		return false
 	}
 	initGIC()
-	go arm.ServiceInterrupts(func() {
-		// Acknowledges at the GIC (IAR, EOIR); 1023 is spurious
-		// (e.g. the idle alarm, already cancelled).
-		if soc.GIC.GetInterrupt(true) == irq {
-			d.EnableInterrupts(0)
-			nicMasked.Store(true)
+	started := make(chan struct{})
+	go func() {
+		nicG, _ = runtime.GetG()
+		close(started)
+		for {
+			// Until the idle hook's runtime.Wake.
+			time.Sleep(math.MaxInt64)
 			d.AckInterrupt()
 			wake()
 		}
-	})
-	nicDriver = d
-	nicMasked.Store(true) // the idle hook arms it
+	}()
+	<-started
+	nicDriver, nicIRQ = d, irq
+	nicMasked = true // the idle hook arms it
 	soc.GIC.EnableInterrupt(irq, true)
 	return true
 }
 
 var (
-	// nicDriver is the driver whose receive interrupt the idle hook arms.
+	// nicDriver is the driver whose receive interrupt the idle hook arms,
+	// nicIRQ its interrupt ID, nicG the goroutine that services it.
 	nicDriver *enet.Driver
-	// nicMasked says the receive event is masked in EIMR.
-	nicMasked atomic.Bool
+	nicIRQ    int
+	nicG      uint
+	// nicMasked says the receive event is masked in EIMR; nicPending
+	// that the hook saw the interrupt and has not woken nicG yet. Only
+	// the idle hook uses them.
+	nicMasked, nicPending bool
 )
 
 // armNIC unmasks the ENET receive event before the CPU halts.
 func armNIC() {
-	if nicDriver != nil && nicMasked.Load() {
-		nicMasked.Store(false)
+	if nicDriver != nil && nicMasked {
+		nicMasked = false
 		nicDriver.EnableInterrupts(enet.EventRXF)
 	}
+}
+
+// serviceNIC runs in the idle hook after a halt, and before one to retry:
+// if the ENET's line is pending at the GIC it masks the event, which lowers
+// the line, and wakes nicG. It reports whether it woke nicG.
+func serviceNIC() bool {
+	if nicDriver == nil {
+		return false
+	}
+	if !nicPending {
+		if nicMasked || !gicPending(nicIRQ) {
+			return false
+		}
+		nicDriver.EnableInterrupts(0)
+		nicMasked, nicPending = true, true
+	}
+	// Wake fails while nicG is not asleep in its time.Sleep (still
+	// servicing the last one): the next idle round tries again.
+	if !runtime.Wake(nicG) {
+		return false
+	}
+	nicPending = false
+	return true
 }
