@@ -114,17 +114,25 @@ func TestUDP(t *testing.T) {
 	stacktest.UDPEcho(t, a, stacktest.UDPCheck{Addr: "10.0.0.2:7", Sizes: []int{1, 100, 1472}, Wait: 20 * time.Second})
 }
 
-func TestTCP(t *testing.T) {
-	a, b, _, _ := fakePair(t)
-	stacktest.ServeEcho(t, b)
+// dialEcho connects a to b's echo service (10.0.0.2:7) with 20 s to do
+// it and 20 s for what follows; the connection closes with the test.
+func dialEcho(t *testing.T, a *Stack) net.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := a.Dial(ctx, "tcp", "10.0.0.2:7")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c
+}
+
+func TestTCP(t *testing.T) {
+	a, b, _, _ := fakePair(t)
+	stacktest.ServeEcho(t, b)
+	c := dialEcho(t, a)
 	if err := stacktest.EchoConn(c, 1<<20, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +140,8 @@ func TestTCP(t *testing.T) {
 		t.Fatalf("local address %v", la)
 	}
 	// A closed port refuses.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	if _, err := a.Dial(ctx, "tcp", "10.0.0.2:9"); err == nil {
 		t.Fatal("dial to a closed port succeeded")
 	}
@@ -264,13 +274,7 @@ func TestStatsConns(t *testing.T) {
 		t.Fatalf("before any connection: %d listed: %v", st.TCPTotal, st.TCP)
 	}
 	stacktest.ServeEcho(t, b)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := a.Dial(ctx, "tcp", "10.0.0.2:7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c := dialEcho(t, a)
 	if err := stacktest.EchoConn(c, 1000, 0); err != nil {
 		t.Fatal(err)
 	}
