@@ -22,6 +22,7 @@ func newHTTPServer(cfg Config) *http.Server {
 		}
 		stats(w, cfg)
 	})
+	mux.HandleFunc("GET /debug/goroutines", goroutines)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -46,7 +47,8 @@ straight from the driver's DMA rings.</p>
 <li>echo on UDP and TCP port 7 (RFC 862)</li>
 <li>discard on TCP port 9 (RFC 863)</li>
 <li>chargen on TCP port 19 (RFC 864), an endless stream</li>
-<li>HTTP on port 80: this page and <a href="/stats">/stats</a> (JSON counters)</li>
+<li>HTTP on port 80: this page, <a href="/stats">/stats</a> (JSON counters) and
+<a href="/debug/goroutines">/debug/goroutines</a> (every goroutine's stack)</li>
 </ul>
 </body></html>
 `))
@@ -128,4 +130,20 @@ func stats(w http.ResponseWriter, cfg Config) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(out)
+}
+
+// goroutines writes every goroutine's stack, as a panic would print them:
+// what a stuck connection handler waits on, without a debugger attached.
+func goroutines(w http.ResponseWriter, r *http.Request) {
+	buf := make([]byte, 64<<10)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) || len(buf) >= 4<<20 {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(buf)
 }

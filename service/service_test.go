@@ -394,3 +394,38 @@ func TestStatsGC(t *testing.T) {
 		t.Errorf("num_gc %d then %d with ?gc=1: no collection", a, b)
 	}
 }
+
+// TestGoroutines: /debug/goroutines lists every goroutine, including one
+// blocked in a service handler.
+func TestGoroutines(t *testing.T) {
+	s := start(t, nil)
+	c, err := net.Dial("tcp", s.TCPEcho.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// One round trip: the handler is running and now blocks in Read.
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + s.HTTP.String() + "/debug/goroutines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /debug/goroutines = %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{"goroutine ", "service.Echo", "service.goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/debug/goroutines lacks %q:\n%s", want, body)
+		}
+	}
+}

@@ -409,7 +409,7 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%v TCP connections still established after the soak (baseline %v); the guest's connections now: %s", endEst, baseEst, guestConns())
 	}
 	if v := mustStat(t, end, "go.goroutines"); v > baseG {
-		t.Errorf("%v goroutines after the soak, %v before: goroutines leaked", v, baseG)
+		t.Errorf("%v goroutines after the soak, %v before: goroutines leaked; the guest's goroutines:\n%s", v, baseG, guestGoroutines())
 	}
 	if v, _ := stat(end, "pool.refused_puts"); v > 0 {
 		t.Errorf("pool refused %v puts (double put or foreign buffer)", v)
@@ -559,6 +559,21 @@ func guestConns() string {
 		fmt.Fprintf(&b, "\n\t%s %s %s", c.Local, c.Remote, c.State)
 	}
 	return b.String()
+}
+
+// guestGoroutines returns the guest's goroutine dump (/debug/goroutines),
+// or why it could not be fetched.
+func guestGoroutines() string {
+	resp, err := httpClient.Get("http://" + guestAddr(httpPort) + "/debug/goroutines")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // httpGet fetches path from the guest and returns the body's length.
