@@ -89,25 +89,25 @@ func (c *client) getStats(t *testing.T, url string, v any) {
 	}
 }
 
-// platformFor is a host "board": DMA from the heap and a virtio-net device
+// hostBoard is a host "board": DMA from the heap and a virtio-net device
 // model joined to c's.
+type hostBoard struct{ c *client }
+
+func (hostBoard) Name() string            { return "host-test" }
+func (hostBoard) DMA() []byte             { return make([]byte, 16<<20) }
+func (hostBoard) Info() map[string]string { return map[string]string{"clock": "host"} }
+func (b hostBoard) NIC(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (polled, error) {
+	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}})
+	virtiotest.Pipe(model, b.c.model)
+	d, err := virtio.New(model, arena, pool, virtio.Config{MAC: mac})
+	return polled{d}, err
+}
+
+// platformFor is the platform of a hostBoard on c, counting its calls.
 func platformFor(c *client, calls *int) func() (target, error) {
 	return func() (target, error) {
 		*calls++
-		return target{
-			Board: "host-test",
-			DMA:   make([]byte, 16<<20),
-			NewNIC: func(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (boardNIC, error) {
-				model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}})
-				virtiotest.Pipe(model, c.model)
-				d, err := virtio.New(model, arena, pool, virtio.Config{MAC: mac})
-				if err != nil {
-					return nil, err
-				}
-				return polled{d}, nil
-			},
-			Info: func() map[string]string { return map[string]string{"clock": "host"} },
-		}, nil
+		return targetOf[polled](hostBoard{c}), nil
 	}
 }
 
