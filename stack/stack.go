@@ -97,9 +97,6 @@ type Config struct {
 	// addresses come on their own; this one is for networks without a
 	// router.
 	Addr6 netip.Prefix
-	// MAC overrides the device's station address when not nil. It must be
-	// a 6-byte unicast address.
-	MAC net.HardwareAddr
 	// Tick is the idle poll period (default DefaultTick).
 	Tick time.Duration
 	// RxBudget is the most frames one Poll step receives (default
@@ -172,17 +169,6 @@ func (c *Config) validateRest() error {
 		}
 		if err := validAddr6(c.Addr6); err != nil {
 			return err
-		}
-	}
-	if c.MAC != nil {
-		if len(c.MAC) != 6 {
-			return fmt.Errorf("stack: MAC %v is not 6 bytes", c.MAC)
-		}
-		if c.MAC[0]&1 != 0 {
-			return fmt.Errorf("stack: MAC %v is a group address", c.MAC)
-		}
-		if [6]byte(c.MAC) == [6]byte{} {
-			return errors.New("stack: MAC is all zeros")
 		}
 	}
 	if c.BusyPoll < 0 {
@@ -272,11 +258,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 	if cfg.RxBudget == 0 {
 		cfg.RxBudget = DefaultRxBudget
 	}
-	opts := &link.Options{Device: dev, Pool: pool}
-	if cfg.MAC != nil {
-		opts.MAC = tcpip.LinkAddress(cfg.MAC)
-	}
-	ep, err := link.New(opts)
+	ep, err := link.New(&link.Options{Device: dev, Pool: pool})
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}

@@ -68,9 +68,6 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Addr: addrA, Gateway: netip.MustParseAddr("10.0.1.1")}, "outside"},
 		{Config{Addr: addrA, Gateway: addrA.Addr()}, "own address"},
 		{Config{Addr: addrA, Gateway: netip.MustParseAddr("fd00::1")}, "not IPv4"},
-		{Config{Addr: addrA, MAC: net.HardwareAddr{2, 0, 0}}, "not 6 bytes"},
-		{Config{Addr: addrA, MAC: net.HardwareAddr{1, 0, 0, 0, 0, 1}}, "group address"},
-		{Config{Addr: addrA, MAC: net.HardwareAddr{0, 0, 0, 0, 0, 0}}, "all zeros"},
 		{Config{Addr: addrA, Tick: -1}, "negative tick"},
 	}
 	for _, c := range bad {
@@ -79,12 +76,12 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: error %v, want %q", c.cfg, err, c.want)
 		}
 	}
-	s, err := New(dev, pool, Config{Addr: netip.MustParsePrefix("10.0.0.1/32"), MAC: net.HardwareAddr{2, 1, 2, 3, 4, 5}})
+	s, err := New(dev, pool, Config{Addr: netip.MustParsePrefix("10.0.0.1/32")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.MAC().String() != "02:01:02:03:04:05" || s.Config().Tick != DefaultTick || s.Config().RxBudget != DefaultRxBudget {
+	if s.MAC().String() != "02:00:00:00:00:01" || s.Config().Tick != DefaultTick || s.Config().RxBudget != DefaultRxBudget {
 		t.Fatalf("mac %v cfg %+v", s.MAC(), s.Config())
 	}
 }

@@ -3,8 +3,6 @@
 package imx6ul
 
 import (
-	"sync"
-
 	"github.com/usbarmory/tamago/dma"
 	"github.com/usbarmory/tamago/soc/nxp/imx6ul"
 )
@@ -27,11 +25,6 @@ const (
 	dmaSectionFlags = sectionType | sectionXN | sectionAPPriv | normalNC
 )
 
-var (
-	dmaOnce sync.Once
-	dmaMem  []byte
-)
-
 // initDMA maps the DMA region normal non-cacheable and makes it tamago's
 // global DMA region in place of the on-chip RAM. The MMU is on from
 // runtime start (imx6ul.Init, in Hwinit1); the region is outside Go's RAM.
@@ -42,17 +35,10 @@ func initDMA() {
 	}
 }
 
+// init sets the memory and the idle hook up at import, as tamago's boards
+// initialise the SoC: they are the runtime's, not the firmware's, and
+// cmd/baseline, which runs tamago's own ENET driver, relies on them too.
 func init() {
 	initDMA()
 	enableHaltIdle()
-}
-
-// DMA returns the memory for the network driver's arena (rings and packet
-// pool): ArenaSize bytes of the DMA region, page aligned. Every call
-// returns the same region.
-func DMA() []byte {
-	dmaOnce.Do(func() {
-		_, dmaMem = dma.Reserve(ArenaSize, 4096)
-	})
-	return dmaMem
 }

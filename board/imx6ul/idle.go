@@ -37,9 +37,6 @@ var (
 	haltIdleOn bool
 )
 
-// HaltIdle reports whether the CPU halts (WFI) while idle.
-func HaltIdle() bool { return haltIdleOn }
-
 // initGIC brings the interrupt controller up once, all interrupts Secure
 // (group 0, signalled as IRQ) and disabled.
 func initGIC() {
@@ -89,7 +86,7 @@ func gicPending(id int) bool {
 
 // haltIdle is the scheduler's idle hook: wait for the timer due at
 // pollUntil (nanoseconds, the runtime's clock) in WFI, with the NIC's
-// receive interrupt armed (see EnableENETInterrupt). The alarm's
+// receive interrupt armed (see NIC.EnableInterrupt). The alarm's
 // interrupt, or any other enabled one (the NIC's), ends the WFI whether or
 // not IRQs are unmasked in the CPSR (they never are: no IRQ exception is
 // taken); the alarm is then cancelled, which lowers its level-sensitive line

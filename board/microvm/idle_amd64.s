@@ -41,7 +41,7 @@ TEXT ·wakeHandlerAddr(SB),NOSPLIT,$0-8
 	RET
 
 // nicHandler is the interrupt gate of the NIC: count the interrupt in
-// nicIRQs for the idle hook (see EnableNICInterrupt), acknowledge the local
+// nicIRQs for the idle hook (see NIC.EnableInterrupt), acknowledge the local
 // APIC and return.
 TEXT ·nicHandler(SB),NOSPLIT|NOFRAME,$0
 	PUSHQ	AX

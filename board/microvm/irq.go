@@ -3,11 +3,9 @@
 package microvm
 
 import (
-	"math"
-	"runtime"
 	"sync/atomic"
-	"time"
 
+	"github.com/tamanet/tamanet/internal/wake"
 	"github.com/tamanet/tamanet/nic/virtio"
 )
 
@@ -20,41 +18,45 @@ const nicVector = 32 + VirtioNet0IRQ
 func nicHandler()
 func nicHandlerAddr() uintptr
 
+// NIC is the board's virtio-net device, brought up by Board.NIC.
+type NIC struct {
+	*virtio.Driver
+
+	// g services the interrupt (nil until EnableInterrupt); seen is
+	// the count of nicIRQs the idle hook last passed on to it.
+	g    *wake.G
+	seen uint64
+}
+
+// Package-level because tamago forces it: the interrupt gate is assembly
+// without a context (nicIRQs), and the scheduler's idle hook
+// (runtime/goos.Idle) takes no argument (irqNIC). EnableInterrupt sets
+// irqNIC once; only the idle hook reads it.
 var (
-	// nicDriver is the device NIC brought up, for its interrupt
-	// goroutine.
-	nicDriver *virtio.Driver
-	// nicIRQs counts NIC interrupts taken by nicHandler; nicSeen is the
-	// count the idle hook last passed on to nicG, the goroutine that
-	// services them (0 until EnableNICInterrupt starts it).
-	nicIRQs, nicSeen uint64
-	nicG             uint
+	// nicIRQs counts NIC interrupts taken by nicHandler.
+	nicIRQs uint64
+	// irqNIC is the device whose interrupt is on.
+	irqNIC *NIC
 )
 
-// EnableNICInterrupt routes the virtio-net device's interrupt to the CPU
-// and calls wake (the stack's Wake) on each, after acknowledging it at the
-// device, so a frame that arrives while the CPU halts is handled at once
-// instead of at the next poll tick. It returns false, and changes nothing,
-// where there is nothing to gain: the CPU does not halt when idle (the
-// APIC timer could not be measured or its interrupt did not arrive), or NIC
-// has not run.
+// EnableInterrupt routes the device's interrupt to the CPU and calls notify
+// (the stack's Wake) on each, after acknowledging it at the device, so a
+// frame that arrives while the CPU halts is handled at once instead of at
+// the next poll tick. It returns false, and changes nothing, where there is
+// nothing to gain: the CPU does not halt when idle (the APIC timer could
+// not be measured or its interrupt did not arrive); and on a second call.
 //
 // The interrupt gate only counts the interrupt and acknowledges it at the
 // local APIC; the idle hook, which the interrupt brings out of its halt,
-// wakes the servicing goroutine with runtime.Wake. tamago's own
-// amd64.CPU.ServiceInterrupts calls runtime.WakeG from the interrupt
-// itself, which rewrites the sleeping goroutine's timer without the timer
-// lock, in whatever state the interrupted code left the timer heap: the
-// runtime then died with "fatal error: bad ts" within 30 minutes of mixed
-// traffic. The idle hook runs between scheduling rounds on the only CPU
-// (the board starts no other), where no timer operation is in progress.
+// wakes the servicing goroutine (package internal/wake says why not from
+// the interrupt). The idle hook runs between scheduling rounds on the only
+// CPU (the board starts no other).
 //
 // The device raises its line until acknowledged and the I/O APIC entry is
 // edge-triggered, so a missed interrupt only costs latency: the poll
 // loop's tick still runs.
-func EnableNICInterrupt(wake func()) bool {
-	d := nicDriver
-	if d == nil || !haltIdleOn || nicG != 0 {
+func (n *NIC) EnableInterrupt(notify func()) bool {
+	if !haltIdleOn || irqNIC != nil {
 		return false
 	}
 	gate := idtGate(nicVector)
@@ -62,20 +64,13 @@ func EnableNICInterrupt(wake func()) bool {
 		return false
 	}
 	setGate(gate, nicHandlerAddr())
-	started := make(chan struct{})
-	go func() {
-		gp, _ := runtime.GetG()
-		atomic.StoreUint64(&nicSeen, atomic.LoadUint64(&nicIRQs))
-		nicG = gp
-		close(started)
-		for {
-			// Until the idle hook's runtime.Wake.
-			time.Sleep(math.MaxInt64)
-			d.AckInterrupt()
-			wake()
-		}
-	}()
-	<-started
+	d := n.Driver
+	n.seen = atomic.LoadUint64(&nicIRQs)
+	n.g = wake.Start(func() {
+		d.AckInterrupt()
+		notify()
+	})
+	irqNIC = n
 	IOAPIC1.EnableInterrupt(VirtioNet0IRQ, nicVector)
 	// Lower a line raised before now, so that the next completion makes
 	// an edge.
@@ -86,16 +81,13 @@ func EnableNICInterrupt(wake func()) bool {
 // wakeNIC wakes the NIC goroutine when an interrupt came since it last
 // did, and reports whether it did. It runs only in the idle hook.
 func wakeNIC() bool {
-	n := atomic.LoadUint64(&nicIRQs)
-	if nicG == 0 || n == nicSeen {
+	n := irqNIC
+	if n == nil {
 		return false
 	}
-	// Wake fails when the goroutine is not asleep in its time.Sleep
-	// yet (it is still servicing the last one): the count stays behind
-	// and the next idle round tries again.
-	if !runtime.Wake(nicG) {
-		return false
+	if c := atomic.LoadUint64(&nicIRQs); c != n.seen {
+		n.seen = c
+		n.g.Post()
 	}
-	nicSeen = n
-	return true
+	return n.g.Wake()
 }

@@ -18,8 +18,9 @@ const (
 	// to the end of the 1 GiB of guest RAM.
 	DMASize = 0x04000000 // 64 MiB
 
-	// dmaArena is the part of the DMA region handed out by DMA; the rest
-	// stays with tamago's dma package for its own small allocations.
+	// dmaArena is the part of the DMA region New reserves for the
+	// network driver; the rest stays with tamago's dma package for its
+	// own small allocations.
 	dmaArena = 48 << 20
 )
 

@@ -29,7 +29,7 @@ const (
 	VirtioMMIOBase = 0xfeb00000
 	// VirtioNet0Base is the register block of that device.
 	VirtioNet0Base = VirtioMMIOBase + 0x2e00
-	// VirtioNet0IRQ is its GSI, routed to the CPU by EnableNICInterrupt.
+	// VirtioNet0IRQ is its GSI, routed to the CPU by NIC.EnableInterrupt.
 	VirtioNet0IRQ = 47
 )
 

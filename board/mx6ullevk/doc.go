@@ -1,6 +1,7 @@
 // Package mx6ullevk is the tamanet board support for the NXP MCIMX6ULL-EVK
-// and QEMU's mcimx6ul-evk machine (GOOS=tamago GOARCH=arm): ENET1 with the
-// tamanet ENET driver, and the DMA region in external RAM.
+// and QEMU's mcimx6ul-evk machine (GOOS=tamago GOARCH=arm): what is its own
+// on top of board/imx6ul, which New hands it to: ENET1, its PHY's MDIO
+// address and the fix-up of its KSZ8081RNB.
 //
 // Importing it imports tamago's board/nxp/mx6ullevk, which initialises the
 // SoC at runtime start (runtime/goos hooks, MMU and caches, generic timer)

@@ -24,7 +24,8 @@
 // outcome under "lookup" in /stats.
 //
 // The board comes from the target file selected by build tag (microvm, ...):
-// each provides platform, which returns a target.
+// each provides platform, which returns the target of its board package's
+// New (targetOf).
 package main
 
 import (
@@ -60,16 +61,46 @@ type target struct {
 	// DMA is memory for the driver's rings and the packet pool, outside
 	// the Go heap.
 	DMA []byte
-	// NewNIC brings up the network device, with rings carved from arena
-	// and receive buffers from pool.
-	NewNIC func(arena *alloc.Arena, pool *alloc.Pool) (nic.Device, error)
-	// Info adds board facts (e.g. the clock source) to the index page
-	// and /stats.
-	Info map[string]string
-	// NICInterrupt, if set, is called once the stack runs, with the
-	// stack's Wake: the board calls it when the NIC interrupts, and
-	// reports whether it will.
-	NICInterrupt func(wake func()) bool
+	// NewNIC brings up the network device with station address mac,
+	// rings carved from arena and receive buffers from pool.
+	NewNIC func(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (boardNIC, error)
+	// Info returns board facts (e.g. the clock source) for the index
+	// page and /stats; it is called once the NIC is up.
+	Info func() map[string]string
+}
+
+// boardNIC is a board's network device.
+type boardNIC interface {
+	nic.Device
+	// EnableInterrupt is called once the stack runs, with the stack's
+	// Wake: the board calls it when the NIC interrupts, and reports
+	// whether it will.
+	EnableInterrupt(wake func()) bool
+}
+
+// board is what a board package's New returns: board/microvm.Board, or
+// board/imx6ul.Board for the i.MX6UL boards.
+type board[N boardNIC] interface {
+	Name() string
+	DMA() []byte
+	Info() map[string]string
+	NIC(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (N, error)
+}
+
+// targetOf is the target of board b.
+func targetOf[N boardNIC](b board[N]) target {
+	return target{
+		Board: b.Name(),
+		DMA:   b.DMA(),
+		NewNIC: func(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (boardNIC, error) {
+			n, err := b.NIC(mac, arena, pool)
+			if err != nil {
+				return nil, err
+			}
+			return n, nil
+		},
+		Info: b.Info,
+	}
 }
 
 // busyPoll is how long the poll loop keeps polling after traffic before the
@@ -98,7 +129,7 @@ type sockets struct {
 type firmware struct {
 	cfg      config.Config
 	pool     *alloc.Pool
-	dev      nic.Device
+	dev      boardNIC
 	stack    *stack.Stack
 	services *service.Services
 	dhcp     *dhcp.Runner // nil with a static address
@@ -171,13 +202,14 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	if fw.pool, err = arena.Pool(poolConfig); err != nil {
 		return nil, fmt.Errorf("packet pool: %w", err)
 	}
-	if fw.dev, err = t.NewNIC(arena, fw.pool); err != nil {
+	// The driver sends from the configured address (config checked it is
+	// 6 bytes) and reports it in its Info, which the stack uses.
+	if fw.dev, err = t.NewNIC([6]byte(cfg.MAC), arena, fw.pool); err != nil {
 		return nil, fmt.Errorf("network device: %w", err)
 	}
 	scfg := stack.Config{
 		Addr:     cfg.Addr,
 		Gateway:  cfg.Gateway,
-		MAC:      cfg.MAC,
 		IPv6:     true,
 		Addr6:    cfg.Addr6,
 		BusyPoll: busyPoll,
@@ -192,7 +224,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 	}
 	fw.stack.Start()
 	irq := "off (polled)"
-	if t.NICInterrupt != nil && t.NICInterrupt(fw.stack.Wake) {
+	if fw.dev.EnableInterrupt(fw.stack.Wake) {
 		irq = "on"
 		// Frames wake the poll loop: idle, it sleeps until one does
 		// or maintenance is due, not every tick.
@@ -238,7 +270,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		info["ip6"] = cfg.Addr6.String()
 	}
 	info["nic_interrupt"] = irq
-	for k, v := range t.Info {
+	for k, v := range t.Info() {
 		info[k] = v
 	}
 	fw.services, err = service.Start(service.Config{

@@ -89,23 +89,32 @@ func (c *client) getStats(t *testing.T, url string, v any) {
 	}
 }
 
-// platformFor is a host "board": DMA from the heap and a virtio-net device
+// hostBoard is a host "board": DMA from the heap and a virtio-net device
 // model joined to c's.
+type hostBoard struct{ c *client }
+
+func (hostBoard) Name() string            { return "host-test" }
+func (hostBoard) DMA() []byte             { return make([]byte, 16<<20) }
+func (hostBoard) Info() map[string]string { return map[string]string{"clock": "host"} }
+func (b hostBoard) NIC(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (polled, error) {
+	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}})
+	virtiotest.Pipe(model, b.c.model)
+	d, err := virtio.New(model, arena, pool, virtio.Config{MAC: mac})
+	return polled{d}, err
+}
+
+// platformFor is the platform of a hostBoard on c, counting its calls.
 func platformFor(c *client, calls *int) func() (target, error) {
 	return func() (target, error) {
 		*calls++
-		return target{
-			Board: "host-test",
-			DMA:   make([]byte, 16<<20),
-			NewNIC: func(arena *alloc.Arena, pool *alloc.Pool) (nic.Device, error) {
-				model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: [6]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}})
-				virtiotest.Pipe(model, c.model)
-				return virtio.New(model, arena, pool, virtio.Config{})
-			},
-			Info: map[string]string{"clock": "host"},
-		}, nil
+		return targetOf[polled](hostBoard{c}), nil
 	}
 }
+
+// polled is a device without an interrupt.
+type polled struct{ nic.Device }
+
+func (polled) EnableInterrupt(func()) bool { return false }
 
 func TestFirmware(t *testing.T) {
 	c := newClient(t, clientConfig)
@@ -196,7 +205,7 @@ func TestNICFailure(t *testing.T) {
 		return target{
 			Board: "host-test",
 			DMA:   make([]byte, 16<<20),
-			NewNIC: func(*alloc.Arena, *alloc.Pool) (nic.Device, error) {
+			NewNIC: func([6]byte, *alloc.Arena, *alloc.Pool) (boardNIC, error) {
 				return nil, errors.New("no device here")
 			},
 		}, nil
@@ -276,7 +285,15 @@ func TestFirmwareDHCPFallback(t *testing.T) {
 	}
 }
 
-// TestNICInterrupt: when the board's interrupt hook takes the stack's Wake
+// interrupting is a device whose EnableInterrupt is enable.
+type interrupting struct {
+	boardNIC
+	enable func(wake func()) bool
+}
+
+func (d interrupting) EnableInterrupt(wake func()) bool { return d.enable(wake) }
+
+// TestNICInterrupt: when the NIC's EnableInterrupt takes the stack's Wake
 // and says it will call it, the poll loop stops ticking when idle; when it
 // says it will not, the loop keeps its tick.
 func TestNICInterrupt(t *testing.T) {
@@ -287,7 +304,11 @@ func TestNICInterrupt(t *testing.T) {
 		base := platformFor(c, &calls)
 		platform := func() (target, error) {
 			tg, err := base()
-			tg.NICInterrupt = func(w func()) bool { wake = w; return on }
+			newNIC := tg.NewNIC
+			tg.NewNIC = func(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (boardNIC, error) {
+				d, err := newNIC(mac, arena, pool)
+				return interrupting{d, func(w func()) bool { wake = w; return on }}, err
+			}
 			return tg, err
 		}
 		var out console
@@ -296,7 +317,7 @@ func TestNICInterrupt(t *testing.T) {
 			t.Fatalf("run: %v\nconsole:\n%s", err, out.String())
 		}
 		if wake == nil {
-			t.Fatal("NICInterrupt not called with a wake function")
+			t.Fatal("EnableInterrupt not called with a wake function")
 		}
 		wake() // must not block, whatever the loop is doing
 		if got := fw.stack.Stats().Poll.Interrupt; got != on {

@@ -44,8 +44,14 @@ type Config struct {
 	// RxRing and TxRing are the queue sizes, powers of two; the device's
 	// QueueNumMax caps them. Default DefaultRing.
 	RxRing, TxRing int
-	// MAC is used when the device does not offer VIRTIO_NET_F_MAC.
-	// Default 02:00:00:00:00:01 (locally administered).
+	// MAC is the station address, and wins over the device's: the
+	// address a user configures is the one the firmware sends from,
+	// whatever the device was started with. When zero, the device's
+	// (VIRTIO_NET_F_MAC) is used, or 02:00:00:00:00:01 (locally
+	// administered) when it offers none. Without VIRTIO_NET_F_CTRL_RX,
+	// which the driver does not negotiate, the device does not filter
+	// by address (receive filtering, virtio 1.2 §5.1.6.5.1), so any
+	// address receives.
 	MAC [6]byte
 	// NoEventIdx refuses VIRTIO_F_EVENT_IDX even when offered (tests).
 	NoEventIdx bool
@@ -177,9 +183,6 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 			return nil, fmt.Errorf("%w: ring size %d is not a power of two in [2, %d]", ErrConfig, n, vring.MaxSize)
 		}
 	}
-	if cfg.MAC == ([6]byte{}) {
-		cfg.MAC = [6]byte{0x02, 0, 0, 0, 0, 1}
-	}
 	d := &Driver{regs: regs, pool: pool}
 	d.rxOff = pool.DefaultHeadroom()
 	if pool.BufferSize()-d.rxOff < HeaderSize+alloc.MaxFrame {
@@ -224,12 +227,17 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 		RxRing:   d.rx.num,
 		TxRing:   d.tx.num,
 	}
-	if d.features&FeatureMAC != 0 {
+	switch {
+	case cfg.MAC != [6]byte{}:
+		// The caller's, as set above.
+	case d.features&FeatureMAC != 0:
 		d.readConfig(func() {
 			for i := range d.info.MAC {
 				d.info.MAC[i] = regs.Read8(regConfig + cfgMAC + uint32(i))
 			}
 		})
+	default:
+		d.info.MAC = [6]byte{0x02, 0, 0, 0, 0, 1}
 	}
 	// The address is the source of every frame sent: a group or all-zero
 	// one (IEEE 802-2014 §8.2), from the device or the caller, is refused.

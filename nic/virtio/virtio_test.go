@@ -129,6 +129,30 @@ func recvAll(s *side, fn func(*alloc.Buffer)) int {
 	return n
 }
 
+// TestMACPrecedence: a configured address wins over the device's; without
+// one the device's is used, and without that the default.
+func TestMACPrecedence(t *testing.T) {
+	dev := [6]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}
+	for _, tc := range []struct {
+		name      string
+		features  uint64
+		cfg, want [6]byte
+	}{
+		{"configured over device", virtiotest.Features, [6]byte{2, 0, 0, 0, 0, 7}, [6]byte{2, 0, 0, 0, 0, 7}},
+		{"device", virtiotest.Features, [6]byte{}, dev},
+		{"configured, device offers none", virtiotest.Features &^ FeatureMAC, [6]byte{2, 0, 0, 0, 0, 7}, [6]byte{2, 0, 0, 0, 0, 7}},
+		{"default", virtiotest.Features &^ FeatureMAC, [6]byte{}, [6]byte{2, 0, 0, 0, 0, 1}},
+	} {
+		s := mustSide(t, virtiotest.Options{MAC: dev, Features: tc.features}, Config{MAC: tc.cfg})
+		if got := s.drv.Info().MAC; got != tc.want {
+			t.Errorf("%s: MAC %x, want %x", tc.name, got, tc.want)
+		}
+	}
+	if _, err := newSide(t, virtiotest.Options{MAC: dev}, Config{MAC: [6]byte{1, 0, 0, 0, 0, 1}}); err == nil {
+		t.Error("a configured group address was accepted")
+	}
+}
+
 func TestInit(t *testing.T) {
 	s := mustSide(t, virtiotest.Options{MAC: [6]byte{2, 1, 2, 3, 4, 5}, MTU: 1400}, Config{RxRing: 128})
 	want := uint64(FeatureVersion1 | FeatureMAC | FeatureStatus | FeatureMTU | FeatureEventIdx)
