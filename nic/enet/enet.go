@@ -525,14 +525,14 @@ func (d *Driver) dropRings() {
 	for i, b := range d.tx.buf {
 		if b != nil {
 			d.tx.buf[i] = nil
-			d.pool.Put(b)
+			b.Free()
 			d.txc.Drop(nic.LinkDown)
 		}
 	}
 	for i, b := range d.rx.buf {
 		if b != nil {
 			d.rx.buf[i] = nil
-			d.pool.Put(b)
+			b.Free()
 		}
 	}
 	d.tx.reset()
@@ -731,7 +731,7 @@ func (d *Driver) Receive() *alloc.Buffer {
 			if fault != nic.NumCauses && d.rxSpan == nic.Oversize {
 				d.rxSpan = fault
 			}
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		if fault == nic.NumCauses && d.rxInFrame && d.rxSpan != nic.Oversize {
@@ -740,13 +740,13 @@ func (d *Driver) Receive() *alloc.Buffer {
 		if fault != nic.NumCauses {
 			d.rxInFrame = false
 			d.rxc.Drop(fault)
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		if c, bad := rxCause(status, d.rxInFrame); bad {
 			d.rxInFrame = false
 			d.rxc.Drop(c)
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		n := int(length) - 4 // the MAC leaves the FCS in the buffer
@@ -762,7 +762,7 @@ func (d *Driver) Receive() *alloc.Buffer {
 			d.rxc.Count(n)
 			return b
 		}
-		d.pool.Put(b)
+		b.Free()
 	}
 	return nil
 }
@@ -951,7 +951,7 @@ func (d *Driver) Reclaim() int {
 			d.txc.Drop(nic.BadID)
 		}
 		r.buf[i] = nil
-		d.pool.Put(b)
+		b.Free()
 		d.txFreed++
 		d.txHead++
 		if d.txHead == r.n {

@@ -427,11 +427,11 @@ func (d *Driver) program(q *queue) error {
 
 // release returns every buffer posted on q to the pool. Only after a reset:
 // the device then owns nothing.
-func (q *queue) release(pool *alloc.Pool) {
+func (q *queue) release() {
 	for id, b := range q.bufs {
 		if b != nil {
 			q.bufs[id] = nil
-			pool.Put(b)
+			b.Free()
 		}
 	}
 }
@@ -445,8 +445,8 @@ func (d *Driver) Close() {
 	if d.reset(resetPolls) != nil {
 		return
 	}
-	d.rx.release(d.pool)
-	d.tx.release(d.pool)
+	d.rx.release()
+	d.tx.release()
 }
 
 // Features returns the negotiated feature bits.
@@ -637,13 +637,13 @@ func (d *Driver) Receive() *alloc.Buffer {
 		// back to the pool, never both.
 		if n < HeaderSize || n > q.blen[id] {
 			d.rxc.Drop(nic.BadLength)
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		frame := int(n) - HeaderSize
 		if frame < 14 {
 			d.rxc.Drop(nic.Runt)
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		// Cannot fail: n <= posted length, which fits the buffer.
@@ -781,7 +781,7 @@ func (d *Driver) Reclaim() int {
 		if n > q.blen[id] {
 			d.txc.Drop(nic.BadLength)
 		}
-		d.pool.Put(b)
+		b.Free()
 		freed++
 	}
 	if q.lastUsed() != start {
@@ -875,8 +875,8 @@ func (d *Driver) restart() error {
 	}
 	// From here the device owns nothing (§2.1.2 reset): the buffers it
 	// held are the pool's again.
-	d.rx.release(d.pool)
-	d.tx.release(d.pool)
+	d.rx.release()
+	d.tx.release()
 	d.rx.clear()
 	d.tx.clear()
 	if _, err := d.negotiate(d.features, true); err != nil {

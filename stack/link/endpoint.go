@@ -298,14 +298,14 @@ func (e *Endpoint) deliver(d stack.NetworkDispatcher, mac *[6]byte, mtu uint32, 
 	}
 	if cause != nic.NumCauses {
 		e.rx.Drop(cause)
-		_ = e.pool.Put(b)
+		_ = b.Free()
 		return
 	}
 	proto := tcpip.NetworkProtocolNumber(binary.BigEndian.Uint16(frame[12:14]))
 	// The one copy: gVisor owns its views. The pool buffer goes back now.
 	v := buffer.NewViewWithData(frame)
 	e.rx.Count(len(frame))
-	_ = e.pool.Put(b)
+	_ = b.Free()
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	pkt.NetworkProtocolNumber = proto
@@ -378,13 +378,13 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 	// b is ours until Transmit succeeds; every failure path puts it back.
 	if b.Headroom() < e.txHeadroom {
 		if err := b.Reserve(e.txHeadroom); err != nil {
-			_ = e.pool.Put(b)
+			_ = b.Free()
 			return nic.NoBuffer, false
 		}
 	}
 	body, err := b.Append(size)
 	if err != nil {
-		_ = e.pool.Put(b)
+		_ = b.Free()
 		return nic.Oversize, false
 	}
 	views, off := pkt.AsViewList()
@@ -399,7 +399,7 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 		off = 0
 	}
 	if n != size {
-		_ = e.pool.Put(b)
+		_ = b.Free()
 		return nic.Malformed, false
 	}
 	err = e.dev.Transmit(b)
@@ -411,7 +411,7 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 		}
 	}
 	if err != nil {
-		_ = e.pool.Put(b)
+		_ = b.Free()
 		switch err {
 		case nic.ErrRingFull:
 			return nic.RingFull, false
