@@ -20,21 +20,45 @@
 package nic
 
 import (
-	"errors"
-
 	"github.com/tamanet/tamanet/alloc"
 )
 
-// ErrRingFull is returned by Transmit when no transmit slot is free. The
-// caller keeps the buffer; Reclaim may free slots.
-var ErrRingFull = errors.New("nic: transmit ring full")
+// Refusal is the error Transmit returns for a frame it did not post. The
+// caller still owns the buffer, and the driver has counted nothing: Cause
+// says why, and the caller counts it once if it gives the frame up.
+type Refusal struct {
+	Cause Cause
+}
 
-// ErrFrameSize is returned by Transmit for a frame shorter than an Ethernet
-// header or longer than the device accepts.
-var ErrFrameSize = errors.New("nic: frame size out of range")
+// Error returns "nic: transmit refused: " and the cause's name.
+func (r *Refusal) Error() string { return "nic: transmit refused: " + r.Cause.String() }
 
-// ErrLinkDown is returned by Transmit while the link is down.
-var ErrLinkDown = errors.New("nic: link down")
+// The refusals Transmit returns. They are shared values, so refusing costs
+// no allocation; test for one with errors.Is, or read its cause with
+// CauseOf.
+var (
+	// ErrRingFull: no transmit slot is free; Reclaim may free some.
+	ErrRingFull = &Refusal{Cause: RingFull}
+	// ErrLinkDown: the link is down, or the device is being reset.
+	ErrLinkDown = &Refusal{Cause: LinkDown}
+	// ErrRunt: the frame is shorter than an Ethernet header.
+	ErrRunt = &Refusal{Cause: Runt}
+	// ErrOversize: the frame is longer than Info.MaxFrame.
+	ErrOversize = &Refusal{Cause: Oversize}
+	// ErrHeadroom: the buffer has less than Info.Headroom free in front
+	// of the frame.
+	ErrHeadroom = &Refusal{Cause: Malformed}
+)
+
+// CauseOf returns the cause of err as Transmit returns it: a Refusal's
+// Cause, TxError for any other error. It does not unwrap, so that it never
+// allocates.
+func CauseOf(err error) Cause {
+	if r, ok := err.(*Refusal); ok {
+		return r.Cause
+	}
+	return TxError
+}
 
 // Info describes a device. It does not change after initialisation.
 type Info struct {
@@ -56,6 +80,10 @@ type Info struct {
 type Device interface {
 	// Info returns the device's fixed properties.
 	Info() Info
+	// Pool returns the pool the driver takes its receive buffers from and
+	// returns its transmit buffers to. A transmit buffer must come from
+	// it.
+	Pool() *alloc.Pool
 	// LinkUp reports the current link state.
 	LinkUp() bool
 

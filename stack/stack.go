@@ -40,7 +40,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/stack/link"
 
@@ -225,7 +224,6 @@ type Stack struct {
 
 	cfg   Config
 	dev   nic.Device
-	pool  *alloc.Pool
 	ep    *link.Endpoint
 	gv    *gvstack.Stack
 	start time.Time
@@ -257,11 +255,11 @@ type Stack struct {
 	done   chan struct{}
 }
 
-// New configures a gVisor stack on dev, whose buffers come from pool, and
-// posts the first receive buffers. The poll loop is not started.
-func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
-	if dev == nil || pool == nil {
-		return nil, errors.New("stack: nil device or pool")
+// New configures a gVisor stack on dev and posts the first receive buffers.
+// The poll loop is not started.
+func New(dev nic.Device, cfg Config) (*Stack, error) {
+	if dev == nil {
+		return nil, errors.New("stack: nil device")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -272,7 +270,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 	if cfg.RxBudget == 0 {
 		cfg.RxBudget = DefaultRxBudget
 	}
-	opts := &link.Options{Device: dev, Pool: pool}
+	opts := &link.Options{Device: dev}
 	if cfg.MAC != nil {
 		opts.MAC = tcpip.LinkAddress(cfg.MAC)
 	}
@@ -280,7 +278,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, start: time.Now(), wake: make(chan struct{}, 1)}
+	s := &Stack{cfg: cfg, dev: dev, ep: ep, start: time.Now(), wake: make(chan struct{}, 1)}
 	opt := gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},

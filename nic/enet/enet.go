@@ -610,6 +610,9 @@ func (d *Driver) reinit(why uint32) {
 // Info returns the device's fixed properties.
 func (d *Driver) Info() nic.Info { return d.info }
 
+// Pool returns the pool the driver's buffers come from.
+func (d *Driver) Pool() *alloc.Pool { return d.pool }
+
 // LinkUp reports the link state PollLink last read from the PHY.
 func (d *Driver) LinkUp() bool { return d.linkUp.Load() }
 
@@ -858,12 +861,11 @@ func (d *Driver) RxKick() {
 }
 
 // Transmit posts b, whose body is one Ethernet frame without FCS (the MAC
-// appends it, TC). On success the driver owns b until Reclaim; on error the
-// caller keeps it.
+// appends it, TC). On success the driver owns b until Reclaim; a refusal
+// (nic.Refusal) leaves b with the caller, uncounted.
 func (d *Driver) Transmit(b *alloc.Buffer) error {
 	if !d.gate.CompareAndSwap(0, 1) {
-		d.txc.Drop(nic.LinkDown) // the MAC is being re-initialised
-		return nic.ErrLinkDown
+		return nic.ErrLinkDown // the MAC is being re-initialised
 	}
 	err := d.transmit(b)
 	d.gate.And(^uint32(1))
@@ -872,17 +874,14 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 
 func (d *Driver) transmit(b *alloc.Buffer) error {
 	if !d.linkUp.Load() {
-		d.txc.Drop(nic.LinkDown)
 		return nic.ErrLinkDown
 	}
 	n := b.Len()
 	if n < 14 {
-		d.txc.Drop(nic.Runt)
-		return nic.ErrFrameSize
+		return nic.ErrRunt
 	}
 	if n > MaxFrame {
-		d.txc.Drop(nic.Oversize)
-		return nic.ErrFrameSize
+		return nic.ErrOversize
 	}
 	if d.txUsed == d.tx.n {
 		d.txc.Full.Add(1) // back-pressure: the caller keeps b

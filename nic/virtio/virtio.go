@@ -455,6 +455,9 @@ func (d *Driver) Features() uint64 { return d.features }
 // Info returns the device's fixed properties.
 func (d *Driver) Info() nic.Info { return d.info }
 
+// Pool returns the pool the driver's buffers come from.
+func (d *Driver) Pool() *alloc.Pool { return d.pool }
+
 // LinkUp reports VIRTIO_NET_S_LINK_UP from config space; without
 // VIRTIO_NET_F_STATUS the link is always up (§5.1.4).
 func (d *Driver) LinkUp() bool {
@@ -723,31 +726,25 @@ func (d *Driver) TxKick() { d.kick(&d.tx, &d.txc) }
 
 // Transmit posts b, whose body is one Ethernet frame, with the virtio-net
 // header prepended in its headroom. On success the driver owns b until
-// Reclaim; on error the caller keeps it, unchanged.
+// Reclaim; a refusal (nic.Refusal) leaves b with the caller, unchanged and
+// uncounted.
 func (d *Driver) Transmit(b *alloc.Buffer) error {
 	q := &d.tx
-	if n := b.Len(); n < 14 || n > d.maxFrame {
-		if n < 14 {
-			d.txc.Drop(nic.Runt)
-		} else {
-			d.txc.Drop(nic.Oversize)
-		}
-		return nic.ErrFrameSize
-	}
-	if d.down.Load() {
-		d.txc.Drop(nic.LinkDown)
+	switch n := b.Len(); {
+	case n < 14:
+		return nic.ErrRunt
+	case n > d.maxFrame:
+		return nic.ErrOversize
+	case b.Headroom() < HeaderSize:
+		return nic.ErrHeadroom
+	case d.down.Load():
 		return nic.ErrLinkDown
-	}
-	if q.nfree == 0 {
+	case q.nfree == 0:
 		d.txc.Full.Add(1) // back-pressure: the caller keeps b
 		return nic.ErrRingFull
 	}
 	frame := b.Len()
-	hdr, err := b.Prepend(HeaderSize)
-	if err != nil {
-		d.txc.Drop(nic.Malformed)
-		return err
-	}
+	hdr, _ := b.Prepend(HeaderSize) // cannot fail: the headroom is there
 	// No offloads negotiated: flags 0, GSO_NONE, num_buffers 0 (§5.1.6.2).
 	clear(hdr)
 	mark := q.postMark()

@@ -38,11 +38,9 @@ const vlanTag = 4
 
 // Options configures an Endpoint.
 type Options struct {
-	// Device is the driver. Required.
+	// Device is the driver. Required. Transmit buffers come from its
+	// Pool.
 	Device nic.Device
-	// Pool is the pool the driver's buffers come from; received buffers go
-	// back to it and transmit buffers are taken from it. Required.
-	Pool *alloc.Pool
 	// MAC overrides the device's station address when not empty.
 	MAC tcpip.LinkAddress
 }
@@ -73,13 +71,13 @@ var _ stack.LinkEndpoint = (*Endpoint)(nil)
 
 // New returns an endpoint over opts.Device.
 func New(opts *Options) (*Endpoint, error) {
-	if opts == nil || opts.Device == nil || opts.Pool == nil {
-		return nil, errors.New("link: Device and Pool are required")
+	if opts == nil || opts.Device == nil || opts.Device.Pool() == nil {
+		return nil, errors.New("link: a Device with a Pool is required")
 	}
 	info := opts.Device.Info()
 	e := &Endpoint{
 		dev:        opts.Device,
-		pool:       opts.Pool,
+		pool:       opts.Device.Pool(),
 		txHeadroom: info.Headroom,
 		mtu:        uint32(info.MTU),
 	}
@@ -87,8 +85,8 @@ func New(opts *Options) (*Endpoint, error) {
 		return nil, fmt.Errorf("link: MTU %d below the IPv4 minimum %d", e.mtu, header.IPv4MinimumMTU)
 	}
 	// The largest frame plus the driver's headroom must fit one buffer.
-	if need := e.txHeadroom + header.EthernetMinimumSize + vlanTag + int(e.mtu); need > opts.Pool.BufferSize() {
-		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + MTU %d frame", opts.Pool.BufferSize(), e.txHeadroom, e.mtu)
+	if need := e.txHeadroom + header.EthernetMinimumSize + vlanTag + int(e.mtu); need > e.pool.BufferSize() {
+		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + MTU %d frame", e.pool.BufferSize(), e.txHeadroom, e.mtu)
 	}
 	addr := opts.MAC
 	if addr == "" {
@@ -406,21 +404,12 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 	if err == nic.ErrRingFull {
 		e.dev.Reclaim()
 		err = e.dev.Transmit(b)
-		if err == nic.ErrRingFull {
-			*full = true
-		}
+		*full = err == nic.ErrRingFull
 	}
 	if err != nil {
+		// A refusal: b is still ours and the driver counted nothing.
 		_ = b.Free()
-		switch err {
-		case nic.ErrRingFull:
-			return nic.RingFull, false
-		case nic.ErrLinkDown:
-			return nic.LinkDown, false
-		case nic.ErrFrameSize:
-			return nic.Oversize, false
-		}
-		return nic.TxError, false
+		return nic.CauseOf(err), false
 	}
 	e.tx.Count(size)
 	return 0, true

@@ -29,6 +29,7 @@ type fzDev struct {
 }
 
 func (d *fzDev) Info() nic.Info         { return d.info }
+func (d *fzDev) Pool() *alloc.Pool      { return d.pool }
 func (d *fzDev) LinkUp() bool           { return d.link }
 func (d *fzDev) Receive() *alloc.Buffer { return nil }
 func (d *fzDev) Refill() int            { return 0 }
@@ -47,8 +48,10 @@ func (d *fzDev) Transmit(b *alloc.Buffer) error {
 	if !d.link {
 		return nic.ErrLinkDown
 	}
-	if n := b.Len(); n < 14 || n > d.info.MTU+18 {
-		return nic.ErrFrameSize
+	if n := b.Len(); n < 14 {
+		return nic.ErrRunt
+	} else if n > d.info.MTU+18 {
+		return nic.ErrOversize
 	}
 	if len(d.ring) == d.size {
 		return nic.ErrRingFull
@@ -173,7 +176,7 @@ func FuzzTransmit(f *testing.F) {
 		}
 		dev := &fzDev{t: t, pool: pool, link: true, size: ringSize,
 			info: nic.Info{Name: "fuzz", MAC: ourMAC, MTU: devMTU, Headroom: headroom, TxRing: ringSize}}
-		ep, err := New(&Options{Device: dev, Pool: pool})
+		ep, err := New(&Options{Device: dev})
 		if fits := headroom+18+devMTU <= pool.BufferSize(); (err == nil) != fits {
 			t.Fatalf("New with MTU %d, headroom %d, %d-byte buffers: %v", devMTU, headroom, pool.BufferSize(), err)
 		}
