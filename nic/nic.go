@@ -60,6 +60,11 @@ func CauseOf(err error) Cause {
 	return TxError
 }
 
+// FrameOverhead is what a frame carries on top of its payload, FCS left
+// out: the 14-byte Ethernet header (IEEE 802.3 clause 3.1.1) and a 4-byte
+// 802.1Q VLAN tag (IEEE 802.1Q clause 9).
+const FrameOverhead = 18
+
 // Info describes a device. It does not change after initialisation.
 type Info struct {
 	// Name is the driver name shown in the ready line and stats
@@ -69,6 +74,9 @@ type Info struct {
 	MAC [6]byte
 	// MTU is the largest Ethernet payload the device sends and receives.
 	MTU int
+	// MaxFrame is the longest frame, without FCS, the device sends and
+	// receives: MTU plus FrameOverhead. Transmit refuses longer ones.
+	MaxFrame int
 	// Headroom is the prefix a transmit buffer must have free in front of
 	// the frame for the driver's own header (12 for virtio-net).
 	Headroom int

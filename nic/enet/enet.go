@@ -365,7 +365,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 		return nil, err
 	}
 
-	d.info = nic.Info{Name: "enet", MAC: mac, MTU: 1500, RxRing: cfg.RxRing, TxRing: cfg.TxRing}
+	d.info = nic.Info{Name: "enet", MAC: mac, MTU: MaxFrame - nic.FrameOverhead, MaxFrame: MaxFrame, RxRing: cfg.RxRing, TxRing: cfg.TxRing}
 	// Until the PHY says otherwise the MAC runs 100 Mbit/s full duplex.
 	d.progMbps, d.progFull = 100, true
 	d.initMAC()

@@ -83,7 +83,7 @@ func New(pool *alloc.Pool, cfg Config) *Device {
 		cfg.TxRing = 256
 	}
 	d := &Device{
-		info: nic.Info{Name: "nictest", MAC: cfg.MAC, MTU: cfg.MTU, Headroom: cfg.Headroom,
+		info: nic.Info{Name: "nictest", MAC: cfg.MAC, MTU: cfg.MTU, MaxFrame: cfg.MTU + nic.FrameOverhead, Headroom: cfg.Headroom,
 			RxRing: cfg.RxRing, TxRing: cfg.TxRing},
 		pool:   pool,
 		hold:   cfg.TxHold,
@@ -177,7 +177,7 @@ func (d *Device) Transmit(b *alloc.Buffer) error {
 	switch {
 	case b.Len() < 14:
 		return nic.ErrRunt
-	case b.Len() > d.info.MTU+18:
+	case b.Len() > d.info.MaxFrame:
 		return nic.ErrOversize
 	case b.Headroom() < d.info.Headroom:
 		return nic.ErrHeadroom

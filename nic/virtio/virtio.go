@@ -122,7 +122,6 @@ type Driver struct {
 	rx, tx   queue
 	rxc, txc nic.RingCounters
 	rxOff    int // offset in a pool buffer where rx data (header) starts
-	maxFrame int // largest frame Transmit accepts
 
 	resets atomic.Uint64 // recoveries (Maintain)
 	reason atomic.Uint32 // resetReason of the latest one
@@ -246,9 +245,8 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 			d.info.MTU = mtu
 		}
 	}
-	// 14-byte Ethernet header plus a 4-byte VLAN tag, and never more
-	// than a transmit buffer holds after its header.
-	d.maxFrame = d.info.MTU + 18
+	// Never more than alloc.MaxFrame: the MTU is at most 1500.
+	d.info.MaxFrame = d.info.MTU + nic.FrameOverhead
 
 	// Post rx buffers before DRIVER_OK so the device can receive at once
 	// (§3.1.1 allows buffers to be made available before step 8).
@@ -733,7 +731,7 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 	switch n := b.Len(); {
 	case n < 14:
 		return nic.ErrRunt
-	case n > d.maxFrame:
+	case n > d.info.MaxFrame:
 		return nic.ErrOversize
 	case b.Headroom() < HeaderSize:
 		return nic.ErrHeadroom

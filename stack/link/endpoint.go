@@ -33,9 +33,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// vlanTag is the IEEE 802.1Q tag a frame may carry on top of the MTU.
-const vlanTag = 4
-
 // Options configures an Endpoint.
 type Options struct {
 	// Device is the driver. Required. Transmit buffers come from its
@@ -50,6 +47,7 @@ type Endpoint struct {
 	dev        nic.Device
 	pool       *alloc.Pool
 	txHeadroom int
+	overhead   int // Info.MaxFrame - Info.MTU: header and VLAN tag
 
 	// mu guards the fields gVisor may change at run time. The receive
 	// path takes it once per batch, not per frame.
@@ -79,14 +77,18 @@ func New(opts *Options) (*Endpoint, error) {
 		dev:        opts.Device,
 		pool:       opts.Device.Pool(),
 		txHeadroom: info.Headroom,
+		overhead:   info.MaxFrame - info.MTU,
 		mtu:        uint32(info.MTU),
 	}
 	if e.mtu < header.IPv4MinimumMTU {
 		return nil, fmt.Errorf("link: MTU %d below the IPv4 minimum %d", e.mtu, header.IPv4MinimumMTU)
 	}
+	if e.overhead < header.EthernetMinimumSize {
+		return nil, fmt.Errorf("link: MaxFrame %d leaves no Ethernet header over MTU %d", info.MaxFrame, info.MTU)
+	}
 	// The largest frame plus the driver's headroom must fit one buffer.
-	if need := e.txHeadroom + header.EthernetMinimumSize + vlanTag + int(e.mtu); need > e.pool.BufferSize() {
-		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + MTU %d frame", e.pool.BufferSize(), e.txHeadroom, e.mtu)
+	if need := e.txHeadroom + info.MaxFrame; need > e.pool.BufferSize() {
+		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + %d-byte frame", e.pool.BufferSize(), e.txHeadroom, info.MaxFrame)
 	}
 	addr := opts.MAC
 	if addr == "" {
@@ -119,7 +121,7 @@ func (e *Endpoint) MTU() uint32 {
 
 // SetMTU implements stack.LinkEndpoint.
 func (e *Endpoint) SetMTU(mtu uint32) {
-	if need := e.txHeadroom + header.EthernetMinimumSize + vlanTag + int(mtu); need > e.pool.BufferSize() {
+	if need := e.txHeadroom + e.overhead + int(mtu); need > e.pool.BufferSize() {
 		return // a frame that size would not fit a buffer; keep the old MTU
 	}
 	e.mu.Lock()
@@ -282,7 +284,7 @@ func (e *Endpoint) deliver(d stack.NetworkDispatcher, mac *[6]byte, mtu uint32, 
 		cause = nic.LinkDown
 	case len(frame) < header.EthernetMinimumSize:
 		cause = nic.Runt
-	case len(frame) > header.EthernetMinimumSize+vlanTag+int(mtu):
+	case len(frame) > e.overhead+int(mtu):
 		cause = nic.Oversize
 	case frame[0]&1 != 0: // group bit: multicast or broadcast (IEEE 802 §8.2)
 		typ = tcpip.PacketMulticast
@@ -324,7 +326,7 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	e.mu.RLock()
 	mtu := e.mtu
 	e.mu.RUnlock()
-	maxFrame := header.EthernetMinimumSize + vlanTag + int(mtu)
+	maxFrame := e.overhead + int(mtu)
 
 	e.txMu.Lock()
 	sent := 0
