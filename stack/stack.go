@@ -309,9 +309,7 @@ func New(dev nic.Device, cfg Config) (*Stack, error) {
 	if cfg.IPv6 {
 		s.ndpUpdate()
 	}
-	if ep.Device().Refill() > 0 {
-		ep.Device().RxKick()
-	}
+	ep.Refill()
 	return s, nil
 }
 

@@ -99,6 +99,7 @@ type queue struct {
 	availIdx   uint16 // next avail index to publish (shadow of avail.idx)
 	kickedIdx  uint16 // avail index at the last notify decision
 	usedEvOff  int    // offset of used_event in avail
+	usedEv     uint16 // last value written to used_event (armInterrupt)
 	availEvOff int    // offset of avail_event in used
 	badIndex   bool   // the device's used idx is currently out of range
 	insane     bool   // Maintain saw the used idx out of range last time
@@ -387,7 +388,7 @@ func (q *queue) clear() {
 	q.nfree = q.num
 	clear(q.postedAt)
 	q.consumed = 0
-	q.availIdx, q.kickedIdx = 0, 0
+	q.availIdx, q.kickedIdx, q.usedEv = 0, 0, 0 // avail is zeroed below
 	q.badIndex, q.insane, q.outOfStep = false, false, false
 	q.stallIdx, q.stalls = 0, 0
 	clear(q.desc)
@@ -607,9 +608,12 @@ func (q *queue) postMark() uint64 {
 
 // armInterrupt asks the device to signal the next completion: with
 // EVENT_IDX used_event = lastUsed (§2.7.10); otherwise interrupts stay on.
+// Receive and Refill both arm; the store is skipped when used_event already
+// holds lastUsed, so an idle poll step writes nothing to the ring.
 func (q *queue) armInterrupt(eventIdx bool) {
-	if eventIdx {
-		vring.Store16(q.avail, q.usedEvOff, q.lastUsed())
+	if eventIdx && q.usedEv != q.lastUsed() {
+		q.usedEv = q.lastUsed()
+		vring.Store16(q.avail, q.usedEvOff, q.usedEv)
 	}
 }
 

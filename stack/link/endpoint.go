@@ -201,17 +201,26 @@ func (e *Endpoint) Close() {}
 func (e *Endpoint) SetOnCloseAction(func()) {}
 
 // Poll runs one bounded step of the receive side and returns the frames
-// received and the transmit buffers reclaimed: reclaim under the transmit
-// lock, receive and deliver up to budget frames, refill the receive ring,
-// and kick the device once if anything was posted. Only one goroutine may
-// call Poll or Receive.
+// received and the transmit buffers reclaimed. The order is the one place
+// the nic.Device protocol is spelled out in code: Reclaim (under the
+// transmit lock) so transmit buffers are back in the pool before Refill
+// needs them; Receive and deliver up to budget frames; then Refill, which
+// posts fresh buffers on the slots Receive freed and kicks the device once.
+// Only one goroutine may call Poll, Receive, Refill or Maintain.
 func (e *Endpoint) Poll(budget int) (rx, reclaimed int) {
 	reclaimed = e.Reclaim()
 	rx = e.Receive(budget)
+	e.Refill()
+	return rx, reclaimed
+}
+
+// Refill posts fresh pool buffers on every free receive slot and, if it
+// posted any, tells the device with one RxKick. Poll ends with it; the
+// stack calls it once at start to fill the ring, Maintain after a reset.
+func (e *Endpoint) Refill() {
 	if e.dev.Refill() > 0 {
 		e.dev.RxKick()
 	}
-	return rx, reclaimed
 }
 
 // Maintain runs the device's slow-path step (nic.Maintainer) with the
@@ -226,8 +235,8 @@ func (e *Endpoint) Maintain() (reset bool) {
 	e.txMu.Lock()
 	reset = m.Maintain()
 	e.txMu.Unlock()
-	if reset && e.dev.Refill() > 0 {
-		e.dev.RxKick()
+	if reset {
+		e.Refill()
 	}
 	return reset
 }
