@@ -1,22 +1,44 @@
-// Package nic defines what every tamanet network driver offers the stack.
+// Package nic defines what every tamanet network driver offers the stack,
+// and the protocol both sides keep.
 //
-// A driver owns two descriptor rings. The receive side (Receive, Refill,
-// RxKick) is driven by one goroutine, the poll loop. The transmit side
-// (Transmit, Reclaim, TxKick) is driven by one goroutine at a time; the stack
-// serialises its writers with one lock per batch, not per ring operation.
-// The two sides may run concurrently with each other. Stats and LinkUp may be
-// called from any goroutine.
+// A driver owns two descriptor rings and one packet pool (Device.Pool). The
+// receive side (Receive, Refill, RxKick) is driven by one goroutine, the
+// poll loop. The transmit side (Transmit, Reclaim, TxKick) is driven by one
+// goroutine at a time; the stack serialises its writers with one lock per
+// batch, not per ring operation. The two sides may run concurrently with
+// each other. Pool, Info, Stats and LinkUp may be called from any
+// goroutine.
 //
-// Buffers move by ownership, never by copy:
+// Buffers move by ownership, never by copy, and always belong to the
+// driver's pool; whoever holds one gives it back with alloc.Buffer.Free:
 //
-//   - Receive hands the caller a filled pool buffer whose body is one
-//     Ethernet frame (no FCS); the caller must Put it back to the pool.
+//   - Receive hands the caller a filled buffer whose body is one Ethernet
+//     frame (no FCS); the caller owns it and frees it.
 //   - Refill takes fresh buffers from the pool and posts them to the device.
-//   - Transmit takes a buffer whose body is one Ethernet frame; on success
-//     the driver owns it until Reclaim returns it to the pool. On error the
-//     caller still owns it.
+//   - Transmit takes a buffer from the driver's pool whose body is one
+//     Ethernet frame; on success the driver owns it until Reclaim frees
+//     it.
 //
-// No method allocates; this package has no gVisor types.
+// A poll step runs Reclaim, then Receive up to a budget, then Refill, then
+// RxKick if Refill posted anything. Reclaim comes first so that transmit
+// buffers are back in the pool before Refill needs them; one RxKick per
+// step, and one TxKick per transmit batch, keep notifications to one per
+// batch. The stack's link endpoint is the one place that runs this order.
+//
+// Drivers check every value the device wrote before using it, and count a
+// bad one under exactly one Cause (Stats). What a driver cannot post it
+// refuses without counting: Transmit returns a *Refusal (too short, too
+// long for Info.MaxFrame, too little headroom, link down, ring full) and
+// the caller, who still owns the buffer, counts the drop once as its own
+// (a full ring is only counted as back-pressure, RingStats.Full).
+//
+// Slow-path work has its own optional interfaces, called from the poll
+// goroutine with the transmit side held, never per packet: Maintainer
+// (reset and recovery), LinkPoller (asking the PHY for the link state) and
+// GroupFilter (the multicast filter).
+//
+// No method on the per-packet path allocates; this package has no gVisor
+// types.
 package nic
 
 import (
@@ -105,8 +127,10 @@ type Device interface {
 	// if the device asked to be told.
 	RxKick()
 
-	// Transmit posts b, whose body is one Ethernet frame with at least
-	// Info().Headroom bytes free in front. On success the driver owns b.
+	// Transmit posts b, a buffer of Pool whose body is one Ethernet frame
+	// with at least Info().Headroom bytes free in front. On success the
+	// driver owns b. Otherwise it returns a *Refusal, counts no drop
+	// (a full ring only in RingStats.Full), and b is still the caller's.
 	Transmit(b *alloc.Buffer) error
 	// Reclaim returns completed transmit buffers to the pool and returns
 	// how many it freed.
@@ -129,6 +153,17 @@ type Device interface {
 // ring still has to be refilled and kicked.
 type Maintainer interface {
 	Maintain() (reset bool)
+}
+
+// LinkPoller is implemented by drivers that learn the link state only by
+// asking (a PHY read over MDIO). PollLink reads it, publishes it for LinkUp
+// and Stats, and re-programs the device when the negotiated speed or duplex
+// changed; if that rebuilt the rings, PollLink has refilled and kicked the
+// receive ring itself. It is slow-path work under Maintain's rules: the
+// stack calls it from the poll goroutine with the transmit side held, about
+// once a second, never per packet.
+type LinkPoller interface {
+	PollLink()
 }
 
 // GroupFilter is implemented by drivers whose device drops multicast frames

@@ -331,13 +331,12 @@ func FuzzRxDescriptors(f *testing.F) {
 		phy.reg[phyBMSR] = bmsrLink | bmsrANComplete
 		phy.reg[phyANLPAR] = an100FD
 		cfg := Config{
-			MAC:      [6]byte{2, 0, 0, 0, 0, 1},
-			RxRing:   rxN,
-			TxRing:   txN,
-			LinkPoll: -1,
-			NoPHY:    flags&1 == 0,
-			MDIO:     phy,
-			TxAlign:  1 << ((flags >> 1) % 7), // 1..64
+			MAC:     [6]byte{2, 0, 0, 0, 0, 1},
+			RxRing:  rxN,
+			TxRing:  txN,
+			NoPHY:   flags&1 == 0,
+			MDIO:    phy,
+			TxAlign: 1 << ((flags >> 1) % 7), // 1..64
 			// The second Maintain that sees no transmit progress
 			// resets.
 			TxTimeout: time.Nanosecond,
@@ -590,14 +589,13 @@ func FuzzInit(f *testing.F) {
 		phy.reg[phyBMSR] = bmsrLink | bmsrANComplete
 		phy.reg[phyANLPAR] = an100FD | an10HD
 		cfg := Config{
-			RxRing:   int(rxN) - 1,
-			TxRing:   int(txN) - 1,
-			RMII:     flags&4 != 0,
-			PHYAddr:  int(phyAddr%34) - 1,
-			MDIO:     phy,
-			TxAlign:  int(align % 70),
-			NoPHY:    flags&8 != 0,
-			LinkPoll: -1,
+			RxRing:  int(rxN) - 1,
+			TxRing:  int(txN) - 1,
+			RMII:    flags&4 != 0,
+			PHYAddr: int(phyAddr%34) - 1,
+			MDIO:    phy,
+			TxAlign: int(align % 70),
+			NoPHY:   flags&8 != 0,
 		}
 		if flags&1 == 0 {
 			cfg.MAC = [6]byte{2, 0, 0, 0, 0, 1}

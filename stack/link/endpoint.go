@@ -2,20 +2,23 @@
 // a nic.Device that handles Ethernet itself.
 //
 // It has no goroutine and no channel. The receive side is pulled by the
-// caller's poll loop (Poll, or Reclaim + Receive + the device's Refill and
-// RxKick): each received pool buffer is checked (length, destination
-// address), copied once into a gVisor view — gVisor's buffer.View cannot
-// wrap memory it does not own — returned to the pool at once, and delivered
-// with DeliverNetworkPacket. ARP is gVisor's (CapabilityResolutionRequired).
+// caller's poll loop (Poll, which is Reclaim, Receive and Refill in the
+// order the nic package gives): each received pool buffer is checked
+// (length, destination address), copied once into a gVisor view — gVisor's
+// buffer.View cannot wrap memory it does not own — freed at once, and
+// delivered with DeliverNetworkPacket. ARP is gVisor's
+// (CapabilityResolutionRequired).
 //
 // The transmit side is gVisor calling WritePackets from whatever goroutine
 // sends. One mutex per batch serialises writers, as the nic.Device contract
 // asks: each packet's Ethernet header and payload views are written once,
-// in place, into a pool buffer whose headroom the driver keeps for its own
-// header; the buffer is posted with Transmit; one TxKick ends the batch.
+// in place, into a buffer of the device's pool whose headroom the driver
+// keeps for its own header; the buffer is posted with Transmit; one TxKick
+// ends the batch.
 //
 // Drops are counted by cause (nic.Cause) in the endpoint's own counters,
-// apart from the driver's.
+// apart from the driver's. A frame the driver refuses (nic.Refusal) is
+// counted here, once: the driver does not count it.
 package link
 
 import (
@@ -239,6 +242,20 @@ func (e *Endpoint) Maintain() (reset bool) {
 		e.Refill()
 	}
 	return reset
+}
+
+// PollLink runs the device's link poll (nic.LinkPoller) with the transmit
+// side held, and reports whether the device polls its link at all. Only
+// the goroutine that calls Poll may call PollLink.
+func (e *Endpoint) PollLink() bool {
+	p, ok := e.dev.(nic.LinkPoller)
+	if !ok {
+		return false
+	}
+	e.txMu.Lock()
+	p.PollLink()
+	e.txMu.Unlock()
+	return true
 }
 
 // SetGroups gives the device its multicast filter set (nic.GroupFilter)
