@@ -122,6 +122,16 @@ func (b *Buffer) Offset() int { return b.head }
 // Index returns the buffer's index in its pool, 0 <= Index < Capacity.
 func (b *Buffer) Index() int { return int(b.index) }
 
+// Free returns b to the pool it came from, so whoever holds a buffer can
+// give it back without knowing its pool. It is Pool.Put on that pool: a
+// buffer already free is refused with ErrDoublePut and counted.
+func (b *Buffer) Free() error {
+	if b == nil || b.pool == nil {
+		return ErrForeign
+	}
+	return b.pool.Put(b)
+}
+
 // Reserve empties the body and places it n bytes from the start.
 func (b *Buffer) Reserve(n int) error {
 	if n < 0 || n > len(b.mem) {

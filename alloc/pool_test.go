@@ -84,6 +84,33 @@ func TestRefusedPuts(t *testing.T) {
 	}
 }
 
+func TestFree(t *testing.T) {
+	p, q := newPool(t, 2), newPool(t, 2)
+	b, c := p.Get(), q.Get()
+	if err := b.Free(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Free(); err != nil {
+		t.Fatal(err)
+	}
+	if p.InUse() != 0 || q.InUse() != 0 {
+		t.Fatalf("in use after Free: %d, %d", p.InUse(), q.InUse())
+	}
+	if err := b.Free(); !errors.Is(err, ErrDoublePut) {
+		t.Fatalf("double Free: %v", err)
+	}
+	var nilBuf, fake *Buffer = nil, new(Buffer)
+	if err := nilBuf.Free(); !errors.Is(err, ErrForeign) {
+		t.Fatalf("nil Free: %v", err)
+	}
+	if err := fake.Free(); !errors.Is(err, ErrForeign) {
+		t.Fatalf("fake Free: %v", err)
+	}
+	if s := p.Stats(); s.RefusedPuts != 1 {
+		t.Fatalf("stats: %+v", s)
+	}
+}
+
 func TestBufferViewBounds(t *testing.T) {
 	p := newPool(t, 1)
 	b := p.Get()

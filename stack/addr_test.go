@@ -18,11 +18,11 @@ func TestDynamicIPv4(t *testing.T) {
 	da := nictest.New(pa, nictest.Config{MAC: stacktest.MACA})
 	db := nictest.New(pb, nictest.Config{MAC: stacktest.MACB})
 	nictest.Pipe(da, db)
-	a, err := New(da, pa, Config{Dynamic: true})
+	a, err := New(da, Config{Dynamic: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(db, pb, Config{Addr: addrB})
+	b, err := New(db, Config{Addr: addrB})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestDynamicIPv4(t *testing.T) {
 			t.Errorf("SetIPv4(%v, %v) = %v, want %q", c.p, c.gw, err, c.want)
 		}
 	}
-	if _, err := New(da, pa, Config{Dynamic: true, Addr: addrA}); err == nil {
+	if _, err := New(da, Config{Dynamic: true, Addr: addrA}); err == nil {
 		t.Error("Dynamic with a static address accepted")
 	}
 }
@@ -113,7 +113,7 @@ func TestDynamicIPv4(t *testing.T) {
 // the on-link route and the default route through the gateway.
 func TestStaticIPv4(t *testing.T) {
 	pool := newPool(t, 64)
-	s, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 16}), pool, Config{Addr: addrA, Gateway: addrB.Addr()})
+	s, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 16}), Config{Addr: addrA, Gateway: addrB.Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ func TestBusyPoll(t *testing.T) {
 	steps := func(window time.Duration) (during, after uint64) {
 		pool := newPool(t, 64)
 		dev := nictest.New(pool, nictest.Config{MAC: [6]byte{2, 0, 0, 0, 0, 1}, RxRing: 32})
-		s, err := New(dev, pool, Config{Addr: addrA, Tick: tick, BusyPoll: window})
+		s, err := New(dev, Config{Addr: addrA, Tick: tick, BusyPoll: window})
 		if err != nil {
 			t.Fatal(err)
 		}

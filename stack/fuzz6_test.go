@@ -82,7 +82,7 @@ func TestSeedFrames6Answered(t *testing.T) {
 		default:
 		}
 	}
-	s, err := New(dev, pool, Config{Addr: netip.MustParsePrefix("10.0.0.1/24"), IPv6: true, Addr6: stacktest.Addr6A})
+	s, err := New(dev, Config{Addr: netip.MustParsePrefix("10.0.0.1/24"), IPv6: true, Addr6: stacktest.Addr6A})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func fuzzReceive(f *testing.F, seeds [][]byte, cfg Config) {
 	}
 	pool := newPool(f, 128)
 	dev := nictest.New(pool, nictest.Config{MAC: [6]byte([]byte(fuzzOurMAC)), RxRing: 32})
-	s, err := New(dev, pool, cfg)
+	s, err := New(dev, cfg)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestSeedFramesAnswered(t *testing.T) {
 	var mu sync.Mutex
 	dev.OnTransmit = func([]byte) { mu.Lock(); replies++; mu.Unlock() }
 	count := func() int { mu.Lock(); defer mu.Unlock(); return replies }
-	s, err := New(dev, pool, Config{Addr: netip.MustParsePrefix("10.0.0.1/24")})
+	s, err := New(dev, Config{Addr: netip.MustParsePrefix("10.0.0.1/24")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestIdleInterrupt(t *testing.T) {
 	const tick = time.Millisecond
 	pool := newPool(t, 64)
 	dev := &maintained{Device: nictest.New(pool, nictest.Config{MAC: [6]byte{2, 0, 0, 0, 0, 1}, RxRing: 32})}
-	s, err := New(dev, pool, Config{Addr: addrA, Tick: tick})
+	s, err := New(dev, Config{Addr: addrA, Tick: tick})
 	if err != nil {
 		t.Fatal(err)
 	}

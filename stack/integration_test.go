@@ -33,7 +33,7 @@ func newVnode(t testing.TB, opts virtiotest.Options, cfg Config) *vnode {
 	// The driver has posted its receive ring; measured before New, since
 	// with IPv6 the stack transmits (DAD, MLD) from New on.
 	baseline := pool.InUse()
-	s, err := New(drv, pool, cfg)
+	s, err := New(drv, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,10 +40,10 @@ func fakePair6(t testing.TB) (a, b *Stack) {
 	da.OnReceive, db.OnReceive = wakeLater(&wa), wakeLater(&wb)
 	nictest.Pipe(da, db)
 	var err error
-	if a, err = New(da, pa, Config{Addr: addrA, IPv6: true, Addr6: stacktest.Addr6A}); err != nil {
+	if a, err = New(da, Config{Addr: addrA, IPv6: true, Addr6: stacktest.Addr6A}); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = New(db, pb, Config{Addr: addrB, IPv6: true, Addr6: stacktest.Addr6B}); err != nil {
+	if b, err = New(db, Config{Addr: addrB, IPv6: true, Addr6: stacktest.Addr6B}); err != nil {
 		t.Fatal(err)
 	}
 	wa.Store(a)
@@ -171,7 +171,7 @@ func TestIPv6SocketRefusals(t *testing.T) {
 	}
 	// Without Config.IPv6, IPv6 sockets fail with ErrIPv6.
 	pool := newPool(t, 64)
-	s, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 16}), pool, Config{Addr: addrA})
+	s, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 16}), Config{Addr: addrA})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestIPv6SocketRefusals(t *testing.T) {
 	if _, err := s.Ping(ctx, netip.MustParseAddr("fd00::1"), 1, nil); err != ErrIPv6 {
 		t.Errorf("ping6 without IPv6: %v", err)
 	}
-	if _, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACB}), pool, Config{Addr: addrA, Addr6: stacktest.Addr6A}); err == nil {
+	if _, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACB}), Config{Addr: addrA, Addr6: stacktest.Addr6A}); err == nil {
 		t.Error("Addr6 without IPv6 accepted")
 	}
 }
@@ -249,7 +249,7 @@ func TestRouterAdvertisement(t *testing.T) {
 	dev := nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 32})
 	var ws atomic.Pointer[Stack]
 	dev.OnReceive = wakeLater(&ws)
-	s, err := New(dev, pool, Config{Addr: addrA, IPv6: true})
+	s, err := New(dev, Config{Addr: addrA, IPv6: true})
 	if err != nil {
 		t.Fatal(err)
 	}

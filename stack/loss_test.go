@@ -21,7 +21,7 @@ import (
 func TestRACKOption(t *testing.T) {
 	for _, rack := range []bool{false, true} {
 		pool := newPool(t, 64)
-		s, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 16}), pool, Config{Addr: addrA, RACK: rack})
+		s, err := New(nictest.New(pool, nictest.Config{MAC: stacktest.MACA, RxRing: 16}), Config{Addr: addrA, RACK: rack})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,9 +1,9 @@
 // Package stack runs gVisor's TCP/IP stack over a tamanet driver.
 //
-// New joins a nic.Device and its packet pool to a gVisor stack (IPv4, ARP,
-// IPv6 with NDP and MLD, ICMP and ICMPv6, TCP, UDP) through the link
-// endpoint of package github.com/tamanet/tamanet/stack/link, configures one
-// interface and returns a Stack. The interface has a static IPv4 address
+// New joins a nic.Device, with the packet pool it owns, to a gVisor stack
+// (IPv4, ARP, IPv6 with NDP and MLD, ICMP and ICMPv6, TCP, UDP) through the
+// link endpoint of package github.com/tamanet/tamanet/stack/link,
+// configures one interface and returns a Stack. The interface has a static IPv4 address
 // and default route (or, with Config.Dynamic, none until SetIPv4 gives it
 // one: see package stack/dhcp) and, with Config.IPv6, an IPv6 link-local
 // address derived from the MAC (modified EUI-64, RFC 4291 appendix A),
@@ -40,7 +40,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/stack/link"
 
@@ -70,6 +69,10 @@ const (
 	// looks at the clock for maintenance, so a busy loop reads the clock
 	// once per maintainEvery steps, not per step.
 	maintainEvery = 128
+	// LinkPollInterval is how often Maintain polls a device that learns
+	// its link state by asking (nic.LinkPoller): a cable change is seen
+	// within about a second, and the PHY reads stay off the hot path.
+	LinkPollInterval = time.Second
 )
 
 // NICID is the gVisor NIC id of the interface.
@@ -211,7 +214,6 @@ type Stack struct {
 
 	cfg   Config
 	dev   nic.Device
-	pool  *alloc.Pool
 	ep    *link.Endpoint
 	gv    *gvstack.Stack
 	start time.Time
@@ -228,6 +230,7 @@ type Stack struct {
 	routeMu  sync.Mutex
 	routeOps []routeOp // queued by ndpEvents, guarded by routeMu
 	groups   [][6]byte // the filter set last programmed; poll goroutine
+	lastLink time.Time // the last link poll (Maintain); poll goroutine
 
 	steps  atomic.Uint64 // Poll steps that ran
 	busy   atomic.Uint64 // steps that found work
@@ -243,11 +246,11 @@ type Stack struct {
 	done   chan struct{}
 }
 
-// New configures a gVisor stack on dev, whose buffers come from pool, and
-// posts the first receive buffers. The poll loop is not started.
-func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
-	if dev == nil || pool == nil {
-		return nil, errors.New("stack: nil device or pool")
+// New configures a gVisor stack on dev and posts the first receive buffers.
+// The poll loop is not started.
+func New(dev nic.Device, cfg Config) (*Stack, error) {
+	if dev == nil {
+		return nil, errors.New("stack: nil device")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -258,11 +261,12 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 	if cfg.RxBudget == 0 {
 		cfg.RxBudget = DefaultRxBudget
 	}
-	ep, err := link.New(&link.Options{Device: dev, Pool: pool})
+	ep, err := link.New(&link.Options{Device: dev})
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	s := &Stack{cfg: cfg, dev: dev, pool: pool, ep: ep, start: time.Now(), wake: make(chan struct{}, 1)}
+	s := &Stack{cfg: cfg, dev: dev, ep: ep, start: time.Now(), wake: make(chan struct{}, 1)}
+	s.lastLink = s.start
 	opt := gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
@@ -293,9 +297,7 @@ func New(dev nic.Device, pool *alloc.Pool, cfg Config) (*Stack, error) {
 	if cfg.IPv6 {
 		s.ndpUpdate()
 	}
-	if ep.Device().Refill() > 0 {
-		ep.Device().RxKick()
-	}
+	ep.Refill()
 	return s, nil
 }
 
@@ -379,9 +381,18 @@ func (s *Stack) Poll() (work int, next time.Duration) {
 
 // Maintain gives the driver its slow-path step (see nic.Maintainer) and
 // reports whether it reset the device; the driver counts its resets
-// (nic.Stats.Resets). Run calls it every MaintainInterval; a caller that
-// drives Poll itself calls it as often. It must not overlap Poll.
-func (s *Stack) Maintain() bool { return s.ep.Maintain() }
+// (nic.Stats.Resets). Once LinkPollInterval has passed since the last link
+// poll, it then polls the link (nic.LinkPoller). Run calls it every
+// MaintainInterval; a caller that drives Poll itself calls it as often. It
+// must not overlap Poll.
+func (s *Stack) Maintain() bool {
+	reset := s.ep.Maintain()
+	if now := time.Now(); now.Sub(s.lastLink) >= LinkPollInterval {
+		s.lastLink = now
+		s.ep.PollLink()
+	}
+	return reset
+}
 
 // Wake makes a sleeping runner take a step now. It never blocks and may be
 // called from an interrupt hook; wake-ups while one is pending coalesce.

@@ -38,10 +38,10 @@ func fakePair(t testing.TB) (a, b *Stack, da, db *nictest.Device) {
 	db = nictest.New(pb, nictest.Config{MAC: stacktest.MACB})
 	nictest.Pipe(da, db)
 	var err error
-	if a, err = New(da, pa, Config{Addr: addrA, Gateway: addrB.Addr()}); err != nil {
+	if a, err = New(da, Config{Addr: addrA, Gateway: addrB.Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = New(db, pb, Config{Addr: addrB}); err != nil {
+	if b, err = New(db, Config{Addr: addrB}); err != nil {
 		t.Fatal(err)
 	}
 	da.OnReceive, db.OnReceive = a.Wake, b.Wake
@@ -71,12 +71,12 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Addr: addrA, Tick: -1}, "negative tick"},
 	}
 	for _, c := range bad {
-		_, err := New(dev, pool, c.cfg)
+		_, err := New(dev, c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.cfg, err, c.want)
 		}
 	}
-	s, err := New(dev, pool, Config{Addr: netip.MustParsePrefix("10.0.0.1/32")})
+	s, err := New(dev, Config{Addr: netip.MustParsePrefix("10.0.0.1/32")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestSnake(t *testing.T) {
 func TestPollIdle(t *testing.T) {
 	pool := newPool(t, 64)
 	dev := nictest.New(pool, nictest.Config{MAC: [6]byte{2, 0, 0, 0, 0, 1}, RxRing: 32})
-	s, err := New(dev, pool, Config{Addr: addrA, Tick: 5 * time.Millisecond})
+	s, err := New(dev, Config{Addr: addrA, Tick: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

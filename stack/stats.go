@@ -74,7 +74,7 @@ type PollStats struct {
 func (s *Stack) Stats() Stats {
 	st := Stats{
 		UptimeSeconds: time.Since(s.start).Seconds(),
-		Pool:          s.pool.Stats(),
+		Pool:          s.dev.Pool().Stats(),
 		Poll: PollStats{
 			Steps:     s.steps.Load(),
 			Busy:      s.busy.Load(),

@@ -128,7 +128,6 @@ type sockets struct {
 // firmware is a brought-up system.
 type firmware struct {
 	cfg      config.Config
-	pool     *alloc.Pool
 	dev      boardNIC
 	stack    *stack.Stack
 	services *service.Services
@@ -199,12 +198,13 @@ func run(platform func() (target, error), configure func() (config.Config, error
 
 	fw := &firmware{cfg: cfg}
 	arena := alloc.NewArena(t.DMA)
-	if fw.pool, err = arena.Pool(poolConfig); err != nil {
+	pool, err := arena.Pool(poolConfig)
+	if err != nil {
 		return nil, fmt.Errorf("packet pool: %w", err)
 	}
 	// The driver sends from the configured address (config checked it is
 	// 6 bytes) and reports it in its Info, which the stack uses.
-	if fw.dev, err = t.NewNIC([6]byte(cfg.MAC), arena, fw.pool); err != nil {
+	if fw.dev, err = t.NewNIC([6]byte(cfg.MAC), arena, pool); err != nil {
 		return nil, fmt.Errorf("network device: %w", err)
 	}
 	scfg := stack.Config{
@@ -218,7 +218,7 @@ func run(platform func() (target, error), configure func() (config.Config, error
 		// The address comes from the DHCP client; cfg's is the fallback.
 		scfg.Addr, scfg.Gateway, scfg.Dynamic = netip.Prefix{}, netip.Addr{}, true
 	}
-	fw.stack, err = stack.New(fw.dev, fw.pool, scfg)
+	fw.stack, err = stack.New(fw.dev, scfg)
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}

@@ -60,8 +60,8 @@ var clientConfig = stack.Config{Addr: netip.MustParsePrefix("10.0.0.2/24")}
 
 func newClient(t *testing.T, cfg stack.Config) *client {
 	t.Helper()
-	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
-	s, err := stack.New(drv, pool, cfg)
+	_, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 2}})
+	s, err := stack.New(drv, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

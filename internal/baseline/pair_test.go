@@ -57,7 +57,7 @@ func tamanetPair(tb testing.TB) *pair {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		s, err := stack.New(drv, pool, stack.Config{Addr: addr})
+		s, err := stack.New(drv, stack.Config{Addr: addr})
 		if err != nil {
 			tb.Fatal(err)
 		}

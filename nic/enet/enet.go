@@ -35,10 +35,10 @@
 // initMAC is the one place that programs the registers a reset clears.
 //
 // The PHY is reached over MDIO (clause 22): it is reset and set to
-// autonegotiate at New; PollLink reads link, speed and duplex and applies
-// them to the MAC (TCR.FDEN, RCR.RMII_10T, RCR.DRT). Maintain, which the
-// stack's poll loop calls every 250 ms, polls the link itself at most once
-// per Config.LinkPoll, so link polling costs nothing per packet.
+// autonegotiate at New; PollLink (nic.LinkPoller) reads link, speed and
+// duplex and applies them to the MAC (TCR.FDEN, RCR.RMII_10T, RCR.DRT). The
+// stack calls it on its slow path, once a second, so link polling costs
+// nothing per packet.
 //
 // The driver behaves the same on the real MAC and on QEMU's imx.enet, which
 // implements the legacy descriptors the driver uses (ECR.EN1588 clear), a
@@ -79,8 +79,6 @@ const (
 	// DefaultTxAlign is the transmit buffer alignment: Linux's fec driver
 	// keeps ENET transmit buffers 16-byte aligned on ARM.
 	DefaultTxAlign = 16
-	// DefaultLinkPoll is how often Maintain polls the PHY.
-	DefaultLinkPoll = time.Second
 	// DefaultTxTimeout is how long posted transmit descriptors may go
 	// without a completion, link up, before Maintain resets the MAC
 	// (Linux's fec driver uses the same 2 s watchdog).
@@ -123,10 +121,6 @@ type Config struct {
 	// frame that starts elsewhere is moved down inside its own buffer.
 	// Default DefaultTxAlign.
 	TxAlign int
-	// LinkPoll is the least time between two PHY polls made by
-	// Maintain. Default DefaultLinkPoll; negative disables (call
-	// PollLink).
-	LinkPoll time.Duration
 	// TxTimeout is how long frames may stay posted with no transmit
 	// completion, link up, before Maintain resets the MAC. Default
 	// DefaultTxTimeout; negative disables that check.
@@ -207,7 +201,6 @@ type Driver struct {
 	info    nic.Info
 	rmii    bool
 	txAlign int
-	poll    time.Duration
 
 	barrier func() // Config.Barrier or a no-op
 
@@ -224,8 +217,7 @@ type Driver struct {
 	rxInFrame bool      // inside a frame that spans descriptors: discard to L
 	rxSpan    nic.Cause // the cause that frame is counted under at L
 	rxTaken   uint64    // descriptors taken back from the MAC
-	lastPoll  time.Time
-	progMbps  int // speed and duplex programmed into the MAC
+	progMbps  int       // speed and duplex programmed into the MAC
 	progFull  bool
 	phy       int
 
@@ -269,6 +261,7 @@ type Driver struct {
 var (
 	_ nic.Device     = (*Driver)(nil)
 	_ nic.Maintainer = (*Driver)(nil)
+	_ nic.LinkPoller = (*Driver)(nil)
 )
 
 // New resets and initialises the MAC behind regs (ECR.RESET, RM 22.5.5),
@@ -297,9 +290,6 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	if cfg.TxAlign < 1 || cfg.TxAlign&(cfg.TxAlign-1) != 0 || cfg.TxAlign > alloc.Alignment {
 		return nil, fmt.Errorf("%w: TxAlign %d", ErrConfig, cfg.TxAlign)
 	}
-	if cfg.LinkPoll == 0 {
-		cfg.LinkPoll = DefaultLinkPoll
-	}
 	if cfg.TxTimeout == 0 {
 		cfg.TxTimeout = DefaultTxTimeout
 	}
@@ -307,8 +297,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 		return nil, fmt.Errorf("%w: PHY address %d", ErrConfig, cfg.PHYAddr)
 	}
 
-	d := &Driver{regs: regs, pool: pool, rmii: cfg.RMII, txAlign: cfg.TxAlign, poll: cfg.LinkPoll, txTimeout: cfg.TxTimeout}
-	d.lastPoll = time.Now() // no PHY poll from Maintain before the PHY is set up
+	d := &Driver{regs: regs, pool: pool, rmii: cfg.RMII, txAlign: cfg.TxAlign, txTimeout: cfg.TxTimeout}
 	d.barrier = cfg.Barrier
 	if d.barrier == nil {
 		d.barrier = func() {}
@@ -365,7 +354,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 		return nil, err
 	}
 
-	d.info = nic.Info{Name: "enet", MAC: mac, MTU: 1500, RxRing: cfg.RxRing, TxRing: cfg.TxRing}
+	d.info = nic.Info{Name: "enet", MAC: mac, MTU: MaxFrame - nic.FrameOverhead, MaxFrame: MaxFrame, RxRing: cfg.RxRing, TxRing: cfg.TxRing}
 	// Until the PHY says otherwise the MAC runs 100 Mbit/s full duplex.
 	d.progMbps, d.progFull = 100, true
 	d.initMAC()
@@ -525,14 +514,14 @@ func (d *Driver) dropRings() {
 	for i, b := range d.tx.buf {
 		if b != nil {
 			d.tx.buf[i] = nil
-			d.pool.Put(b)
+			b.Free()
 			d.txc.Drop(nic.LinkDown)
 		}
 	}
 	for i, b := range d.rx.buf {
 		if b != nil {
 			d.rx.buf[i] = nil
-			d.pool.Put(b)
+			b.Free()
 		}
 	}
 	d.tx.reset()
@@ -574,16 +563,6 @@ func (d *Driver) restart(why uint32) bool {
 	return true
 }
 
-// reinitFrom runs reinit with the gate held already (held) or through
-// restart, which takes it; it reports whether it ran.
-func (d *Driver) reinitFrom(held bool, why uint32) bool {
-	if held {
-		d.reinit(why)
-		return true
-	}
-	return d.restart(why)
-}
-
 // reinit stops the MAC, takes every buffer back from both rings (a frame
 // still posted for transmit is counted as a link-down drop), resets the
 // MAC (ECR.RESET), programs it again with initMAC and the programmed speed
@@ -609,6 +588,9 @@ func (d *Driver) reinit(why uint32) {
 
 // Info returns the device's fixed properties.
 func (d *Driver) Info() nic.Info { return d.info }
+
+// Pool returns the pool the driver's buffers come from.
+func (d *Driver) Pool() *alloc.Pool { return d.pool }
 
 // LinkUp reports the link state PollLink last read from the PHY.
 func (d *Driver) LinkUp() bool { return d.linkUp.Load() }
@@ -647,20 +629,14 @@ func (d *Driver) setLink(s linkState) {
 	d.linkUp.Store(s.up)
 }
 
-// PollLink reads link, speed and duplex from the PHY, publishes them in
-// Stats and LinkUp, and re-programs the MAC when the negotiated speed or
-// duplex differs from what it runs. It also recovers from a DMA bus error
-// (EIR.EBERR), which stops the MAC, by resetting it. Call it on the
-// receive (poll) goroutine; Maintain calls it at most once per
-// Config.LinkPoll.
-func (d *Driver) PollLink() { d.pollLink(false) }
-
-// pollLink is PollLink; held says the caller (Maintain) holds the gate
-// and has handled a bus error already.
-func (d *Driver) pollLink(held bool) {
-	d.lastPoll = time.Now()
+// PollLink implements nic.LinkPoller: it reads link, speed and duplex from
+// the PHY, publishes them in Stats and LinkUp, and re-programs the MAC
+// (refilled and kicked) when the negotiated speed or duplex differs from
+// what it runs. It also recovers from a DMA bus error (EIR.EBERR), which
+// stops the MAC, by resetting it. Call it on the receive (poll) goroutine.
+func (d *Driver) PollLink() {
 	d.polls.Add(1)
-	if !held && d.busError() {
+	if d.busError() {
 		d.restart(resetBusError)
 	}
 	if d.noPHY {
@@ -673,7 +649,7 @@ func (d *Driver) pollLink(held bool) {
 	}
 	if s.up && (s.mbps != d.progMbps || s.full != d.progFull) {
 		d.progMbps, d.progFull = s.mbps, s.full
-		if !d.reinitFrom(held, noReset) {
+		if !d.restart(noReset) {
 			// Try again at the next poll.
 			d.progMbps, d.progFull = 0, false
 		}
@@ -731,7 +707,7 @@ func (d *Driver) Receive() *alloc.Buffer {
 			if fault != nic.NumCauses && d.rxSpan == nic.Oversize {
 				d.rxSpan = fault
 			}
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		if fault == nic.NumCauses && d.rxInFrame && d.rxSpan != nic.Oversize {
@@ -740,13 +716,13 @@ func (d *Driver) Receive() *alloc.Buffer {
 		if fault != nic.NumCauses {
 			d.rxInFrame = false
 			d.rxc.Drop(fault)
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		if c, bad := rxCause(status, d.rxInFrame); bad {
 			d.rxInFrame = false
 			d.rxc.Drop(c)
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		n := int(length) - 4 // the MAC leaves the FCS in the buffer
@@ -762,7 +738,7 @@ func (d *Driver) Receive() *alloc.Buffer {
 			d.rxc.Count(n)
 			return b
 		}
-		d.pool.Put(b)
+		b.Free()
 	}
 	return nil
 }
@@ -858,12 +834,11 @@ func (d *Driver) RxKick() {
 }
 
 // Transmit posts b, whose body is one Ethernet frame without FCS (the MAC
-// appends it, TC). On success the driver owns b until Reclaim; on error the
-// caller keeps it.
+// appends it, TC). On success the driver owns b until Reclaim; a refusal
+// (nic.Refusal) leaves b with the caller, uncounted.
 func (d *Driver) Transmit(b *alloc.Buffer) error {
 	if !d.gate.CompareAndSwap(0, 1) {
-		d.txc.Drop(nic.LinkDown) // the MAC is being re-initialised
-		return nic.ErrLinkDown
+		return nic.ErrLinkDown // the MAC is being re-initialised
 	}
 	err := d.transmit(b)
 	d.gate.And(^uint32(1))
@@ -872,17 +847,14 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 
 func (d *Driver) transmit(b *alloc.Buffer) error {
 	if !d.linkUp.Load() {
-		d.txc.Drop(nic.LinkDown)
 		return nic.ErrLinkDown
 	}
 	n := b.Len()
 	if n < 14 {
-		d.txc.Drop(nic.Runt)
-		return nic.ErrFrameSize
+		return nic.ErrRunt
 	}
 	if n > MaxFrame {
-		d.txc.Drop(nic.Oversize)
-		return nic.ErrFrameSize
+		return nic.ErrOversize
 	}
 	if d.txUsed == d.tx.n {
 		d.txc.Full.Add(1) // back-pressure: the caller keeps b
@@ -951,7 +923,7 @@ func (d *Driver) Reclaim() int {
 			d.txc.Drop(nic.BadID)
 		}
 		r.buf[i] = nil
-		d.pool.Put(b)
+		b.Free()
 		d.txFreed++
 		d.txHead++
 		if d.txHead == r.n {
@@ -1012,10 +984,10 @@ func (d *Driver) EnableInterrupts(mask uint32) {
 //     is complete or RDAR is off: the MAC walks elsewhere in the ring.
 //     Seen on two calls in a row; the first writes RDAR again.
 //
-// It also polls the PHY (PollLink) once Config.LinkPoll has passed. It
-// returns true when it reset the MAC; both rings are rebuilt then and the
-// receive ring refilled and kicked. It runs on the poll goroutine; if a
-// transmit is in progress it skips this round.
+// It returns true when it reset the MAC; both rings are rebuilt then and
+// the receive ring refilled and kicked. It runs on the poll goroutine; if a
+// transmit is in progress it skips this round. It does not poll the PHY:
+// PollLink does.
 func (d *Driver) Maintain() bool {
 	if !d.gate.CompareAndSwap(0, 2) {
 		return false
@@ -1025,11 +997,8 @@ func (d *Driver) Maintain() bool {
 	if why != noReset {
 		d.reinit(why)
 	}
-	if d.poll > 0 && now.Sub(d.lastPoll) >= d.poll {
-		d.pollLink(true)
-	}
 	d.gate.Store(0)
-	d.RxKick() // after a reset or a speed change: the refilled ring
+	d.RxKick() // after a reset: the refilled ring
 	return why != noReset
 }
 

@@ -342,7 +342,7 @@ func TestMaintainRDAR(t *testing.T) {
 // TestMaintainBusErrors: bus errors that come back right after a reset are
 // reset again each time, until the MAC runs.
 func TestMaintainBusErrors(t *testing.T) {
-	r := newRig(t, enettest.Options{}, enet.Config{TxRing: 4, LinkPoll: -1})
+	r := newRig(t, enettest.Options{}, enet.Config{TxRing: 4})
 	out := collect(r)
 	rng := rand.New(rand.NewPCG(26, 26))
 	r.dev.BusErrors(3)

@@ -49,7 +49,7 @@ func newEnode(t testing.TB, mac [6]byte, scfg stack.Config, cfg enet.Config, wra
 	if wrap != nil {
 		dev = wrap(drv)
 	}
-	s, err := stack.New(dev, pool, scfg)
+	s, err := stack.New(dev, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func New(pool *alloc.Pool, cfg Config) *Device {
 		cfg.TxRing = 256
 	}
 	d := &Device{
-		info: nic.Info{Name: "nictest", MAC: cfg.MAC, MTU: cfg.MTU, Headroom: cfg.Headroom,
+		info: nic.Info{Name: "nictest", MAC: cfg.MAC, MTU: cfg.MTU, MaxFrame: cfg.MTU + nic.FrameOverhead, Headroom: cfg.Headroom,
 			RxRing: cfg.RxRing, TxRing: cfg.TxRing},
 		pool:   pool,
 		hold:   cfg.TxHold,
@@ -107,6 +107,9 @@ func (d *Device) SetLink(up bool) { d.link.Store(up) }
 
 // Info implements nic.Device.
 func (d *Device) Info() nic.Info { return d.info }
+
+// Pool implements nic.Device.
+func (d *Device) Pool() *alloc.Pool { return d.pool }
 
 // LinkUp implements nic.Device.
 func (d *Device) LinkUp() bool { return d.link.Load() }
@@ -171,8 +174,13 @@ func (d *Device) Transmit(b *alloc.Buffer) error {
 	if !d.link.Load() {
 		return nic.ErrLinkDown
 	}
-	if b.Len() < 14 || b.Len() > d.info.MTU+18 || b.Headroom() < d.info.Headroom {
-		return nic.ErrFrameSize
+	switch {
+	case b.Len() < 14:
+		return nic.ErrRunt
+	case b.Len() > d.info.MaxFrame:
+		return nic.ErrOversize
+	case b.Headroom() < d.info.Headroom:
+		return nic.ErrHeadroom
 	}
 	d.txMu.Lock()
 	if d.done.n >= d.info.TxRing { // done holds completed and held frames

@@ -510,7 +510,7 @@ func FuzzUsedRing(f *testing.F) {
 					}
 					break
 				}
-				if l < 14 || l > d.maxFrame || o < HeaderSize {
+				if l < 14 || l > d.info.MaxFrame || o < HeaderSize {
 					t.Fatalf("Transmit accepted a %d-byte frame at offset %d", l, o)
 				}
 			case 6: // tx completion, id and length as given
@@ -708,17 +708,17 @@ func FuzzInit(f *testing.F) {
 		if d.features&FeatureMAC != 0 && info.MAC != [6]byte(r.config[cfgMAC:cfgMAC+6]) {
 			t.Fatalf("MAC %x, config has %x", info.MAC, r.config[:6])
 		}
-		if d.maxFrame > pool.BufferSize()-pool.DefaultHeadroom() {
-			t.Fatalf("max frame %d does not fit a buffer", d.maxFrame)
+		if d.info.MaxFrame > pool.BufferSize()-pool.DefaultHeadroom() {
+			t.Fatalf("max frame %d does not fit a buffer", d.info.MaxFrame)
 		}
 
 		// It works: a largest frame goes out and comes back at reclaim.
 		b := pool.Get()
-		if err := b.SetBody(pool.DefaultHeadroom(), d.maxFrame); err != nil {
+		if err := b.SetBody(pool.DefaultHeadroom(), d.info.MaxFrame); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Transmit(b); err != nil {
-			t.Fatalf("Transmit of a %d-byte frame: %v", d.maxFrame, err)
+			t.Fatalf("Transmit of a %d-byte frame: %v", d.info.MaxFrame, err)
 		}
 		d.TxKick()
 		tx := fzRingOf(t, arena.Memory(), &r.q[queueTx])

@@ -38,7 +38,7 @@ func newVnode(t *testing.T, mac [6]byte, addr netip.Prefix, gw netip.Addr) *vnod
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := stack.New(drv, pool, stack.Config{Addr: addr, Gateway: gw})
+	s, err := stack.New(drv, stack.Config{Addr: addr, Gateway: gw})
 	if err != nil {
 		t.Fatal(err)
 	}

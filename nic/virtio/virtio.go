@@ -105,6 +105,7 @@ type queue struct {
 	availIdx   uint16 // next avail index to publish (shadow of avail.idx)
 	kickedIdx  uint16 // avail index at the last notify decision
 	usedEvOff  int    // offset of used_event in avail
+	usedEv     uint16 // last value written to used_event (armInterrupt)
 	availEvOff int    // offset of avail_event in used
 	badIndex   bool   // the device's used idx is currently out of range
 	insane     bool   // Maintain saw the used idx out of range last time
@@ -128,7 +129,6 @@ type Driver struct {
 	rx, tx   queue
 	rxc, txc nic.RingCounters
 	rxOff    int // offset in a pool buffer where rx data (header) starts
-	maxFrame int // largest frame Transmit accepts
 
 	resets atomic.Uint64 // recoveries (Maintain)
 	reason atomic.Uint32 // resetReason of the latest one
@@ -254,9 +254,8 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 			d.info.MTU = mtu
 		}
 	}
-	// 14-byte Ethernet header plus a 4-byte VLAN tag, and never more
-	// than a transmit buffer holds after its header.
-	d.maxFrame = d.info.MTU + 18
+	// Never more than alloc.MaxFrame: the MTU is at most 1500.
+	d.info.MaxFrame = d.info.MTU + nic.FrameOverhead
 
 	// Post rx buffers before DRIVER_OK so the device can receive at once
 	// (§3.1.1 allows buffers to be made available before step 8).
@@ -397,7 +396,7 @@ func (q *queue) clear() {
 	q.nfree = q.num
 	clear(q.postedAt)
 	q.consumed = 0
-	q.availIdx, q.kickedIdx = 0, 0
+	q.availIdx, q.kickedIdx, q.usedEv = 0, 0, 0 // avail is zeroed below
 	q.badIndex, q.insane, q.outOfStep = false, false, false
 	q.stallIdx, q.stalls = 0, 0
 	clear(q.desc)
@@ -435,11 +434,11 @@ func (d *Driver) program(q *queue) error {
 
 // release returns every buffer posted on q to the pool. Only after a reset:
 // the device then owns nothing.
-func (q *queue) release(pool *alloc.Pool) {
+func (q *queue) release() {
 	for id, b := range q.bufs {
 		if b != nil {
 			q.bufs[id] = nil
-			pool.Put(b)
+			b.Free()
 		}
 	}
 }
@@ -453,8 +452,8 @@ func (d *Driver) Close() {
 	if d.reset(resetPolls) != nil {
 		return
 	}
-	d.rx.release(d.pool)
-	d.tx.release(d.pool)
+	d.rx.release()
+	d.tx.release()
 }
 
 // Features returns the negotiated feature bits.
@@ -462,6 +461,9 @@ func (d *Driver) Features() uint64 { return d.features }
 
 // Info returns the device's fixed properties.
 func (d *Driver) Info() nic.Info { return d.info }
+
+// Pool returns the pool the driver's buffers come from.
+func (d *Driver) Pool() *alloc.Pool { return d.pool }
 
 // LinkUp reports VIRTIO_NET_S_LINK_UP from config space; without
 // VIRTIO_NET_F_STATUS the link is always up (§5.1.4).
@@ -614,9 +616,12 @@ func (q *queue) postMark() uint64 {
 
 // armInterrupt asks the device to signal the next completion: with
 // EVENT_IDX used_event = lastUsed (§2.7.10); otherwise interrupts stay on.
+// Receive and Refill both arm; the store is skipped when used_event already
+// holds lastUsed, so an idle poll step writes nothing to the ring.
 func (q *queue) armInterrupt(eventIdx bool) {
-	if eventIdx {
-		vring.Store16(q.avail, q.usedEvOff, q.lastUsed())
+	if eventIdx && q.usedEv != q.lastUsed() {
+		q.usedEv = q.lastUsed()
+		vring.Store16(q.avail, q.usedEvOff, q.usedEv)
 	}
 }
 
@@ -645,13 +650,13 @@ func (d *Driver) Receive() *alloc.Buffer {
 		// back to the pool, never both.
 		if n < HeaderSize || n > q.blen[id] {
 			d.rxc.Drop(nic.BadLength)
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		frame := int(n) - HeaderSize
 		if frame < 14 {
 			d.rxc.Drop(nic.Runt)
-			d.pool.Put(b)
+			b.Free()
 			continue
 		}
 		// Cannot fail: n <= posted length, which fits the buffer.
@@ -731,31 +736,25 @@ func (d *Driver) TxKick() { d.kick(&d.tx, &d.txc) }
 
 // Transmit posts b, whose body is one Ethernet frame, with the virtio-net
 // header prepended in its headroom. On success the driver owns b until
-// Reclaim; on error the caller keeps it, unchanged.
+// Reclaim; a refusal (nic.Refusal) leaves b with the caller, unchanged and
+// uncounted.
 func (d *Driver) Transmit(b *alloc.Buffer) error {
 	q := &d.tx
-	if n := b.Len(); n < 14 || n > d.maxFrame {
-		if n < 14 {
-			d.txc.Drop(nic.Runt)
-		} else {
-			d.txc.Drop(nic.Oversize)
-		}
-		return nic.ErrFrameSize
-	}
-	if d.down.Load() {
-		d.txc.Drop(nic.LinkDown)
+	switch n := b.Len(); {
+	case n < 14:
+		return nic.ErrRunt
+	case n > d.info.MaxFrame:
+		return nic.ErrOversize
+	case b.Headroom() < HeaderSize:
+		return nic.ErrHeadroom
+	case d.down.Load():
 		return nic.ErrLinkDown
-	}
-	if q.nfree == 0 {
+	case q.nfree == 0:
 		d.txc.Full.Add(1) // back-pressure: the caller keeps b
 		return nic.ErrRingFull
 	}
 	frame := b.Len()
-	hdr, err := b.Prepend(HeaderSize)
-	if err != nil {
-		d.txc.Drop(nic.Malformed)
-		return err
-	}
+	hdr, _ := b.Prepend(HeaderSize) // cannot fail: the headroom is there
 	// No offloads negotiated: flags 0, GSO_NONE, num_buffers 0 (§5.1.6.2).
 	clear(hdr)
 	mark := q.postMark()
@@ -789,7 +788,7 @@ func (d *Driver) Reclaim() int {
 		if n > q.blen[id] {
 			d.txc.Drop(nic.BadLength)
 		}
-		d.pool.Put(b)
+		b.Free()
 		freed++
 	}
 	if q.lastUsed() != start {
@@ -883,8 +882,8 @@ func (d *Driver) restart() error {
 	}
 	// From here the device owns nothing (§2.1.2 reset): the buffers it
 	// held are the pool's again.
-	d.rx.release(d.pool)
-	d.tx.release(d.pool)
+	d.rx.release()
+	d.tx.release()
 	d.rx.clear()
 	d.tx.clear()
 	if _, err := d.negotiate(d.features, true); err != nil {

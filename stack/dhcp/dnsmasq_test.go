@@ -35,8 +35,8 @@ var (
 func setup(t *testing.T) (*vm.Netns, *stack.Stack) {
 	t.Helper()
 	ns, tapFile := stacktest.Netns(t, "tamanet-dhcp", "dnsmasq", "ping", "nc")
-	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: stacktest.MACA})
-	st, err := stack.New(drv, pool, stack.Config{Dynamic: true})
+	_, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: stacktest.MACA})
+	st, err := stack.New(drv, stack.Config{Dynamic: true})
 	if err != nil {
 		t.Fatal(err)
 	}

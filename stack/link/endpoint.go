@@ -2,20 +2,23 @@
 // a nic.Device that handles Ethernet itself.
 //
 // It has no goroutine and no channel. The receive side is pulled by the
-// caller's poll loop (Poll, or Reclaim + Receive + the device's Refill and
-// RxKick): each received pool buffer is checked (length, destination
-// address), copied once into a gVisor view — gVisor's buffer.View cannot
-// wrap memory it does not own — returned to the pool at once, and delivered
-// with DeliverNetworkPacket. ARP is gVisor's (CapabilityResolutionRequired).
+// caller's poll loop (Poll, which is Reclaim, Receive and Refill in the
+// order the nic package gives): each received pool buffer is checked
+// (length, destination address), copied once into a gVisor view — gVisor's
+// buffer.View cannot wrap memory it does not own — freed at once, and
+// delivered with DeliverNetworkPacket. ARP is gVisor's
+// (CapabilityResolutionRequired).
 //
 // The transmit side is gVisor calling WritePackets from whatever goroutine
 // sends. One mutex per batch serialises writers, as the nic.Device contract
 // asks: each packet's Ethernet header and payload views are written once,
-// in place, into a pool buffer whose headroom the driver keeps for its own
-// header; the buffer is posted with Transmit; one TxKick ends the batch.
+// in place, into a buffer of the device's pool whose headroom the driver
+// keeps for its own header; the buffer is posted with Transmit; one TxKick
+// ends the batch.
 //
 // Drops are counted by cause (nic.Cause) in the endpoint's own counters,
-// apart from the driver's.
+// apart from the driver's. A frame the driver refuses (nic.Refusal) is
+// counted here, once: the driver does not count it.
 package link
 
 import (
@@ -33,18 +36,11 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// vlanTag is the IEEE 802.1Q tag a frame may carry on top of the MTU.
-const vlanTag = 4
-
 // Options configures an Endpoint.
 type Options struct {
-	// Device is the driver. Required.
+	// Device is the driver. Required. Transmit buffers come from its
+	// Pool.
 	Device nic.Device
-	// Pool is the pool the driver's buffers come from; received buffers go
-	// back to it and transmit buffers are taken from it. Required.
-	Pool *alloc.Pool
-	// MAC overrides the device's station address when not empty.
-	MAC tcpip.LinkAddress
 }
 
 // Endpoint is a stack.LinkEndpoint over a nic.Device.
@@ -52,6 +48,7 @@ type Endpoint struct {
 	dev        nic.Device
 	pool       *alloc.Pool
 	txHeadroom int
+	overhead   int // Info.MaxFrame - Info.MTU: header and VLAN tag
 
 	// mu guards the fields gVisor may change at run time. The receive
 	// path takes it once per batch, not per frame.
@@ -73,30 +70,30 @@ var _ stack.LinkEndpoint = (*Endpoint)(nil)
 
 // New returns an endpoint over opts.Device.
 func New(opts *Options) (*Endpoint, error) {
-	if opts == nil || opts.Device == nil || opts.Pool == nil {
-		return nil, errors.New("link: Device and Pool are required")
+	if opts == nil || opts.Device == nil || opts.Device.Pool() == nil {
+		return nil, errors.New("link: a Device with a Pool is required")
 	}
 	info := opts.Device.Info()
 	e := &Endpoint{
 		dev:        opts.Device,
-		pool:       opts.Pool,
+		pool:       opts.Device.Pool(),
 		txHeadroom: info.Headroom,
+		overhead:   info.MaxFrame - info.MTU,
 		mtu:        uint32(info.MTU),
 	}
 	if e.mtu < header.IPv4MinimumMTU {
 		return nil, fmt.Errorf("link: MTU %d below the IPv4 minimum %d", e.mtu, header.IPv4MinimumMTU)
 	}
+	if e.overhead < header.EthernetMinimumSize {
+		return nil, fmt.Errorf("link: MaxFrame %d leaves no Ethernet header over MTU %d", info.MaxFrame, info.MTU)
+	}
 	// The largest frame plus the driver's headroom must fit one buffer.
-	if need := e.txHeadroom + header.EthernetMinimumSize + vlanTag + int(e.mtu); need > opts.Pool.BufferSize() {
-		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + MTU %d frame", opts.Pool.BufferSize(), e.txHeadroom, e.mtu)
+	if need := e.txHeadroom + info.MaxFrame; need > e.pool.BufferSize() {
+		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + %d-byte frame", e.pool.BufferSize(), e.txHeadroom, info.MaxFrame)
 	}
-	addr := opts.MAC
-	if addr == "" {
-		addr = tcpip.LinkAddress(info.MAC[:])
-	}
-	if err := e.setAddr(addr); err != nil {
-		return nil, err
-	}
+	// The station address is the one the driver uses: configuration
+	// reaches it through the driver's own Config.
+	e.setAddr(tcpip.LinkAddress(info.MAC[:]))
 	return e, nil
 }
 
@@ -121,7 +118,7 @@ func (e *Endpoint) MTU() uint32 {
 
 // SetMTU implements stack.LinkEndpoint.
 func (e *Endpoint) SetMTU(mtu uint32) {
-	if need := e.txHeadroom + header.EthernetMinimumSize + vlanTag + int(mtu); need > e.pool.BufferSize() {
+	if need := e.txHeadroom + e.overhead + int(mtu); need > e.pool.BufferSize() {
 		return // a frame that size would not fit a buffer; keep the old MTU
 	}
 	e.mu.Lock()
@@ -201,17 +198,26 @@ func (e *Endpoint) Close() {}
 func (e *Endpoint) SetOnCloseAction(func()) {}
 
 // Poll runs one bounded step of the receive side and returns the frames
-// received and the transmit buffers reclaimed: reclaim under the transmit
-// lock, receive and deliver up to budget frames, refill the receive ring,
-// and kick the device once if anything was posted. Only one goroutine may
-// call Poll or Receive.
+// received and the transmit buffers reclaimed. The order is the one place
+// the nic.Device protocol is spelled out in code: Reclaim (under the
+// transmit lock) so transmit buffers are back in the pool before Refill
+// needs them; Receive and deliver up to budget frames; then Refill, which
+// posts fresh buffers on the slots Receive freed and kicks the device once.
+// Only one goroutine may call Poll, Receive, Refill or Maintain.
 func (e *Endpoint) Poll(budget int) (rx, reclaimed int) {
 	reclaimed = e.Reclaim()
 	rx = e.Receive(budget)
+	e.Refill()
+	return rx, reclaimed
+}
+
+// Refill posts fresh pool buffers on every free receive slot and, if it
+// posted any, tells the device with one RxKick. Poll ends with it; the
+// stack calls it once at start to fill the ring, Maintain after a reset.
+func (e *Endpoint) Refill() {
 	if e.dev.Refill() > 0 {
 		e.dev.RxKick()
 	}
-	return rx, reclaimed
 }
 
 // Maintain runs the device's slow-path step (nic.Maintainer) with the
@@ -226,10 +232,24 @@ func (e *Endpoint) Maintain() (reset bool) {
 	e.txMu.Lock()
 	reset = m.Maintain()
 	e.txMu.Unlock()
-	if reset && e.dev.Refill() > 0 {
-		e.dev.RxKick()
+	if reset {
+		e.Refill()
 	}
 	return reset
+}
+
+// PollLink runs the device's link poll (nic.LinkPoller) with the transmit
+// side held, and reports whether the device polls its link at all. Only
+// the goroutine that calls Poll may call PollLink.
+func (e *Endpoint) PollLink() bool {
+	p, ok := e.dev.(nic.LinkPoller)
+	if !ok {
+		return false
+	}
+	e.txMu.Lock()
+	p.PollLink()
+	e.txMu.Unlock()
+	return true
 }
 
 // SetGroups gives the device its multicast filter set (nic.GroupFilter)
@@ -284,7 +304,7 @@ func (e *Endpoint) deliver(d stack.NetworkDispatcher, mac *[6]byte, mtu uint32, 
 		cause = nic.LinkDown
 	case len(frame) < header.EthernetMinimumSize:
 		cause = nic.Runt
-	case len(frame) > header.EthernetMinimumSize+vlanTag+int(mtu):
+	case len(frame) > e.overhead+int(mtu):
 		cause = nic.Oversize
 	case frame[0]&1 != 0: // group bit: multicast or broadcast (IEEE 802 §8.2)
 		typ = tcpip.PacketMulticast
@@ -298,14 +318,14 @@ func (e *Endpoint) deliver(d stack.NetworkDispatcher, mac *[6]byte, mtu uint32, 
 	}
 	if cause != nic.NumCauses {
 		e.rx.Drop(cause)
-		_ = e.pool.Put(b)
+		_ = b.Free()
 		return
 	}
 	proto := tcpip.NetworkProtocolNumber(binary.BigEndian.Uint16(frame[12:14]))
 	// The one copy: gVisor owns its views. The pool buffer goes back now.
 	v := buffer.NewViewWithData(frame)
 	e.rx.Count(len(frame))
-	_ = e.pool.Put(b)
+	_ = b.Free()
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	pkt.NetworkProtocolNumber = proto
@@ -326,7 +346,7 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	e.mu.RLock()
 	mtu := e.mtu
 	e.mu.RUnlock()
-	maxFrame := header.EthernetMinimumSize + vlanTag + int(mtu)
+	maxFrame := e.overhead + int(mtu)
 
 	e.txMu.Lock()
 	sent := 0
@@ -378,13 +398,13 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 	// b is ours until Transmit succeeds; every failure path puts it back.
 	if b.Headroom() < e.txHeadroom {
 		if err := b.Reserve(e.txHeadroom); err != nil {
-			_ = e.pool.Put(b)
+			_ = b.Free()
 			return nic.NoBuffer, false
 		}
 	}
 	body, err := b.Append(size)
 	if err != nil {
-		_ = e.pool.Put(b)
+		_ = b.Free()
 		return nic.Oversize, false
 	}
 	views, off := pkt.AsViewList()
@@ -399,28 +419,19 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 		off = 0
 	}
 	if n != size {
-		_ = e.pool.Put(b)
+		_ = b.Free()
 		return nic.Malformed, false
 	}
 	err = e.dev.Transmit(b)
 	if err == nic.ErrRingFull {
 		e.dev.Reclaim()
 		err = e.dev.Transmit(b)
-		if err == nic.ErrRingFull {
-			*full = true
-		}
+		*full = err == nic.ErrRingFull
 	}
 	if err != nil {
-		_ = e.pool.Put(b)
-		switch err {
-		case nic.ErrRingFull:
-			return nic.RingFull, false
-		case nic.ErrLinkDown:
-			return nic.LinkDown, false
-		case nic.ErrFrameSize:
-			return nic.Oversize, false
-		}
-		return nic.TxError, false
+		// A refusal: b is still ours and the driver counted nothing.
+		_ = b.Free()
+		return nic.CauseOf(err), false
 	}
 	e.tx.Count(size)
 	return 0, true

@@ -61,7 +61,7 @@ func newRig(t testing.TB, cfg nictest.Config) *rig {
 	}
 	cfg.MAC = ourMAC
 	dev := nictest.New(pool, cfg)
-	ep, err := New(&Options{Device: dev, Pool: pool})
+	ep, err := New(&Options{Device: dev})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,19 +277,16 @@ func TestTransmitRingFullAndDrops(t *testing.T) {
 func TestOptions(t *testing.T) {
 	pool, _ := alloc.New(make([]byte, 8*2048+64), alloc.Config{Count: 8})
 	dev := nictest.New(pool, nictest.Config{MAC: ourMAC})
-	if _, err := New(&Options{Pool: pool}); err == nil {
+	if _, err := New(&Options{}); err == nil {
 		t.Fatal("nil device accepted")
 	}
-	if _, err := New(&Options{Device: dev, Pool: pool, MAC: "\x02\x00"}); err == nil {
-		t.Fatal("short MAC accepted")
-	}
 	big := nictest.New(pool, nictest.Config{MAC: ourMAC, MTU: 9000})
-	if _, err := New(&Options{Device: big, Pool: pool}); err == nil {
+	if _, err := New(&Options{Device: big}); err == nil {
 		t.Fatal("MTU larger than a buffer accepted")
 	}
-	ep, err := New(&Options{Device: dev, Pool: pool, MAC: tcpip.LinkAddress(otherMAC[:])})
-	if err != nil || ep.LinkAddress() != tcpip.LinkAddress(otherMAC[:]) || ep.MTU() != 1500 {
-		t.Fatalf("override: %v %v %d", err, ep.LinkAddress(), ep.MTU())
+	ep, err := New(&Options{Device: dev})
+	if err != nil || ep.LinkAddress() != tcpip.LinkAddress(ourMAC[:]) || ep.MTU() != 1500 {
+		t.Fatalf("device's address and MTU: %v %v %d", err, ep.LinkAddress(), ep.MTU())
 	}
 }
 

@@ -29,6 +29,7 @@ type fzDev struct {
 }
 
 func (d *fzDev) Info() nic.Info         { return d.info }
+func (d *fzDev) Pool() *alloc.Pool      { return d.pool }
 func (d *fzDev) LinkUp() bool           { return d.link }
 func (d *fzDev) Receive() *alloc.Buffer { return nil }
 func (d *fzDev) Refill() int            { return 0 }
@@ -47,8 +48,10 @@ func (d *fzDev) Transmit(b *alloc.Buffer) error {
 	if !d.link {
 		return nic.ErrLinkDown
 	}
-	if n := b.Len(); n < 14 || n > d.info.MTU+18 {
-		return nic.ErrFrameSize
+	if n := b.Len(); n < 14 {
+		return nic.ErrRunt
+	} else if n > d.info.MaxFrame {
+		return nic.ErrOversize
 	}
 	if len(d.ring) == d.size {
 		return nic.ErrRingFull
@@ -172,9 +175,9 @@ func FuzzTransmit(f *testing.F) {
 			t.Fatal(err)
 		}
 		dev := &fzDev{t: t, pool: pool, link: true, size: ringSize,
-			info: nic.Info{Name: "fuzz", MAC: ourMAC, MTU: devMTU, Headroom: headroom, TxRing: ringSize}}
-		ep, err := New(&Options{Device: dev, Pool: pool})
-		if fits := headroom+18+devMTU <= pool.BufferSize(); (err == nil) != fits {
+			info: nic.Info{Name: "fuzz", MAC: ourMAC, MTU: devMTU, MaxFrame: devMTU + nic.FrameOverhead, Headroom: headroom, TxRing: ringSize}}
+		ep, err := New(&Options{Device: dev})
+		if fits := headroom+dev.info.MaxFrame <= pool.BufferSize(); (err == nil) != fits {
 			t.Fatalf("New with MTU %d, headroom %d, %d-byte buffers: %v", devMTU, headroom, pool.BufferSize(), err)
 		}
 		if err != nil {
@@ -201,7 +204,7 @@ func FuzzTransmit(f *testing.F) {
 				ep.Stats(&st)
 				before := st.Tx
 				inUse, posted, framesBefore := pool.InUse(), len(dev.ring), len(dev.frames)
-				maxFrame := header.EthernetMinimumSize + vlanTag + int(ep.MTU())
+				maxFrame := int(ep.MTU()) + nic.FrameOverhead
 				n, terr := ep.WritePackets(l)
 				ep.Stats(&st)
 				dropped := st.Tx.Drops.Total() - before.Drops.Total()
@@ -242,7 +245,7 @@ func FuzzTransmit(f *testing.F) {
 				dev.link = !dev.link
 			case 3:
 				ep.SetMTU(uint32(in.u16()))
-				if m := ep.MTU(); headroom+18+int(m) > pool.BufferSize() {
+				if m := ep.MTU(); headroom+int(m)+nic.FrameOverhead > pool.BufferSize() {
 					t.Fatalf("MTU %d does not fit a %d-byte buffer", m, pool.BufferSize())
 				}
 			}

@@ -33,7 +33,7 @@ type wireModel interface {
 // and counts the frames model sends.
 func newDrvRig(t testing.TB, pool *alloc.Pool, model wireModel, drv nic.Device) *drvRig {
 	t.Helper()
-	ep, err := New(&Options{Device: drv, Pool: pool})
+	ep, err := New(&Options{Device: drv})
 	if err != nil {
 		t.Fatal(err)
 	}
