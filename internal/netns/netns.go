@@ -7,8 +7,9 @@
 // a test. qemu/vm boots its guests in one; the host tests of the stack and
 // the drivers attach a device model to the tap.
 //
-// Nothing here sends a packet anywhere but the tap link of a namespace its
-// caller created, and nothing deletes a namespace its caller did not create.
+// Nothing here sends a packet. Create refuses a namespace that exists
+// already, so the Netns it returns, and the one Delete then removes, is
+// always one its caller made.
 package netns
 
 import (
