@@ -453,6 +453,7 @@ func FuzzUsedRing(f *testing.F) {
 						break
 					}
 					held.HandOut(t, b)
+					orx.handOut(t, b)
 					if b.Offset() != pool.DefaultHeadroom()+HeaderSize {
 						t.Fatalf("frame at %d+%d, want it after the headroom and the header", b.Offset(), b.Len())
 					}
@@ -721,11 +722,14 @@ type fzOracle struct {
 	// id; done[id] marks a completion the driver has not taken yet.
 	held map[uint16]uint64
 	done map[uint16]bool
-	seen uint16 // avail entries before seen have been learnt
+	// posted[id] is the buffer the driver recorded for descriptor id
+	// when it published it.
+	posted map[uint16]*alloc.Buffer
+	seen   uint16 // avail entries before seen have been learnt
 }
 
 func newOracle(q *queue, r *fzRing) *fzOracle {
-	return &fzOracle{q: q, ring: r, held: make(map[uint16]uint64), done: make(map[uint16]bool)}
+	return &fzOracle{q: q, ring: r, held: make(map[uint16]uint64), done: make(map[uint16]bool), posted: make(map[uint16]*alloc.Buffer)}
 }
 
 // reset forgets everything: after a completed device reset the device holds
@@ -733,6 +737,7 @@ func newOracle(q *queue, r *fzRing) *fzOracle {
 func (o *fzOracle) reset() {
 	clear(o.held)
 	clear(o.done)
+	clear(o.posted)
 	o.seen = 0
 }
 
@@ -776,5 +781,20 @@ func (o *fzOracle) check(t *testing.T) {
 			t.Fatalf("queue %d: driver published descriptor %d again before taking back its completion", o.q.index, id)
 		}
 		o.held[id] = binary.LittleEndian.Uint64(o.ring.desc[int(id)*vring.DescSize+vring.DescAddr:])
+		o.posted[id] = o.q.bufs[id]
 	}
+}
+
+// handOut checks a buffer Receive returned: it must be the buffer of a
+// descriptor the device completed and the driver has not taken back yet,
+// and it settles that completion.
+func (o *fzOracle) handOut(t *testing.T, b *alloc.Buffer) {
+	t.Helper()
+	for id := range o.done {
+		if o.posted[id] == b {
+			delete(o.done, id)
+			return
+		}
+	}
+	t.Fatalf("queue %d: buffer %d handed out without a completion of the descriptor it was posted under", o.q.index, b.Index())
 }
