@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
 func TestLinuxTapIPv6(t *testing.T) {
-	ns, tapFile := stacktest.Netns(t, "tamanet-it6", "ping")
+	ns, tapFile := netns.ForTest(t, "tamanet-it6", "ping")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := ns.EnableIPv6(ctx, stacktest.Addr6B.String()); err != nil {
@@ -29,11 +30,7 @@ func TestLinuxTapIPv6(t *testing.T) {
 	}
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := ns.Command(ctx, args[0], args[1:]...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
+		return ns.Run(t, ctx, args[0], args[1:]...)
 	}
 
 	n := newVnode(t, virtiotest.Options{MAC: stacktest.MACA}, Config{Addr: addrA, IPv6: true, Addr6: stacktest.Addr6A})

@@ -4,7 +4,7 @@ package stack
 
 // One stack against the Linux network stack: the virtio driver over a
 // device model whose wire is a tap in a private network namespace this
-// test creates (tamanet-it-<pid>, stacktest.Netns) and deletes. Linux is 10.0.0.2/24 on the
+// test creates (netns.ForTest) and deletes. Linux is 10.0.0.2/24 on the
 // tap, the stack 10.0.0.1/24; nothing is sent anywhere else.
 
 import (
@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
@@ -54,16 +55,12 @@ func linuxEchoClient(addr string) error {
 }
 
 func TestLinuxTap(t *testing.T) {
-	ns, tapFile := stacktest.Netns(t, "tamanet-it", "ping")
+	ns, tapFile := netns.ForTest(t, "tamanet-it", "ping")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := ns.Command(ctx, args[0], args[1:]...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
+		return ns.Run(t, ctx, args[0], args[1:]...)
 	}
 
 	n := newVnode(t, virtiotest.Options{MAC: stacktest.MACA}, Config{Addr: addrA, Gateway: addrB.Addr()})

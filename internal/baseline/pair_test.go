@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack"
@@ -47,16 +46,7 @@ func tamanetPair(tb testing.TB) *pair {
 		s     *stack.Stack
 	}
 	mk := func(mac [6]byte, addr netip.Prefix) side {
-		arena := alloc.NewArena(make([]byte, 6<<20))
-		pool, err := arena.Pool(alloc.Config{Count: 1024})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: mac})
-		drv, err := virtio.New(model, arena, pool, virtio.Config{})
-		if err != nil {
-			tb.Fatal(err)
-		}
+		_, model, drv := stacktest.Virtio(tb, virtiotest.Options{MAC: mac})
 		s, err := stack.New(drv, stack.Config{Addr: addr})
 		if err != nil {
 			tb.Fatal(err)

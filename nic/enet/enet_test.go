@@ -15,6 +15,7 @@ import (
 	"github.com/tamanet/tamanet/nic/enet"
 	"github.com/tamanet/tamanet/nic/enet/enettest"
 	"github.com/tamanet/tamanet/nic/enet/internal/bd"
+	"github.com/tamanet/tamanet/nic/nictest"
 )
 
 type rig struct {
@@ -243,9 +244,7 @@ func TestPHY(t *testing.T) {
 		if !r.drv.LinkUp() || r.drv.Extra().LinkFlaps != 1 {
 			t.Fatalf("link %v extra %+v", r.drv.LinkUp(), r.drv.Extra())
 		}
-		if r.pool.InUse() != r.base {
-			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
-		}
+		nictest.CheckBaseline(t, r.pool, r.base, "driver idle")
 	})
 	t.Run("polled by PollLink only", func(t *testing.T) {
 		r := newRig(t, enettest.Options{}, enet.Config{})
@@ -271,9 +270,7 @@ func TestPHY(t *testing.T) {
 			t.Fatalf("stats %+v extra %+v", s, r.drv.Extra())
 		}
 		receiveOne(t, r, frame(100, 1, rand.New(rand.NewPCG(1, 3))))
-		if r.pool.InUse() != r.base {
-			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
-		}
+		nictest.CheckBaseline(t, r.pool, r.base, "driver idle")
 	})
 	t.Run("half duplex 10 RMII", func(t *testing.T) {
 		r := newRig(t, enettest.Options{}, enet.Config{RMII: true})
@@ -377,9 +374,7 @@ func TestPipe(t *testing.T) {
 		})
 	}
 	for _, r := range []*rig{a, b} {
-		if r.pool.InUse() != r.base {
-			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
-		}
+		nictest.CheckBaseline(t, r.pool, r.base, "driver idle")
 		if s := r.dev.Stats(); s.DeviceErrors != 0 || s.BusErrors != 0 {
 			t.Fatalf("device errors %+v", s)
 		}
@@ -433,9 +428,7 @@ func TestRxErrors(t *testing.T) {
 	}
 	r.pool.Put(b)
 	r.drv.Refill()
-	if r.pool.InUse() != r.base {
-		t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
-	}
+	nictest.CheckBaseline(t, r.pool, r.base, "driver idle")
 }
 
 // TestLengths checks runts, oversize frames, frames spanning descriptors
@@ -532,9 +525,7 @@ func TestLengths(t *testing.T) {
 	if !recv(100) {
 		t.Fatal("good frame lost after faults")
 	}
-	if r.pool.InUse() != r.base {
-		t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
-	}
+	nictest.CheckBaseline(t, r.pool, r.base, "driver idle")
 }
 
 func TestTransmitChecks(t *testing.T) {
@@ -587,9 +578,7 @@ func TestTransmitChecks(t *testing.T) {
 	if r.drv.Extra().TxRealign != 1 || r.dev.Stats().DeviceErrors != 0 {
 		t.Fatalf("extra %+v device %+v", r.drv.Extra(), r.dev.Stats())
 	}
-	if r.pool.InUse() != r.base {
-		t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
-	}
+	nictest.CheckBaseline(t, r.pool, r.base, "driver idle")
 }
 
 func TestTxErrors(t *testing.T) {
@@ -649,9 +638,7 @@ func TestBusError(t *testing.T) {
 		r.pool.Put(b)
 	}
 	r.drv.Refill()
-	if r.pool.InUse() != r.base {
-		t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
-	}
+	nictest.CheckBaseline(t, r.pool, r.base, "driver idle")
 }
 
 // TestFaults runs traffic through every fault the model injects, a stall
@@ -723,9 +710,7 @@ func TestFaults(t *testing.T) {
 		t.Fatal("tx errors not counted")
 	}
 	for _, r := range []*rig{a, b} {
-		if r.pool.InUse() != r.base {
-			t.Fatalf("pool in use %d, want %d", r.pool.InUse(), r.base)
-		}
+		nictest.CheckBaseline(t, r.pool, r.base, "driver idle")
 		if r.pool.Stats().RefusedPuts != 0 {
 			t.Fatal("refused puts: a buffer was put twice")
 		}

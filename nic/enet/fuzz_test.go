@@ -9,6 +9,7 @@ import (
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/nic/enet/internal/bd"
+	"github.com/tamanet/tamanet/nic/nictest"
 )
 
 // FuzzRxDescriptors plays the MAC itself: it writes the descriptors' control
@@ -125,36 +126,18 @@ func (r *fzReader) u16() uint16 { return uint16(r.u8()) | uint16(r.u8())<<8 }
 var rxDropCauses = []nic.Cause{nic.BadLength, nic.Runt, nic.Oversize, nic.CRC, nic.Overrun,
 	nic.Truncated, nic.NonOctet, nic.LengthViolation, nic.BadIndex, nic.BadID}
 
-// fzCheck verifies the bookkeeping: every buffer out of the pool is on
-// exactly one ring or held by the caller, the transmit ring holds exactly
-// txUsed buffers from txHead on, and no Put was refused.
-func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]bool) {
+// fzCheck verifies the bookkeeping: the shared ledger check (every buffer
+// out of the pool is on exactly one ring or held by the test, no Put
+// refused), and the transmit ring holds exactly txUsed buffers from txHead
+// on.
+func fzCheck(t *testing.T, d *Driver, l *nictest.Ledger) {
 	t.Helper()
-	seen := make(map[*alloc.Buffer]bool, len(held))
-	for b := range held {
-		seen[b] = true
-	}
-	out := len(held)
-	for _, r := range [2]*ring{&d.rx, &d.tx} {
-		for _, b := range r.buf {
-			if b == nil {
-				continue
-			}
-			if seen[b] {
-				t.Fatalf("buffer %d is on a ring twice or also held by the caller", b.Index())
-			}
-			seen[b] = true
-			out++
-		}
-	}
+	l.Check(t, d.rx.buf, d.tx.buf)
 	for i := 0; i < d.tx.n; i++ {
 		inUse := (i-d.txHead+d.tx.n)%d.tx.n < d.txUsed
 		if (d.tx.buf[i] != nil) != inUse {
 			t.Fatalf("tx slot %d: buffer %v, head %d used %d", i, d.tx.buf[i] != nil, d.txHead, d.txUsed)
 		}
-	}
-	if st := pool.Stats(); st.InUse != out || st.RefusedPuts != 0 {
-		t.Fatalf("pool in use %d, accounted for %d; refused puts %d", st.InUse, out, st.RefusedPuts)
 	}
 }
 
@@ -345,8 +328,8 @@ func FuzzRxDescriptors(f *testing.F) {
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
-		held := make(map[*alloc.Buffer]bool)
-		fzCheck(t, d, pool, held)
+		held := nictest.NewLedger(pool)
+		fzCheck(t, d, held)
 
 		macRx, macTx := 0, 0 // where the MAC's DMA pointers are
 		var lastConsumed, received, accepted, freed, refusedDown, refusedShort, refusedLong uint64
@@ -395,14 +378,11 @@ func FuzzRxDescriptors(f *testing.F) {
 					if b == nil {
 						break
 					}
-					if !pool.Owns(b) || held[b] {
-						t.Fatalf("Receive returned a foreign or held buffer %d", b.Index())
-					}
+					held.HandOut(t, b)
 					if b.Len() < MinFrame || b.Len() > MaxFrame || b.Offset() != d.rxOff || b.Offset()+b.Len() > b.Cap() {
 						t.Fatalf("frame at %d+%d in a buffer of %d", b.Offset(), b.Len(), b.Cap())
 					}
 					o.handOut(t, b)
-					held[b] = true
 					received++
 				}
 				for i, b := range before {
@@ -416,17 +396,12 @@ func FuzzRxDescriptors(f *testing.F) {
 					if status&bd.L != 0 {
 						lastConsumed++
 					}
-					if held[b] && (status&(bd.L|bd.RxErrors) != bd.L || int(length)-4 != b.Len()) {
+					if held.Holds(b) && (status&(bd.L|bd.RxErrors) != bd.L || int(length)-4 != b.Len()) {
 						t.Fatalf("delivered %d bytes from a descriptor with length %d status %#x", b.Len(), length, status)
 					}
 				}
 			case 3: // the stack returns what it holds
-				for b := range held {
-					if err := pool.Put(b); err != nil {
-						t.Fatalf("put of received buffer: %v", err)
-					}
-					delete(held, b)
-				}
+				held.PutAll(t)
 			case 4:
 				d.Refill()
 				d.RxKick()
@@ -528,7 +503,7 @@ func FuzzRxDescriptors(f *testing.F) {
 				macRx, macTx = 0, 0 // ETHEREN cleared: pointers back to RDSR/TDSR
 			}
 			o.observe(t, d, rebuilt)
-			fzCheck(t, d, pool, held)
+			fzCheck(t, d, held)
 			if lastConsumed != received+rxDrops() {
 				t.Fatalf("rx: %d frames ended, %d delivered + %d dropped", lastConsumed, received, rxDrops())
 			}
@@ -548,17 +523,7 @@ func FuzzRxDescriptors(f *testing.F) {
 			}
 		}
 		d.Close()
-		if st := pool.Stats(); st.InUse != len(held) || st.RefusedPuts != 0 {
-			t.Fatalf("after Close: %d in use, %d held; refused puts %d", st.InUse, len(held), st.RefusedPuts)
-		}
-		for b := range held {
-			if err := pool.Put(b); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if pool.InUse() != 0 {
-			t.Fatalf("leak: %d buffers in use", pool.InUse())
-		}
+		held.CheckClosed(t)
 	})
 }
 
@@ -607,9 +572,7 @@ func FuzzInit(f *testing.F) {
 		}
 		d, err := New(regs, arena, pool, cfg)
 		if err != nil {
-			if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
-				t.Fatalf("New failed (%v) with %d buffers out, %d refused puts", err, st.InUse, st.RefusedPuts)
-			}
+			nictest.CheckEmpty(t, pool, "New failed ("+err.Error()+")")
 			if regs.r[RegECR/4]&ECREtherEn != 0 {
 				t.Fatalf("New failed (%v) and left the MAC enabled", err)
 			}
@@ -658,8 +621,6 @@ func FuzzInit(f *testing.F) {
 			t.Fatalf("link %v, no PHY %v", s.Link, d.noPHY)
 		}
 		d.Close()
-		if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
-			t.Fatalf("after Close: %d in use, %d refused puts", st.InUse, st.RefusedPuts)
-		}
+		nictest.CheckEmpty(t, pool, "after Close")
 	})
 }

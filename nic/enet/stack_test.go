@@ -33,17 +33,7 @@ type enode struct {
 // The stack and driver are closed when the test ends.
 func newEnode(t testing.TB, mac [6]byte, scfg stack.Config, cfg enet.Config, wrap func(nic.Device) nic.Device) *enode {
 	t.Helper()
-	mem := make([]byte, 4<<20)
-	arena := alloc.NewArena(mem)
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := enettest.New(arena.Memory(), enettest.Options{MAC: mac, TxAlign: enet.DefaultTxAlign})
-	drv, err := enet.New(model, arena, pool, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, model, drv := stacktest.ENET(t, enettest.Options{MAC: mac, TxAlign: enet.DefaultTxAlign}, cfg)
 	base := pool.InUse() // the posted ring, before the stack sends anything
 	var dev nic.Device = drv
 	if wrap != nil {

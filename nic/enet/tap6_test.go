@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
@@ -31,7 +32,7 @@ for _ in range(5):
 `
 
 func TestTapLinuxIPv6(t *testing.T) {
-	ns, f := stacktest.Netns(t, "tamanet-enet6", "ping", "nc", "python3")
+	ns, f := netns.ForTest(t, "tamanet-enet6", "ping", "nc", "python3")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := ns.EnableIPv6(ctx, stacktest.Addr6B.String()); err != nil {
@@ -46,17 +47,17 @@ func TestTapLinuxIPv6(t *testing.T) {
 	// The stack answers once DAD (1 s) is done.
 	stacktest.WaitPing(t, n.s, stacktest.Addr6B.Addr(), 10*time.Second)
 	for _, dst := range []string{stacktest.Addr6A.Addr().String(), stacktest.LinkLocal(stacktest.MACA).String() + "%" + ns.Tap} {
-		out := nsRun(t, ctx, ns, "ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", dst)
+		out := ns.Run(t, ctx, "ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", dst)
 		if !strings.Contains(out, " 0% packet loss") {
 			t.Fatalf("ping %s:\n%s", dst, out)
 		}
 	}
 	const msg = "tamanet over IPv6"
-	out := nsRun(t, ctx, ns, "sh", "-c", "echo '"+msg+"' | nc -6 -q 2 -w 5 "+stacktest.Addr6A.Addr().String()+" 7")
+	out := ns.Run(t, ctx, "sh", "-c", "echo '"+msg+"' | nc -6 -q 2 -w 5 "+stacktest.Addr6A.Addr().String()+" 7")
 	if strings.TrimSpace(out) != msg {
 		t.Fatalf("TCP echo over IPv6: %q", out)
 	}
-	out = nsRun(t, ctx, ns, "python3", "-c", udpEcho6, stacktest.Addr6A.Addr().String(), msg)
+	out = ns.Run(t, ctx, "python3", "-c", udpEcho6, stacktest.Addr6A.Addr().String(), msg)
 	if strings.TrimSpace(out) != msg {
 		t.Fatalf("UDP echo over IPv6: %q", out)
 	}

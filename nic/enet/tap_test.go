@@ -19,14 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/nic/enet"
-	"github.com/tamanet/tamanet/qemu/vm"
 	"github.com/tamanet/tamanet/stack"
 	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
 func TestTapLinux(t *testing.T) {
-	ns, f := stacktest.Netns(t, "tamanet-enet", "ping", "nc", "sha256sum")
+	ns, f := netns.ForTest(t, "tamanet-enet", "ping", "nc", "sha256sum")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -45,7 +45,7 @@ func TestTapLinux(t *testing.T) {
 	stacktest.ServeTCP(t, n.s, "19", func(c net.Conn) { io.CopyN(c, stacktest.Stream(5), size) })
 
 	t.Run("ping", func(t *testing.T) {
-		out := nsRun(t, ctx, ns, "ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.0.1")
+		out := ns.Run(t, ctx, "ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.0.1")
 		if !strings.Contains(out, " 0% packet loss") {
 			t.Fatalf("ping:\n%s", out)
 		}
@@ -60,7 +60,7 @@ func TestTapLinux(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		got := strings.TrimSpace(nsRun(t, ctx, ns, "sh", "-c", "nc -N -w 20 10.0.0.1 9 < "+file))
+		got := strings.TrimSpace(ns.Run(t, ctx, "sh", "-c", "nc -N -w 20 10.0.0.1 9 < "+file))
 		sum := sha256.Sum256(data)
 		if want := hex.EncodeToString(sum[:]); got != want {
 			t.Fatalf("stack's SHA-256 %q, sent %s", got, want)
@@ -69,7 +69,7 @@ func TestTapLinux(t *testing.T) {
 	})
 	t.Run("tcp-download", func(t *testing.T) {
 		start := time.Now()
-		out := nsRun(t, ctx, ns, "sh", "-c", "nc -d -w 20 10.0.0.1 19 | sha256sum")
+		out := ns.Run(t, ctx, "sh", "-c", "nc -d -w 20 10.0.0.1 19 | sha256sum")
 		if want := hex.EncodeToString(stacktest.StreamSum(5, size)); !strings.HasPrefix(out, want) {
 			t.Fatalf("Linux received SHA-256 %q, sent %s", out, want)
 		}
@@ -80,15 +80,4 @@ func TestTapLinux(t *testing.T) {
 		t.Errorf("device errors: %+v", ms)
 	}
 	stacktest.CheckQuiet(t, n.quiet())
-}
-
-// nsRun runs name in ns and returns its combined output; a failure fails t
-// (the test or subtest that runs it).
-func nsRun(t *testing.T, ctx context.Context, ns *vm.Netns, name string, args ...string) string {
-	t.Helper()
-	out, err := ns.Command(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-	}
-	return string(out)
 }

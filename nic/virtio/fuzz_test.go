@@ -6,6 +6,7 @@ import (
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
+	"github.com/tamanet/tamanet/nic/nictest"
 	"github.com/tamanet/tamanet/nic/virtio/internal/vring"
 )
 
@@ -257,31 +258,16 @@ func fzGood(num uint32) *fzRegs {
 	return r
 }
 
-// fzCheck verifies the driver's bookkeeping against the pool: every buffer
-// out of the pool is on exactly one ring or held by the test, each ring's
-// free-id stack lists exactly its empty slots, and no Put was refused.
-func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]bool) {
+// fzCheck verifies the driver's bookkeeping against the pool: the shared
+// ledger check (every buffer out of the pool is on exactly one ring or held
+// by the test, no Put refused), and each ring's free-id stack lists
+// exactly its empty slots.
+func fzCheck(t *testing.T, d *Driver, l *nictest.Ledger) {
 	t.Helper()
-	seen := make(map[*alloc.Buffer]bool)
-	out := len(held)
-	for b := range held {
-		seen[b] = true
-	}
-	for _, q := range [2]*queue{&d.rx, &d.tx} {
-		inFlight := 0
-		for _, b := range q.bufs {
-			if b == nil {
-				continue
-			}
-			if seen[b] {
-				t.Fatalf("queue %d: buffer %d is on a ring twice or also held by the caller", q.index, b.Index())
-			}
-			seen[b] = true
-			inFlight++
-		}
-		out += inFlight
-		if q.nfree+inFlight != q.num {
-			t.Fatalf("queue %d: %d free ids + %d in flight != %d slots", q.index, q.nfree, inFlight, q.num)
+	inFlight := l.Check(t, d.rx.bufs, d.tx.bufs)
+	for k, q := range [2]*queue{&d.rx, &d.tx} {
+		if q.nfree+inFlight[k] != q.num {
+			t.Fatalf("queue %d: %d free ids + %d in flight != %d slots", q.index, q.nfree, inFlight[k], q.num)
 		}
 		ids := make(map[uint16]bool)
 		for _, id := range q.free[:q.nfree] {
@@ -290,9 +276,6 @@ func fzCheck(t *testing.T, d *Driver, pool *alloc.Pool, held map[*alloc.Buffer]b
 			}
 			ids[id] = true
 		}
-	}
-	if st := pool.Stats(); st.InUse != out || st.RefusedPuts != 0 {
-		t.Fatalf("pool in use %d, accounted for %d; refused puts %d", st.InUse, out, st.RefusedPuts)
 	}
 }
 
@@ -359,8 +342,8 @@ func FuzzUsedRing(f *testing.F) {
 		}
 		rx := fzRingOf(t, arena.Memory(), &regs.q[queueRx])
 		tx := fzRingOf(t, arena.Memory(), &regs.q[queueTx])
-		held := make(map[*alloc.Buffer]bool)
-		fzCheck(t, d, pool, held)
+		held := nictest.NewLedger(pool)
+		fzCheck(t, d, held)
 		orx, otx := newOracle(&d.rx, &rx), newOracle(&d.tx, &tx)
 		orx.check(t)
 		otx.check(t)
@@ -417,9 +400,9 @@ func FuzzUsedRing(f *testing.F) {
 					if regs.resets != before {
 						// The device owns nothing now: every
 						// buffer the rings held is the pool's.
-						if st := pool.Stats(); st.InUse != len(held) || d.rx.nfree != d.rx.num || d.tx.nfree != d.tx.num {
+						if st := pool.Stats(); st.InUse != held.Len() || d.rx.nfree != d.rx.num || d.tx.nfree != d.tx.num {
 							t.Fatalf("after a reset %d buffers in use, %d held by the caller; %d/%d rx, %d/%d tx ids free",
-								st.InUse, len(held), d.rx.nfree, d.rx.num, d.tx.nfree, d.tx.num)
+								st.InUse, held.Len(), d.rx.nfree, d.rx.num, d.tx.nfree, d.tx.num)
 						}
 						orx.reset()
 						otx.reset()
@@ -432,7 +415,7 @@ func FuzzUsedRing(f *testing.F) {
 						}
 					}
 				}
-				fzCheck(t, d, pool, held)
+				fzCheck(t, d, held)
 				if rx.num > 0 {
 					orx.check(t)
 					otx.check(t)
@@ -469,24 +452,16 @@ func FuzzUsedRing(f *testing.F) {
 					if b == nil {
 						break
 					}
-					if !pool.Owns(b) || held[b] {
-						t.Fatalf("Receive returned a foreign or already held buffer %d", b.Index())
+					held.HandOut(t, b)
+					orx.handOut(t, b)
+					if b.Offset() != pool.DefaultHeadroom()+HeaderSize {
+						t.Fatalf("frame at %d+%d, want it after the headroom and the header", b.Offset(), b.Len())
 					}
-					if b.Len() < 14 || b.Offset() < 0 || b.Offset()+b.Len() > b.Cap() ||
-						b.Offset() != pool.DefaultHeadroom()+HeaderSize {
-						t.Fatalf("frame at %d+%d outside buffer of %d", b.Offset(), b.Len(), b.Cap())
-					}
-					held[b] = true
 					received++
 				}
 				consumedRx += uint64(d.rx.lastUsed() - before)
 			case 3: // the stack returns what it holds
-				for b := range held {
-					if err := pool.Put(b); err != nil {
-						t.Fatalf("put of received buffer: %v", err)
-					}
-					delete(held, b)
-				}
+				held.PutAll(t)
 			case 4:
 				d.Refill()
 				d.RxKick()
@@ -555,7 +530,7 @@ func FuzzUsedRing(f *testing.F) {
 					t.Fatalf("link %v with status %#x", s.Link, regs.config[cfgStatus])
 				}
 			}
-			fzCheck(t, d, pool, held)
+			fzCheck(t, d, held)
 			if rx.num > 0 {
 				orx.check(t)
 				otx.check(t)
@@ -575,25 +550,15 @@ func FuzzUsedRing(f *testing.F) {
 			// A device whose reset hangs may still write into the
 			// buffers it holds: Close must keep them out of the pool.
 			// Once the reset completes, Close gives them back.
-			posted := pool.InUse() - len(held)
+			posted := pool.InUse() - held.Len()
 			d.Close()
-			if got := pool.InUse() - len(held); got != posted {
+			if got := pool.InUse() - held.Len(); got != posted {
 				t.Fatalf("Close with a hung reset: %d buffers posted, %d still out of the pool", posted, got)
 			}
 			regs.stuckReset = false
 		}
 		d.Close()
-		if st := pool.Stats(); st.InUse != len(held) || st.RefusedPuts != 0 {
-			t.Fatalf("after Close: %d in use, %d held; refused puts %d", st.InUse, len(held), st.RefusedPuts)
-		}
-		for b := range held {
-			if err := pool.Put(b); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if pool.InUse() != 0 {
-			t.Fatalf("leak: %d buffers in use", pool.InUse())
-		}
+		held.CheckClosed(t)
 	})
 }
 
@@ -665,9 +630,7 @@ func FuzzInit(f *testing.F) {
 		}
 		if err != nil {
 			t.Logf("New: %v", err)
-			if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
-				t.Fatalf("New failed (%v) with %d buffers out, %d refused puts", err, st.InUse, st.RefusedPuts)
-			}
+			nictest.CheckEmpty(t, pool, "New failed ("+err.Error()+")")
 			if r.status&StatusDriverOK != 0 && r.status&StatusFailed == 0 && r.status != 0 {
 				t.Fatalf("New failed (%v) but left the device running (status %#x)", err, r.status)
 			}
@@ -735,9 +698,7 @@ func FuzzInit(f *testing.F) {
 			t.Fatalf("%d config reads at the wrong width", r.badWidth)
 		}
 		d.Close()
-		if st := pool.Stats(); st.InUse != 0 || st.RefusedPuts != 0 {
-			t.Fatalf("after Close: %d in use, %d refused puts", st.InUse, st.RefusedPuts)
-		}
+		nictest.CheckEmpty(t, pool, "after Close")
 	})
 }
 
@@ -761,11 +722,14 @@ type fzOracle struct {
 	// id; done[id] marks a completion the driver has not taken yet.
 	held map[uint16]uint64
 	done map[uint16]bool
-	seen uint16 // avail entries before seen have been learnt
+	// posted[id] is the buffer the driver recorded for descriptor id
+	// when it published it.
+	posted map[uint16]*alloc.Buffer
+	seen   uint16 // avail entries before seen have been learnt
 }
 
 func newOracle(q *queue, r *fzRing) *fzOracle {
-	return &fzOracle{q: q, ring: r, held: make(map[uint16]uint64), done: make(map[uint16]bool)}
+	return &fzOracle{q: q, ring: r, held: make(map[uint16]uint64), done: make(map[uint16]bool), posted: make(map[uint16]*alloc.Buffer)}
 }
 
 // reset forgets everything: after a completed device reset the device holds
@@ -773,6 +737,7 @@ func newOracle(q *queue, r *fzRing) *fzOracle {
 func (o *fzOracle) reset() {
 	clear(o.held)
 	clear(o.done)
+	clear(o.posted)
 	o.seen = 0
 }
 
@@ -816,5 +781,20 @@ func (o *fzOracle) check(t *testing.T) {
 			t.Fatalf("queue %d: driver published descriptor %d again before taking back its completion", o.q.index, id)
 		}
 		o.held[id] = binary.LittleEndian.Uint64(o.ring.desc[int(id)*vring.DescSize+vring.DescAddr:])
+		o.posted[id] = o.q.bufs[id]
 	}
+}
+
+// handOut checks a buffer Receive returned: it must be the buffer of a
+// descriptor the device completed and the driver has not taken back yet,
+// and it settles that completion.
+func (o *fzOracle) handOut(t *testing.T, b *alloc.Buffer) {
+	t.Helper()
+	for id := range o.done {
+		if o.posted[id] == b {
+			delete(o.done, id)
+			return
+		}
+	}
+	t.Fatalf("queue %d: buffer %d handed out without a completion of the descriptor it was posted under", o.q.index, b.Index())
 }

@@ -28,16 +28,7 @@ type vnode struct {
 
 func newVnode(t *testing.T, mac [6]byte, addr netip.Prefix, gw netip.Addr) *vnode {
 	t.Helper()
-	arena := alloc.NewArena(make([]byte, 6<<20))
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: mac})
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: mac})
 	s, err := stack.New(drv, stack.Config{Addr: addr, Gateway: gw})
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,10 @@ package virtio
 import (
 	"bytes"
 	"encoding/binary"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
-	"github.com/tamanet/tamanet/internal/tap"
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 )
 
@@ -18,35 +16,8 @@ import (
 // namespace: an ARP request for the namespace's 10.0.0.2 goes out through
 // the tx ring, Linux's reply comes back through the rx ring.
 func TestTapARP(t *testing.T) {
-	const ns, dev = "tamanet-virtio-tap", "tap0"
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: not root")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("SKIP: no /dev/net/tun")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("SKIP: no ip command")
-	}
-	exec.Command("ip", "netns", "del", ns).Run()
-	for _, args := range [][]string{
-		{"netns", "add", ns},
-		{"-n", ns, "tuntap", "add", "dev", dev, "mode", "tap"},
-		{"-n", ns, "addr", "add", "10.0.0.2/24", "dev", dev},
-		{"-n", ns, "link", "set", dev, "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			exec.Command("ip", "netns", "del", ns).Run()
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-
+	_, f := netns.ForTest(t, "tamanet-virtio-tap")
 	s := mustSide(t, virtiotest.Options{MAC: [6]byte{2, 0, 0, 0, 0, 1}}, Config{})
-	f, err := tap.Open(ns, dev)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.dev.AttachTap(f)
 	defer s.dev.Close()
 	wake := make(chan struct{}, 1)

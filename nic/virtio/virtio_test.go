@@ -8,6 +8,7 @@ import (
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
+	"github.com/tamanet/tamanet/nic/nictest"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 )
 
@@ -54,9 +55,8 @@ func pair(t testing.TB, cfg Config) (a, b *side) {
 // the posted receive rings, nothing leaked.
 func atBaseline(t testing.TB, a, b *side, baseA, baseB int) {
 	t.Helper()
-	if a.pool.InUse() != baseA || b.pool.InUse() != baseB {
-		t.Fatalf("pool in use %d/%d, baseline %d/%d", a.pool.InUse(), b.pool.InUse(), baseA, baseB)
-	}
+	nictest.CheckBaseline(t, a.pool, baseA, "side a")
+	nictest.CheckBaseline(t, b.pool, baseB, "side b")
 }
 
 // closeEmpty closes both drivers and fails t unless every buffer is back in
@@ -65,9 +65,8 @@ func closeEmpty(t testing.TB, a, b *side) {
 	t.Helper()
 	a.drv.Close()
 	b.drv.Close()
-	if a.pool.InUse() != 0 || b.pool.InUse() != 0 {
-		t.Fatalf("pool in use after Close %d/%d", a.pool.InUse(), b.pool.InUse())
-	}
+	nictest.CheckEmpty(t, a.pool, "side a after Close")
+	nictest.CheckEmpty(t, b.pool, "side b after Close")
 }
 
 // frame fills b's body with an Ethernet frame of n bytes carrying seq.

@@ -29,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
@@ -183,7 +184,7 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 		t.Fatal(err)
 	}
 	defer serial.Close()
-	ns, err := vm.FreeNetnsName(fmt.Sprintf("tamanet-cmp-%d-", os.Getpid()))
+	ns, err := netns.FreeName(fmt.Sprintf("tamanet-cmp-%d-", os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
@@ -125,7 +126,7 @@ func dhcpBoot(ctx, runCtx context.Context, target vm.Target, accel vm.Accel, ima
 		return failf("%v", err)
 	}
 	defer serial.Close()
-	ns, err := vm.FreeNetnsName(fmt.Sprintf("tamanet-e2e-dhcp-%d-", os.Getpid()))
+	ns, err := netns.FreeName(fmt.Sprintf("tamanet-e2e-dhcp-%d-", os.Getpid()))
 	if err != nil {
 		return failf("%v", err)
 	}
@@ -271,7 +272,7 @@ func TestDHCP(t *testing.T) {
 		t.Skip("SKIP: runs in the DHCP phase, against a guest of its own (TestMain boots it after this suite)")
 	}
 	needGuest(t)
-	ns := &vm.Netns{Name: os.Getenv(envNetns), Tap: tapName}
+	ns := &netns.Netns{Name: os.Getenv(envNetns), Tap: tapName}
 	dir := os.Getenv(envDnsmasq)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -418,7 +419,7 @@ func TestDHCPBootFallback(t *testing.T) {
 	// lease, which replaces the fallback.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ns := &vm.Netns{Name: os.Getenv(envNetns), Tap: tapName}
+	ns := &netns.Netns{Name: os.Getenv(envNetns), Tap: tapName}
 	d, err := vm.StartDnsmasq(ctx, ns, dnsmasqOptions(poolA, os.Getenv(envDnsmasq), false))
 	if err != nil {
 		t.Fatal(err)

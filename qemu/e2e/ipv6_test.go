@@ -39,7 +39,7 @@ var (
 	link6Err  error
 )
 
-// setupIPv6 turns IPv6 on for the tap (CreateNetns turned it off), adds
+// setupIPv6 turns IPv6 on for the tap (netns.Create turned it off), adds
 // the host addresses and starts dnsmasq as the link's router advertiser,
 // once per run; the namespace's deletion undoes all of it.
 func setupIPv6(t *testing.T) *ipv6Link {

@@ -34,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
@@ -140,7 +141,7 @@ func outer(m *testing.M) int {
 	}
 	defer serial.Close()
 
-	ns, err := vm.FreeNetnsName(fmt.Sprintf("tamanet-e2e-%d-", os.Getpid()))
+	ns, err := netns.FreeName(fmt.Sprintf("tamanet-e2e-%d-", os.Getpid()))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
 		return 1

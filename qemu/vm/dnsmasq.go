@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tamanet/tamanet/internal/netns"
 )
 
 // ErrDnsmasqMissing is returned by StartDnsmasq when dnsmasq is not
@@ -178,7 +180,7 @@ func DnsmasqArgs(o DnsmasqOptions, tap, dir string) ([]string, error) {
 
 // StartDnsmasq starts dnsmasq inside ns, bound to its tap only, and waits
 // until it has set up its sockets. On error nothing is left running.
-func StartDnsmasq(ctx context.Context, ns *Netns, o DnsmasqOptions) (*Dnsmasq, error) {
+func StartDnsmasq(ctx context.Context, ns *netns.Netns, o DnsmasqOptions) (*Dnsmasq, error) {
 	bin, err := exec.LookPath("dnsmasq")
 	if err != nil {
 		if bin, err = exec.LookPath("/usr/sbin/dnsmasq"); err != nil {

@@ -7,11 +7,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tamanet/tamanet/internal/netns"
 )
 
 func TestDnsmasqArgs(t *testing.T) {
@@ -73,26 +73,20 @@ func netnsResolver(t *testing.T, ns string) *net.Resolver {
 	reqs := make(chan req)
 	ready := make(chan error, 1)
 	go func() {
-		// The thread stays in ns and dies with the goroutine.
-		runtime.LockOSThread()
-		f, err := os.Open(netnsDir + "/" + ns)
-		if err == nil {
-			if _, _, e := syscall.RawSyscall(sysSetns, f.Fd(), syscall.CLONE_NEWNET, 0); e != 0 {
-				err = e
+		err := netns.Do(ns, func() error {
+			ready <- nil
+			for r := range reqs {
+				c, err := net.Dial(r.network, r.addr)
+				if err != nil {
+					r.reply <- err
+				} else {
+					r.reply <- c
+				}
 			}
-			f.Close()
-		}
-		ready <- err
+			return nil
+		})
 		if err != nil {
-			return
-		}
-		for r := range reqs {
-			c, err := net.Dial(r.network, r.addr)
-			if err != nil {
-				r.reply <- err
-			} else {
-				r.reply <- c
-			}
+			ready <- err
 		}
 	}()
 	if err := <-ready; err != nil {
@@ -118,11 +112,11 @@ func TestDnsmasq(t *testing.T) {
 	needRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	name, err := FreeNetnsName("tamanet-dnsmasq")
+	name, err := netns.FreeName("tamanet-dnsmasq")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := CreateNetns(ctx, name, "tap0", DefaultHostAddr)
+	ns, err := netns.Create(ctx, name, "tap0", netns.DefaultHostAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +159,3 @@ func TestDnsmasq(t *testing.T) {
 		t.Errorf("%s left behind (%v)", dir, err)
 	}
 }
-
-// sysSetns is setns(2) on amd64; the test runs on amd64 hosts only.
-const sysSetns = 308

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tamanet/tamanet/internal/netns"
 )
 
 // ErrQEMUMissing is returned by Start when the target's QEMU binary is not
@@ -43,7 +45,7 @@ type Options struct {
 	Netns string
 	// Tap is the tap device name; "" means "tap0".
 	Tap string
-	// HostAddr is the host side address; "" means DefaultHostAddr.
+	// HostAddr is the host side address; "" means netns.DefaultHostAddr.
 	HostAddr string
 	// Console, if set, receives the serial output as it arrives.
 	Console io.Writer
@@ -57,7 +59,7 @@ type Options struct {
 
 // VM is one running QEMU guest in its namespace.
 type VM struct {
-	ns        *Netns
+	ns        *netns.Netns
 	cmd       *exec.Cmd
 	args      []string
 	accel     Accel
@@ -96,7 +98,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		o.Tap = "tap0"
 	}
 	if o.HostAddr == "" {
-		o.HostAddr = DefaultHostAddr
+		o.HostAddr = netns.DefaultHostAddr
 	}
 	if st, err := os.Stat(o.Image); err != nil {
 		return nil, fmt.Errorf("image: %w", err)
@@ -120,11 +122,11 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 
 	name := o.Netns
 	if name == "" {
-		if name, err = FreeNetnsName("tamanet"); err != nil {
+		if name, err = netns.FreeName("tamanet"); err != nil {
 			return nil, err
 		}
 	}
-	if v.ns, err = CreateNetns(ctx, name, o.Tap, o.HostAddr); err != nil {
+	if v.ns, err = netns.Create(ctx, name, o.Tap, o.HostAddr); err != nil {
 		return nil, err
 	}
 
@@ -264,7 +266,7 @@ func (v *VM) Log() string {
 }
 
 // Netns returns the namespace the guest's tap lives in.
-func (v *VM) Netns() *Netns { return v.ns }
+func (v *VM) Netns() *netns.Netns { return v.ns }
 
 // Accel returns the accelerator in use and why it was chosen.
 func (v *VM) Accel() (Accel, string) { return v.accel, v.accelNote }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tamanet/tamanet/internal/netns"
 )
 
 func TestParseReady(t *testing.T) {
@@ -103,48 +105,6 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func TestNetns(t *testing.T) {
-	needRoot(t)
-	ctx := context.Background()
-	name, err := FreeNetnsName("tamanet-unit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := CreateNetns(ctx, name, "tap0", DefaultHostAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Delete()
-	if !NetnsExists(name) {
-		t.Fatal("namespace not created")
-	}
-	if _, err := CreateNetns(ctx, name, "tap0", DefaultHostAddr); !errors.Is(err, ErrNetnsExists) {
-		t.Fatalf("second create: %v, want ErrNetnsExists", err)
-	}
-	if n, _ := FreeNetnsName("tamanet-unit"); n == name {
-		t.Fatalf("FreeNetnsName returned the taken %s", n)
-	}
-	out, err := ns.Command(ctx, "ip", "-4", "-o", "addr", "show", "dev", "tap0").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "10.0.0.2/24") {
-		t.Fatalf("tap0 in namespace: %v %s", err, out)
-	}
-	if _, err := os.Stat("/proc/sys/net/ipv6"); err == nil {
-		out, err := ns.Command(ctx, "cat", "/proc/sys/net/ipv6/conf/tap0/disable_ipv6").CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != "1" {
-			t.Fatalf("IPv6 on tap0 not disabled: %v %s", err, out)
-		}
-	}
-	if err := ns.Delete(); err != nil {
-		t.Fatal(err)
-	}
-	if NetnsExists(name) {
-		t.Fatal("namespace survived Delete")
-	}
-	if err := ns.Delete(); err != nil {
-		t.Fatalf("second Delete: %v", err)
-	}
-}
-
 // fakeQEMU writes a stand-in emulator script and returns its path.
 func fakeQEMU(t *testing.T, body string) string {
 	t.Helper()
@@ -174,7 +134,7 @@ echo "booting $k"
 echo "tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net"
 exec sleep 60`)
 	img := fakeImage(t)
-	name, _ := FreeNetnsName("tamanet-unit")
+	name, _ := netns.FreeName("tamanet-unit")
 	v, err := Start(context.Background(), Options{Target: Microvm, Image: img, Accel: TCG, Netns: name, QEMU: q})
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +161,7 @@ exec sleep 60`)
 	default:
 		t.Fatal("QEMU still running after Close")
 	}
-	if NetnsExists(name) {
+	if netns.Exists(name) {
 		t.Fatal("namespace survived Close")
 	}
 }
@@ -222,7 +182,7 @@ func TestStartFailures(t *testing.T) {
 		}
 		name := v.Netns().Name
 		v.Close()
-		if NetnsExists(name) {
+		if netns.Exists(name) {
 			t.Fatal("namespace survived")
 		}
 	})
@@ -264,7 +224,7 @@ func TestStartFailures(t *testing.T) {
 			t.Fatal("QEMU survived context cancel")
 		}
 		v.Close()
-		if NetnsExists(name) {
+		if netns.Exists(name) {
 			t.Fatal("namespace survived")
 		}
 	})
@@ -279,17 +239,17 @@ func TestStartFailures(t *testing.T) {
 		}
 	})
 	t.Run("exists", func(t *testing.T) {
-		name, _ := FreeNetnsName("tamanet-unit")
-		ns, err := CreateNetns(context.Background(), name, "tap0", DefaultHostAddr)
+		name, _ := netns.FreeName("tamanet-unit")
+		ns, err := netns.Create(context.Background(), name, "tap0", netns.DefaultHostAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ns.Delete()
 		_, err = Start(context.Background(), Options{Target: Microvm, Image: img, Netns: name, QEMU: fakeQEMU(t, "exit 0")})
-		if !errors.Is(err, ErrNetnsExists) {
-			t.Fatalf("err %v, want ErrNetnsExists", err)
+		if !errors.Is(err, netns.ErrExists) {
+			t.Fatalf("err %v, want ErrExists", err)
 		}
-		if !NetnsExists(name) {
+		if !netns.Exists(name) {
 			t.Fatal("Start deleted a namespace it did not create")
 		}
 	})

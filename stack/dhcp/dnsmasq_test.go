@@ -4,7 +4,7 @@ package dhcp
 
 // The Runner on a real stack (virtio driver over a device model whose wire
 // is a tap) against dnsmasq, in a private network namespace each test
-// creates (stacktest.Netns) and deletes. dnsmasq serves 10.0.0.0/24 from
+// creates (netns.ForTest) and deletes. dnsmasq serves 10.0.0.0/24 from
 // 10.0.0.2 on that tap only; nothing is sent anywhere else.
 
 import (
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/qemu/vm"
 	"github.com/tamanet/tamanet/stack"
@@ -32,9 +33,9 @@ var (
 
 // setup makes the namespace, a dynamic stack on its tap, and returns
 // them; everything is removed when the test ends.
-func setup(t *testing.T) (*vm.Netns, *stack.Stack) {
+func setup(t *testing.T) (*netns.Netns, *stack.Stack) {
 	t.Helper()
-	ns, tapFile := stacktest.Netns(t, "tamanet-dhcp", "dnsmasq", "ping", "nc")
+	ns, tapFile := netns.ForTest(t, "tamanet-dhcp", "dnsmasq", "ping", "nc")
 	_, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: stacktest.MACA})
 	st, err := stack.New(drv, stack.Config{Dynamic: true})
 	if err != nil {
@@ -51,7 +52,7 @@ func setup(t *testing.T) (*vm.Netns, *stack.Stack) {
 	return ns, st
 }
 
-func startDnsmasq(t *testing.T, ns *vm.Netns, o vm.DnsmasqOptions) *vm.Dnsmasq {
+func startDnsmasq(t *testing.T, ns *netns.Netns, o vm.DnsmasqOptions) *vm.Dnsmasq {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -81,7 +82,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool, log fun
 	}
 }
 
-func ping(t *testing.T, ns *vm.Netns, addr netip.Addr) error {
+func ping(t *testing.T, ns *netns.Netns, addr netip.Addr) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"github.com/tamanet/tamanet/nic/enet/enettest"
 	"github.com/tamanet/tamanet/nic/nictest"
 
+	"github.com/tamanet/tamanet/stack/stacktest"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -97,16 +98,7 @@ func TestVirtioTransmitAllocs(t *testing.T) {
 
 func newEnetRig(t testing.TB) *drvRig {
 	t.Helper()
-	arena := alloc.NewArena(make([]byte, 4<<20))
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := enettest.New(arena.Memory(), enettest.Options{MAC: ourMAC, TxAlign: enet.DefaultTxAlign})
-	drv, err := enet.New(model, arena, pool, enet.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, model, drv := stacktest.ENET(t, enettest.Options{MAC: ourMAC, TxAlign: enet.DefaultTxAlign}, enet.Config{})
 	t.Cleanup(func() { drv.Close() })
 	return newDrvRig(t, pool, model, drv)
 }

@@ -5,8 +5,8 @@ import (
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
-	"github.com/tamanet/tamanet/nic/virtio"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
+	"github.com/tamanet/tamanet/stack/stacktest"
 )
 
 // The same paths as the nictest rig, through the real virtio driver and its
@@ -45,16 +45,7 @@ func newDrvRig(t testing.TB, pool *alloc.Pool, model wireModel, drv nic.Device) 
 
 func newVirtioRig(t testing.TB) *drvRig {
 	t.Helper()
-	arena := alloc.NewArena(make([]byte, 4<<20))
-	pool, err := arena.Pool(alloc.Config{Count: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := virtiotest.New(arena.Memory(), virtiotest.Options{MAC: ourMAC})
-	drv, err := virtio.New(model, arena, pool, virtio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC})
 	return newDrvRig(t, pool, model, drv)
 }
 

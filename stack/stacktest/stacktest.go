@@ -2,8 +2,9 @@
 // stack against Linux over a tap: the echo and checksum services, the checks
 // every link must pass (ping both ways, UDP echo of every size, TCP
 // transfers each way checked by SHA-256, concurrent echo connections), the
-// check that every pool buffer came back, a virtio-net side to put a stack
-// on (Virtio), and a private network namespace holding a tap (Linux only).
+// check that every pool buffer came back, and the node builders: a
+// virtio-net or ENET side to put a stack or an endpoint on (Virtio, ENET). The private network namespace a test against Linux
+// runs in comes from internal/netns (ForTest).
 //
 // It works on the small interfaces Node and Pinger, which *stack.Stack and
 // internal/baseline's Stack satisfy, and does not import package stack, so

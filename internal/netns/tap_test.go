@@ -1,45 +1,15 @@
 //go:build linux
 
-package tap
+package netns
 
 import (
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 )
-
-// netns creates namespace ns with a tap dev at 10.0.0.2/24, up, and deletes
-// the namespace when the test ends. It skips when the prerequisites are
-// missing.
-func netns(t *testing.T, ns, dev string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: not root")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("SKIP: no /dev/net/tun")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("SKIP: no ip command")
-	}
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
-	exec.Command("ip", "netns", "del", ns).Run() // left over from a killed run
-	ip("netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ip("-n", ns, "link", "set", "lo", "up")
-	ip("-n", ns, "tuntap", "add", "dev", dev, "mode", "tap")
-	ip("-n", ns, "addr", "add", "10.0.0.2/24", "dev", dev)
-	ip("-n", ns, "link", "set", dev, "up")
-}
 
 // arpRequest is who-has 10.0.0.2 tell 10.0.0.1 from 02:00:00:00:00:01.
 func arpRequest() []byte {
@@ -65,14 +35,9 @@ func isARPReply(f []byte) bool {
 }
 
 func TestOpenInNamespace(t *testing.T) {
-	const ns = "tamanet-tap-test"
-	netns(t, ns, "tap0")
-	f, err := Open(ns, "tap0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, f := ForTest(t, "tamanet-tap-test")
 	defer f.Close()
-	name, flags, err := Name(f)
+	name, flags, err := TapName(f)
 	if err != nil || name != "tap0" || flags&(iffTap|iffNoPI) != iffTap|iffNoPI {
 		t.Fatalf("attached to %q flags %#x err %v", name, flags, err)
 	}
@@ -125,17 +90,17 @@ func TestOpenInNamespace(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	const ns = "tamanet-tap-test"
-	netns(t, ns, "tap0")
-	if f, err := Open(ns, "nosuchtap"); err == nil {
+	ns, f := ForTest(t, "tamanet-tap-test")
+	f.Close()
+	if f, err := OpenTap(ns.Name, "nosuchtap"); err == nil {
 		f.Close()
 		t.Fatal("opened a tap that does not exist")
 	}
-	if f, err := Open("tamanet-no-such-ns", "tap0"); err == nil {
+	if f, err := OpenTap("tamanet-no-such-ns", "tap0"); err == nil {
 		f.Close()
 		t.Fatal("opened a tap in a namespace that does not exist")
 	}
-	if f, err := Open("../etc", "tap0"); err == nil {
+	if f, err := OpenTap("../etc", "tap0"); err == nil {
 		f.Close()
 		t.Fatal("accepted a namespace path")
 	}

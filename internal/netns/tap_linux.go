@@ -1,17 +1,13 @@
 //go:build linux
 
-// Package tap opens a Linux tap device that lives in a network namespace, for
-// tests that connect a device model (nic/virtio/virtiotest) to the Linux
-// network stack inside a private namespace.
-//
-// The namespace and the tap are made beforehand, e.g.
-//
-//	ip netns add NS
-//	ip -n NS tuntap add dev NAME mode tap
-//
-// and Open attaches a file descriptor to the tap from inside NS. The caller
-// stays in its own namespace; only a short-lived, locked OS thread enters NS.
-package tap
+package netns
+
+// Opening a tap that lives in a network namespace, for tests that connect a
+// device model (nic/virtio/virtiotest, nic/enet/enettest) to the Linux
+// network stack inside a private namespace. The namespace and the tap are
+// made beforehand (Create), and OpenTap attaches a file descriptor to the
+// tap from inside the namespace. The caller stays in its own namespace;
+// only a short-lived, locked OS thread enters it.
 
 import (
 	"encoding/binary"
@@ -35,9 +31,6 @@ const (
 	ifreqSize = 40         // sizeof(struct ifreq) on 64-bit and 32-bit
 )
 
-// NetnsDir is where `ip netns add` binds named namespaces.
-const NetnsDir = "/var/run/netns"
-
 // setnsTrap returns the setns(2) system call number for this architecture;
 // package syscall does not export it everywhere.
 func setnsTrap() (uintptr, error) {
@@ -51,55 +44,64 @@ func setnsTrap() (uintptr, error) {
 	case "386":
 		return 346, nil
 	}
-	return 0, fmt.Errorf("tap: setns not known on %s", runtime.GOARCH)
+	return 0, fmt.Errorf("netns: setns not known on %s", runtime.GOARCH)
 }
 
-// Open returns a file for the existing tap device name in network namespace
-// netns ("" for the caller's own), opened with IFF_TAP|IFF_NO_PI: each read
+// OpenTap returns a file for the existing tap device name in network
+// namespace netns ("" for the caller's own), opened with IFF_TAP|IFF_NO_PI: each read
 // returns one Ethernet frame, each write sends one. The file is
 // non-blocking underneath, so SetReadDeadline and Close interrupt a Read.
-func Open(netns, name string) (*os.File, error) {
+func OpenTap(netns, name string) (*os.File, error) {
 	if name == "" || len(name) >= ifNameSiz {
 		return nil, fmt.Errorf("tap: bad interface name %q", name)
 	}
 	if netns == "" {
 		return open(name)
 	}
-	type result struct {
-		f   *os.File
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread enters netns and is never unlocked: when this
-		// goroutine ends, the runtime ends the thread with it instead
-		// of handing a thread in the wrong namespace to other code.
-		runtime.LockOSThread()
-		f, err := enterAndOpen(netns, name)
-		ch <- result{f, err}
-	}()
-	r := <-ch
-	return r.f, r.err
+	var f *os.File
+	err := Do(netns, func() error {
+		var err error
+		f, err = open(name)
+		return err
+	})
+	return f, err
 }
 
-func enterAndOpen(netns, name string) (*os.File, error) {
+// Do runs fn on an OS thread of its own inside network namespace netns and
+// returns its error, or the error entering the namespace. Sockets fn opens
+// belong to netns for their life. The thread is never handed back: when fn
+// returns, the runtime ends it instead of giving a thread in the wrong
+// namespace to other code. The caller stays in its own namespace.
+func Do(netns string, fn func() error) error {
 	trap, err := setnsTrap()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if netns != filepath.Base(netns) || netns == "." || netns == ".." {
-		return nil, fmt.Errorf("tap: bad namespace name %q", netns)
+	if netns == "" || netns != filepath.Base(netns) || netns == "." || netns == ".." {
+		return fmt.Errorf("netns: bad namespace name %q", netns)
 	}
-	ns, err := os.Open(filepath.Join(NetnsDir, netns))
-	if err != nil {
-		return nil, fmt.Errorf("tap: namespace %q: %w", netns, err)
-	}
-	defer ns.Close()
-	if _, _, e := syscall.RawSyscall(trap, ns.Fd(), syscall.CLONE_NEWNET, 0); e != 0 {
-		return nil, fmt.Errorf("tap: setns %q: %w", netns, e)
-	}
-	return open(name)
+	ch := make(chan error, 1)
+	go func() {
+		// Locked and never unlocked: the thread ends with the goroutine.
+		runtime.LockOSThread()
+		ns, err := os.Open(filepath.Join(Dir, netns))
+		if err != nil {
+			ch <- fmt.Errorf("netns: namespace %q: %w", netns, err)
+			return
+		}
+		_, _, e := syscall.RawSyscall(trap, ns.Fd(), syscall.CLONE_NEWNET, 0)
+		ns.Close()
+		if e != 0 {
+			ch <- fmt.Errorf("netns: setns %q: %w", netns, e)
+			return
+		}
+		ch <- fn()
+	}()
+	return <-ch
 }
+
+// Do runs fn inside the namespace (see the function Do).
+func (n *Netns) Do(fn func() error) error { return Do(n.Name, fn) }
 
 // open attaches to the tap name in the calling thread's namespace.
 func open(name string) (*os.File, error) {
@@ -127,9 +129,12 @@ func open(name string) (*os.File, error) {
 	return f, nil
 }
 
-// Name returns the interface name and flags a tap file is attached to
+// OpenTap returns a file for the namespace's tap (see the function OpenTap).
+func (n *Netns) OpenTap() (*os.File, error) { return OpenTap(n.Name, n.Tap) }
+
+// TapName returns the interface name and flags a tap file is attached to
 // (TUNGETIFF).
-func Name(f *os.File) (string, uint16, error) {
+func TapName(f *os.File) (string, uint16, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return "", 0, err
