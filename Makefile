@@ -166,6 +166,8 @@ bench: deps
 # C and D, when set, join the rotation.
 A      ?=
 B      ?= $(IMAGE)
+# The test runs in qemu/e2e: every image path is made absolute.
+abimg   = $(abspath $(1))
 C      ?=
 D      ?=
 ROUNDS ?= 3
@@ -174,7 +176,7 @@ ab: deps build
 	@test -n "$(A)" || { echo "ab: set A=path/to/image (B defaults to $(IMAGE))"; exit 1; }
 	@mkdir -p $(BUILD)
 	@: > $(BUILD)/ab-$(TARGET).txt
-	for i in $$(seq $(ROUNDS)); do for ab in A=$(A) B=$(B) $(if $(C),C=$(C)) $(if $(D),D=$(D)); do \
+	for i in $$(seq $(ROUNDS)); do for ab in A=$(call abimg,$(A)) B=$(call abimg,$(B)) $(if $(C),C=$(call abimg,$(C))) $(if $(D),D=$(call abimg,$(D))); do \
 	  $(GO) test -count=1 -timeout 30m -v -run '^TestSystemBenchmark$$' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL) -bench -image $${ab#*=} -label $${ab%%=*} >$(BUILD)/ab-run.txt 2>&1; \
 	  rc=$$?; cat $(BUILD)/ab-run.txt | tee -a $(BUILD)/ab-$(TARGET).txt; [ $$rc = 0 ] || exit $$rc; \
 	done; done
