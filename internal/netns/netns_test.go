@@ -4,26 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 )
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root for network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("SKIP: iproute2 not installed")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("SKIP: no /dev/net/tun")
-	}
-}
-
 func TestNetns(t *testing.T) {
-	needRoot(t)
+	Require(t)
 	ctx := context.Background()
 	name, err := FreeName("tamanet-unit")
 	if err != nil {

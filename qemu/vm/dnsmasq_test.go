@@ -109,7 +109,7 @@ func netnsResolver(t *testing.T, ns string) *net.Resolver {
 // for a host record and a name it does not have, and checks Stop removes
 // everything.
 func TestDnsmasq(t *testing.T) {
-	needRoot(t)
+	netns.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name, err := netns.FreeName("tamanet-dnsmasq")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -92,19 +91,6 @@ func TestTargetsAndAccel(t *testing.T) {
 	t.Logf("KVM probe: %v %s; auto -> %s", ok, why, a)
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root for network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("SKIP: iproute2 not installed")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("SKIP: no /dev/net/tun")
-	}
-}
-
 // fakeQEMU writes a stand-in emulator script and returns its path.
 func fakeQEMU(t *testing.T, body string) string {
 	t.Helper()
@@ -125,7 +111,7 @@ func fakeImage(t *testing.T) string {
 }
 
 func TestStartReadyAndClose(t *testing.T) {
-	needRoot(t)
+	netns.Require(t)
 	// The stand-in checks it runs inside the namespace (tap0 present) and
 	// gets the kernel argument, then behaves like a booting guest.
 	q := fakeQEMU(t, `ip link show tap0 >/dev/null || exit 3
@@ -167,7 +153,7 @@ exec sleep 60`)
 }
 
 func TestStartFailures(t *testing.T) {
-	needRoot(t)
+	netns.Require(t)
 	img := fakeImage(t)
 	t.Run("exits", func(t *testing.T) {
 		q := fakeQEMU(t, `echo "panic: boom"; exit 1`)
@@ -259,7 +245,7 @@ func TestStartFailures(t *testing.T) {
 // nil it must be /dev/null, open: were it closed, QEMU would open the tap
 // as fd 0, where `-serial stdio` also reads, and lose frames.
 func TestStartStdin(t *testing.T) {
-	needRoot(t)
+	netns.Require(t)
 	img := fakeImage(t)
 	q := fakeQEMU(t, `echo "fd0=$(readlink /proc/$$/fd/0 || echo closed)"
 echo "tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net"
