@@ -429,3 +429,55 @@ func TestGoroutines(t *testing.T) {
 		}
 	}
 }
+
+// deadlineConn records the deadlines set on it; reads block until closed.
+type deadlineConn struct {
+	net.Conn
+	mu          sync.Mutex
+	read, write []time.Time
+	reads       int
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.read = append(c.read, t)
+	return nil
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.write = append(c.write, t)
+	return nil
+}
+
+// TestIdleFromAccept: the idle limit holds from accept, before the handler
+// reads or writes, and each deadline is d ahead on the monotonic clock.
+// Before, the first deadline was set in Read only once the wall clock was
+// past d/4, which on tamago (wall clock from boot) left a connection that
+// went quiet in the first seconds without any deadline.
+func TestIdleFromAccept(t *testing.T) {
+	const d = time.Minute
+	c := &deadlineConn{}
+	var before []time.Time
+	idle(func(ic net.Conn) {
+		c.mu.Lock()
+		before = append(before, c.read...)
+		c.mu.Unlock()
+	}, d)(c)
+	if len(before) != 1 || len(c.write) != 1 {
+		t.Fatalf("deadlines at accept: read %v, write %v; want one each", before, c.write)
+	}
+	if left := time.Until(before[0]); left < d-time.Second || left > d {
+		t.Errorf("read deadline %v ahead, want %v", left, d)
+	}
+	if !strings.Contains(before[0].String(), " m=") {
+		t.Error("read deadline has no monotonic reading")
+	}
+}

@@ -57,36 +57,48 @@ func Serve(l net.Listener, handle func(net.Conn)) error {
 }
 
 // idle wraps handle so that its connection is closed once reads or writes
-// stop making progress for d (no limit when d < 0).
+// stop making progress for d (no limit when d < 0). The limit runs from
+// accept, so a peer that never sends is cut off too.
 func idle(handle func(net.Conn), d time.Duration) func(net.Conn) {
 	if d < 0 {
 		return handle
 	}
-	return func(c net.Conn) { handle(&idleConn{Conn: c, d: d}) }
+	return func(c net.Conn) {
+		ic := &idleConn{Conn: c, d: d, start: time.Now()}
+		c.SetDeadline(ic.start.Add(d))
+		handle(ic)
+	}
 }
 
 // idleConn keeps a read and a write deadline d ahead of the last progress.
 // A deadline is a timer: it is moved only once a quarter of d has passed,
 // not on every call, so a busy connection does not churn timers; a silent
 // peer is cut off after between ¾d and d.
+//
+// Progress is measured on the monotonic clock from start, never on the
+// wall clock: on tamago the wall clock counts from boot unless something
+// sets it, and a zero "last moved" read as long ago only once the clock
+// had passed d/4, so a peer that went quiet in the first seconds after
+// boot kept its handler forever.
 type idleConn struct {
 	net.Conn
 	d               time.Duration
-	readAt, writeAt atomic.Int64 // when each deadline was last moved (Unix ns)
+	start           time.Time
+	readAt, writeAt atomic.Int64 // when each deadline was last moved (ns since start)
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	if now := time.Now(); now.UnixNano()-c.readAt.Load() > int64(c.d/4) {
-		c.readAt.Store(now.UnixNano())
-		c.Conn.SetReadDeadline(now.Add(c.d))
+	if now := time.Since(c.start); int64(now)-c.readAt.Load() > int64(c.d/4) {
+		c.readAt.Store(int64(now))
+		c.Conn.SetReadDeadline(c.start.Add(now + c.d))
 	}
 	return c.Conn.Read(p)
 }
 
 func (c *idleConn) Write(p []byte) (int, error) {
-	if now := time.Now(); now.UnixNano()-c.writeAt.Load() > int64(c.d/4) {
-		c.writeAt.Store(now.UnixNano())
-		c.Conn.SetWriteDeadline(now.Add(c.d))
+	if now := time.Since(c.start); int64(now)-c.writeAt.Load() > int64(c.d/4) {
+		c.writeAt.Store(int64(now))
+		c.Conn.SetWriteDeadline(c.start.Add(now + c.d))
 	}
 	return c.Conn.Write(p)
 }
