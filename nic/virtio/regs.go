@@ -63,11 +63,40 @@ const (
 // Feature bits the driver negotiates (§5.1.3 for the net device, §6 for
 // reserved bits).
 const (
-	FeatureMTU      = 1 << 3  // VIRTIO_NET_F_MTU: config mtu is valid
-	FeatureMAC      = 1 << 5  // VIRTIO_NET_F_MAC: config mac is valid
-	FeatureStatus   = 1 << 16 // VIRTIO_NET_F_STATUS: config status is valid
-	FeatureEventIdx = 1 << 29 // VIRTIO_F_EVENT_IDX (§2.7.10)
-	FeatureVersion1 = 1 << 32 // VIRTIO_F_VERSION_1
+	FeatureCSUM      = 1 << 0  // VIRTIO_NET_F_CSUM: device completes partial checksums on transmit
+	FeatureGuestCSUM = 1 << 1  // VIRTIO_NET_F_GUEST_CSUM: driver takes partial checksums on receive
+	FeatureMTU       = 1 << 3  // VIRTIO_NET_F_MTU: config mtu is valid
+	FeatureMAC       = 1 << 5  // VIRTIO_NET_F_MAC: config mac is valid
+	FeatureGuestTSO4 = 1 << 7  // VIRTIO_NET_F_GUEST_TSO4: driver takes TCPv4 segments on receive
+	FeatureGuestTSO6 = 1 << 8  // VIRTIO_NET_F_GUEST_TSO6
+	FeatureGuestECN  = 1 << 9  // VIRTIO_NET_F_GUEST_ECN
+	FeatureHostTSO4  = 1 << 11 // VIRTIO_NET_F_HOST_TSO4: device segments TCPv4 on transmit
+	FeatureHostTSO6  = 1 << 12 // VIRTIO_NET_F_HOST_TSO6
+	FeatureHostECN   = 1 << 13 // VIRTIO_NET_F_HOST_ECN: TSO with ECN (gso_type bit 0x80)
+	FeatureMrgRxBuf  = 1 << 15 // VIRTIO_NET_F_MRG_RXBUF: a packet spans several receive buffers
+	FeatureStatus    = 1 << 16 // VIRTIO_NET_F_STATUS: config status is valid
+	FeatureEventIdx  = 1 << 29 // VIRTIO_F_EVENT_IDX (§2.7.10)
+	FeatureVersion1  = 1 << 32 // VIRTIO_F_VERSION_1
+
+	// FeaturesOffload is every offload feature: Config.NoOffloads
+	// refuses them all.
+	FeaturesOffload = FeatureCSUM | FeatureGuestCSUM | FeatureGuestTSO4 | FeatureGuestTSO6 |
+		FeatureGuestECN | FeatureHostTSO4 | FeatureHostTSO6 | FeatureHostECN | FeatureMrgRxBuf
+)
+
+// struct virtio_net_hdr fields (§5.1.6): byte offsets and values.
+const (
+	hdrFlags      = 0 // u8 flags
+	hdrGSOType    = 1 // u8 gso_type
+	hdrHdrLen     = 2 // le16 hdr_len
+	hdrGSOSize    = 4 // le16 gso_size
+	hdrCsumStart  = 6 // le16 csum_start
+	hdrCsumOffset = 8 // le16 csum_offset
+
+	HdrFNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	GSONone       = 0 // VIRTIO_NET_HDR_GSO_NONE
+	GSOTCPv4      = 1 // VIRTIO_NET_HDR_GSO_TCPV4
+	GSOTCPv6      = 4 // VIRTIO_NET_HDR_GSO_TCPV6
 )
 
 // Net device configuration layout, struct virtio_net_config (§5.1.4).

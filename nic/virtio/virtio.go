@@ -9,6 +9,13 @@
 // posts them as one descriptor. Notifications are batched (RxKick, TxKick)
 // and suppressed with VIRTIO_F_EVENT_IDX when the device offers it.
 //
+// The Driver also implements nic.Offloader. It negotiates VIRTIO_NET_F_CSUM
+// and HOST_TSO4/6 when offered (each optional, all refused with
+// Config.NoOffloads); TransmitPacket posts a packet of several pool buffers
+// as one descriptor chain (VIRTQ_DESC_F_NEXT, §2.7.6) behind a header that
+// asks for the checksum (NEEDS_CSUM) and segmentation (gso_type) the caller
+// wants, so a 64 KiB TCP segment crosses the ring once.
+//
 // Every value the device writes into the used rings (index, id, length) is
 // checked; a bad one is counted under its nic.Cause and dropped, never a
 // panic, and no buffer is lost. A completion is accepted only for a
@@ -55,6 +62,10 @@ type Config struct {
 	MAC [6]byte
 	// NoEventIdx refuses VIRTIO_F_EVENT_IDX even when offered (tests).
 	NoEventIdx bool
+	// NoOffloads refuses every offload feature (FeaturesOffload: CSUM,
+	// GUEST_CSUM, HOST/GUEST_TSO4/6, ECN, MRG_RXBUF) even when offered:
+	// for A/B runs and for a backend whose offloads are broken.
+	NoOffloads bool
 }
 
 // Errors returned by New.
@@ -67,9 +78,35 @@ var (
 	ErrConfig   = errors.New("virtio: bad configuration")
 )
 
-// Wanted is the feature set the driver negotiates when offered. Checksum and
-// GSO offloads stay off; the header layout already has room for them.
-const Wanted = FeatureVersion1 | FeatureMAC | FeatureStatus | FeatureMTU | FeatureEventIdx
+// Wanted is the feature set the driver negotiates when offered, each bit
+// optional but VERSION_1. HOST_ECN is not asked for: gVisor never hands
+// down an ECN-marked GSO segment, so there is nothing for it to carry.
+const Wanted = FeatureVersion1 | FeatureMAC | FeatureStatus | FeatureMTU | FeatureEventIdx |
+	FeatureCSUM | FeatureHostTSO4 | FeatureHostTSO6
+
+// dependent drops from a feature set every feature whose prerequisite is
+// missing (virtio 1.2 §5.1.3.1: the driver MUST NOT negotiate HOST_TSO4/6
+// without CSUM, HOST_ECN without HOST_TSO4 or 6, GUEST_TSO4/6 without
+// GUEST_CSUM, GUEST_ECN without GUEST_TSO4 or 6).
+func dependent(f uint64) uint64 {
+	if f&FeatureCSUM == 0 {
+		f &^= FeatureHostTSO4 | FeatureHostTSO6
+	}
+	if f&(FeatureHostTSO4|FeatureHostTSO6) == 0 {
+		f &^= FeatureHostECN
+	}
+	if f&FeatureGuestCSUM == 0 {
+		f &^= FeatureGuestTSO4 | FeatureGuestTSO6
+	}
+	if f&(FeatureGuestTSO4|FeatureGuestTSO6) == 0 {
+		f &^= FeatureGuestECN
+	}
+	return f
+}
+
+// MaxTxPacket is the longest packet TransmitPacket takes with TSO: an
+// Ethernet header and a 64 KiB IP packet, as gVisor's GSO builds them.
+const MaxTxPacket = 14 + 1<<16
 
 // queue is one split virtqueue. It is owned by one goroutine at a time (the
 // poll loop for rx, the transmitting goroutine for tx).
@@ -93,6 +130,18 @@ type queue struct {
 	// free is a stack of free descriptor ids, nfree of them.
 	free  []uint16
 	nfree int
+	// Descriptor chains (transmit): more[head] is how many descriptors
+	// follow head in its chain, link[id] the one after id; inner[id] is
+	// set while id is posted as a descriptor that is not a chain's head,
+	// ninner of them. Only a head completes; each descriptor of a chain
+	// holds its own buffer in bufs.
+	more   []uint16
+	link   []uint16
+	inner  []bool
+	ninner int
+	// chainLen is how many descriptors (and buffers) the last completion
+	// next returned took back.
+	chainLen int
 	// postedAt[id] is postMark when id was last posted: one past the
 	// position (in consumed) the used index had reached then. An entry
 	// consumed with consumed still below it was published before the
@@ -125,6 +174,7 @@ type Driver struct {
 	info     nic.Info
 	features uint64
 	eventIdx bool
+	off      nic.Offloads
 
 	rx, tx   queue
 	rxc, txc nic.RingCounters
@@ -140,6 +190,7 @@ type Driver struct {
 var (
 	_ nic.Device     = (*Driver)(nil)
 	_ nic.Maintainer = (*Driver)(nil)
+	_ nic.Offloader  = (*Driver)(nil)
 )
 
 // Why Maintain reset the device, as shown in nic.Stats.ResetReason.
@@ -204,6 +255,9 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	if cfg.NoEventIdx {
 		want &^= FeatureEventIdx
 	}
+	if cfg.NoOffloads {
+		want &^= FeaturesOffload
+	}
 	var err error
 	if d.features, err = d.negotiate(want, false); err != nil {
 		return nil, err
@@ -256,6 +310,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	}
 	// Never more than alloc.MaxFrame: the MTU is at most 1500.
 	d.info.MaxFrame = d.info.MTU + nic.FrameOverhead
+	d.off = d.offloads()
 
 	// Post rx buffers before DRIVER_OK so the device can receive at once
 	// (§3.1.1 allows buffers to be made available before step 8).
@@ -298,7 +353,7 @@ func (d *Driver) negotiate(want uint64, again bool) (uint64, error) {
 		d.fail()
 		return 0, fmt.Errorf("%w: device no longer offers %#x (features %#x)", ErrFeatures, want&^offered, offered)
 	}
-	features := offered & want
+	features := dependent(offered & want)
 	regs.Write32(regDriverFeatSel, 0)
 	regs.Write32(regDriverFeatures, uint32(features))
 	regs.Write32(regDriverFeatSel, 1)
@@ -380,6 +435,9 @@ func (d *Driver) setupQueue(q *queue, index uint32, num int, arena *alloc.Arena)
 	q.blen = make([]uint32, num)
 	q.postedAt = make([]uint64, num)
 	q.free = make([]uint16, num)
+	q.more = make([]uint16, num)
+	q.link = make([]uint16, num)
+	q.inner = make([]bool, num)
 	q.usedEvOff = vring.UsedEvent(num)
 	q.availEvOff = vring.AvailEvent(num)
 	q.clear()
@@ -395,6 +453,9 @@ func (q *queue) clear() {
 	}
 	q.nfree = q.num
 	clear(q.postedAt)
+	clear(q.more)
+	clear(q.inner)
+	q.ninner = 0
 	q.consumed = 0
 	q.availIdx, q.kickedIdx, q.usedEv = 0, 0, 0 // avail is zeroed below
 	q.badIndex, q.insane, q.outOfStep = false, false, false
@@ -432,8 +493,8 @@ func (d *Driver) program(q *queue) error {
 	return nil
 }
 
-// release returns every buffer posted on q to the pool. Only after a reset:
-// the device then owns nothing.
+// release returns every buffer posted on q, chains included, to the pool.
+// Only after a reset: the device then owns nothing.
 func (q *queue) release() {
 	for id, b := range q.bufs {
 		if b != nil {
@@ -441,6 +502,9 @@ func (q *queue) release() {
 			b.Free()
 		}
 	}
+	clear(q.more)
+	clear(q.inner)
+	q.ninner = 0
 }
 
 // Close resets the device, which then no longer touches the rings, and
@@ -529,9 +593,9 @@ const usedPoison = 0xffffffff
 // low half of consumed, the driver's count of every entry it consumed.
 func (q *queue) lastUsed() uint16 { return uint16(q.consumed) }
 
-// outstanding returns how many descriptors the driver has posted and not
-// taken back: the most completions the device can have pending.
-func (q *queue) outstanding() int { return q.num - q.nfree }
+// outstanding returns how many descriptor chains the driver has posted and
+// not taken back: the most completions the device can have pending.
+func (q *queue) outstanding() int { return q.num - q.nfree - q.ninner }
 
 // next returns the next used entry, validated, or ok == false when none is
 // pending. A bad entry is consumed, counted on c and reported with ok true
@@ -542,7 +606,10 @@ func (q *queue) outstanding() int { return q.num - q.nfree }
 // still holds it: a used index claiming more completions than descriptors
 // are outstanding is not trusted at all (BadIndex, nothing consumed; see
 // Maintain), an entry the device never wrote is Stale, a second one for a
-// descriptor already taken back is a Duplicate, an id beyond the ring BadID.
+// descriptor already taken back is a Duplicate, an id beyond the ring or
+// inside a chain (not its head) BadID. A chain comes back whole: b is its
+// head's buffer, and the buffers of the rest go back to the pool here
+// (chainLen counts them all).
 func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32, ok bool) {
 	usedIdx := vring.Load16(q.used, vring.UsedIdx)
 	pending := usedIdx - q.lastUsed()
@@ -598,12 +665,30 @@ func (q *queue) next(c *nic.RingCounters) (b *alloc.Buffer, id uint16, n uint32,
 		c.Drop(nic.Stale)
 		q.outOfStep = true
 		return nil, 0, 0, true
+	case q.inner[rawID]:
+		// Only a chain's head is completed (§2.7.8: id is the head
+		// of the chain); the chain stays posted.
+		c.Drop(nic.BadID)
+		return nil, 0, 0, true
 	}
 	id = uint16(rawID)
 	b = q.bufs[id]
 	q.bufs[id] = nil
 	q.free[q.nfree] = id
 	q.nfree++
+	q.chainLen = 1
+	for k, cur := q.more[id], id; k > 0; k-- {
+		cur = q.link[cur]
+		nb := q.bufs[cur]
+		q.bufs[cur] = nil
+		q.inner[cur] = false
+		q.ninner--
+		q.free[q.nfree] = cur
+		q.nfree++
+		q.chainLen++
+		nb.Free()
+	}
+	q.more[id] = 0
 	return b, id, n, true
 }
 
@@ -789,7 +874,7 @@ func (d *Driver) Reclaim() int {
 			d.txc.Drop(nic.BadLength)
 		}
 		b.Free()
-		freed++
+		freed += q.chainLen
 	}
 	if q.lastUsed() != start {
 		q.armInterrupt(d.eventIdx)

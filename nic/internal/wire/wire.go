@@ -352,7 +352,23 @@ func (p *Port) Transmit() {
 // AttachTap makes the tap f the model's wire: a goroutine reads frames from
 // f into the receive ring, transmitted frames are written to f. The port
 // owns f from here; Close closes it.
-func (p *Port) AttachTap(f *os.File) {
+func (p *Port) AttachTap(f *os.File) { p.AttachTapHdr(f, 0) }
+
+// SetStageSize makes every transmit stage buffer n bytes long, for a model
+// that hands its backend more than one frame's bytes (a virtio-net header
+// and a TSO packet for a tap with IFF_VNET_HDR). Set it before traffic.
+func (p *Port) SetStageSize(n int) {
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	for i := range p.stage {
+		p.stage[i] = make([]byte, n)
+	}
+}
+
+// AttachTapHdr is AttachTap for a tap whose reads start with a hdr-byte
+// header (IFF_VNET_HDR): the reader drops it before a frame arrives. What
+// the model stages for transmit goes to f as it is, header included.
+func (p *Port) AttachTapHdr(f *os.File, hdr int) {
 	p.mu.Lock()
 	p.tap = f
 	p.mu.Unlock()
@@ -365,7 +381,9 @@ func (p *Port) AttachTap(f *os.File) {
 			if err != nil {
 				return
 			}
-			p.Deliver(buf[:n])
+			if n >= hdr {
+				p.Deliver(buf[hdr:n])
+			}
 		}
 	}()
 }

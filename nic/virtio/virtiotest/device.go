@@ -126,6 +126,12 @@ type Faults struct {
 	Reorder   float64 // hold a frame back and deliver it after the next
 	BadLength float64 // report a used length out of range
 	BadID     float64 // add a used entry with an id out of range
+	// TxHeaderLie makes the virtio-net header of a transmitted packet
+	// lie (a checksum field beyond the packet, a bad gso_type, gso_size
+	// 0, hdr_len beyond the packet, GSO not negotiated) before the model
+	// reads it, as a buggy driver would write it: the model must count
+	// it in BadHeaders and drop it, and the driver get its buffers back.
+	TxHeaderLie float64
 }
 
 // Stats counts what the model did and what it injected. The embedded
@@ -140,6 +146,16 @@ type Stats struct {
 	DeviceErrors      uint64 // bad addresses, descriptors or indices from the driver
 
 	BadLengths, BadIDs uint64
+
+	// Transmit offloads: TxChains counts packets posted as a chain of
+	// more than one descriptor, TxGSO packets the model segmented
+	// (TSO) into TxSegments frames, TxCsum checksums it filled in
+	// (NEEDS_CSUM). BadHeaders counts packets dropped for a header that
+	// lies (checksum offsets beyond the packet, bad gso_type or
+	// gso_size, hdr_len beyond the packet, an offload not negotiated),
+	// as QEMU drops them; HeaderLies counts TxHeaderLie injections.
+	TxChains, TxGSO, TxSegments, TxCsum uint64
+	BadHeaders, HeaderLies              uint64
 
 	// NeedsResets counts RaiseNeedsReset calls and device errors that
 	// set DEVICE_NEEDS_RESET; Forged counts ForgeUsed calls; Resets
@@ -202,6 +218,7 @@ type Device struct {
 	q                      [2]vq
 
 	w      wire.Port // backends, backlog, frame faults, interrupt hook
+	tx     txState   // transmit offloads (offload.go)
 	faults Faults
 	rng    *rand.Rand // w.Rand()
 	stats  Stats
@@ -249,6 +266,7 @@ func New(mem []byte, opt Options) *Device {
 		FillTx:   d.fillTxLocked,
 	})
 	d.rng = d.w.Rand()
+	d.tx.pkt = make([]byte, hdrSize+MaxTxPacket)
 	return d
 }
 
@@ -480,6 +498,7 @@ func (d *Device) writeStatusLocked(v uint32) {
 		d.drvFeatures = 0
 		d.intStatus = 0
 		d.q = [2]vq{}
+		d.tx.active = false
 		d.w.ResetLocked()
 		return
 	}

@@ -119,14 +119,28 @@ func (d *Device) gather(q *vq, skip int, dst []byte) int {
 	return n
 }
 
-// fillTxLocked takes transmitted frames off the tx ring into stage for
-// wire.Port.Transmit, which hands them to the backend with mu dropped.
+// fillTxLocked takes transmitted packets off the tx ring into stage for
+// wire.Port.Transmit, which hands them to the backend with mu dropped. A
+// packet is checked and its offloads done on the way (txPacketLocked); a
+// TSO packet becomes several frames, and when the stage fills in the middle
+// of one, the rest follows on the next call before its chain completes.
 func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) {
 	q := &d.q[queueTx]
 	if d.w.Stalled() || !d.live(q) {
 		return 0, false
 	}
-	for k < len(stage) && q.canComplete() && d.pending(q) > 0 {
+	for k < len(stage) {
+		if d.tx.active {
+			k = d.segmentLocked(stage, stageN, k)
+			if d.tx.active {
+				break // the stage is full
+			}
+			d.complete(q, uint32(d.tx.head), 0)
+			continue
+		}
+		if !q.canComplete() || d.pending(q) <= 0 {
+			break
+		}
 		head := q.takeHead()
 		total, ok := d.chain(q, head, false)
 		if !ok {
@@ -134,20 +148,15 @@ func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) 
 			d.deviceErrorLocked()
 			break
 		}
-		n := total - hdrSize
-		switch {
-		case n < 0:
-			d.stats.DeviceErrors++
-		case n > MaxFrame:
-			d.stats.Oversize++
-		default:
-			stageN[k] = d.gather(q, hdrSize, stage[k][:n])
-			d.stats.TxFrames++
-			d.stats.TxBytes += uint64(n)
-			k++
+		if len(q.segs) > 1 {
+			d.stats.TxChains++
 		}
-		// Nothing is written into a transmit buffer: used len 0.
-		d.complete(q, uint32(head), 0)
+		var done bool
+		k, done = d.txPacketLocked(q, head, total, stage, stageN, k)
+		if done {
+			// Nothing is written into a transmit buffer: used len 0.
+			d.complete(q, uint32(head), 0)
+		}
 	}
 	d.publish(q)
 	more := false
@@ -158,7 +167,7 @@ func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) 
 		// unblocks them: ask for it too, not only for entries beyond
 		// those already pending.
 		d.wantNotifyAt(q, vring.Load16(q.avail, vring.AvailIdx))
-		more = q.canComplete() && d.pending(q) > 0
+		more = d.tx.active || q.canComplete() && d.pending(q) > 0
 	}
 	return k, more || k == len(stage)
 }
