@@ -23,12 +23,18 @@ import (
 
 // From <linux/if_tun.h>.
 const (
-	tunSetIff = 0x400454ca // TUNSETIFF
-	tunGetIff = 0x800454d2 // TUNGETIFF
-	iffTap    = 0x0002     // IFF_TAP
-	iffNoPI   = 0x1000     // IFF_NO_PI: no packet information header
-	ifNameSiz = 16         // IFNAMSIZ
-	ifreqSize = 40         // sizeof(struct ifreq) on 64-bit and 32-bit
+	tunSetIff       = 0x400454ca // TUNSETIFF
+	tunGetIff       = 0x800454d2 // TUNGETIFF
+	iffTap          = 0x0002     // IFF_TAP
+	iffNoPI         = 0x1000     // IFF_NO_PI: no packet information header
+	iffVnet         = 0x4000     // IFF_VNET_HDR: a virtio-net header leads each frame
+	tunSetVnetHdrSz = 0x400454d8 // TUNSETVNETHDRSZ
+	tunSetOffload   = 0x400454d0 // TUNSETOFFLOAD
+	// VnetHdrSize is the virtio-net header OpenTapVnet sets: struct
+	// virtio_net_hdr with num_buffers (virtio 1.2 §5.1.6, VERSION_1).
+	VnetHdrSize = 12
+	ifNameSiz   = 16 // IFNAMSIZ
+	ifreqSize   = 40 // sizeof(struct ifreq) on 64-bit and 32-bit
 )
 
 // setnsTrap returns the setns(2) system call number for this architecture;
@@ -51,17 +57,26 @@ func setnsTrap() (uintptr, error) {
 // namespace netns ("" for the caller's own), opened with IFF_TAP|IFF_NO_PI: each read
 // returns one Ethernet frame, each write sends one. The file is
 // non-blocking underneath, so SetReadDeadline and Close interrupt a Read.
-func OpenTap(netns, name string) (*os.File, error) {
+func OpenTap(netns, name string) (*os.File, error) { return openIn(netns, name, false) }
+
+// OpenTapVnet is OpenTap with IFF_VNET_HDR: each read and write starts with
+// a VnetHdrSize-byte virtio-net header (TUNSETVNETHDRSZ), so a writer can
+// hand the kernel partial checksums and TSO segments to finish. Offloads
+// towards the reader are off (TUNSETOFFLOAD 0): reads are whole,
+// checksummed frames. The tap must not be open elsewhere.
+func OpenTapVnet(netns, name string) (*os.File, error) { return openIn(netns, name, true) }
+
+func openIn(netns, name string, vnet bool) (*os.File, error) {
 	if name == "" || len(name) >= ifNameSiz {
 		return nil, fmt.Errorf("tap: bad interface name %q", name)
 	}
 	if netns == "" {
-		return open(name)
+		return open(name, vnet)
 	}
 	var f *os.File
 	err := Do(netns, func() error {
 		var err error
-		f, err = open(name)
+		f, err = open(name, vnet)
 		return err
 	})
 	return f, err
@@ -104,7 +119,7 @@ func Do(netns string, fn func() error) error {
 func (n *Netns) Do(fn func() error) error { return Do(n.Name, fn) }
 
 // open attaches to the tap name in the calling thread's namespace.
-func open(name string) (*os.File, error) {
+func open(name string, vnet bool) (*os.File, error) {
 	// TUNSETIFF would create a new, non-persistent tap for a name that
 	// does not exist: insist that it does.
 	if _, err := net.InterfaceByName(name); err != nil {
@@ -116,10 +131,25 @@ func open(name string) (*os.File, error) {
 	}
 	var req [ifreqSize]byte
 	copy(req[:ifNameSiz-1], name)
-	binary.NativeEndian.PutUint16(req[ifNameSiz:], iffTap|iffNoPI)
+	flags := uint16(iffTap | iffNoPI)
+	if vnet {
+		flags |= iffVnet
+	}
+	binary.NativeEndian.PutUint16(req[ifNameSiz:], flags)
 	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetIff, uintptr(unsafe.Pointer(&req[0]))); e != 0 {
 		syscall.Close(fd)
 		return nil, fmt.Errorf("tap: TUNSETIFF %q: %w", name, e)
+	}
+	if vnet {
+		sz := int32(VnetHdrSize)
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetVnetHdrSz, uintptr(unsafe.Pointer(&sz))); e != 0 {
+			syscall.Close(fd)
+			return nil, fmt.Errorf("tap: TUNSETVNETHDRSZ %q: %w", name, e)
+		}
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetOffload, 0); e != 0 {
+			syscall.Close(fd)
+			return nil, fmt.Errorf("tap: TUNSETOFFLOAD %q: %w", name, e)
+		}
 	}
 	f := os.NewFile(uintptr(fd), "tap:"+name)
 	if f == nil {
@@ -131,6 +161,10 @@ func open(name string) (*os.File, error) {
 
 // OpenTap returns a file for the namespace's tap (see the function OpenTap).
 func (n *Netns) OpenTap() (*os.File, error) { return OpenTap(n.Name, n.Tap) }
+
+// OpenTapVnet returns a file for the namespace's tap with IFF_VNET_HDR (see
+// the function OpenTapVnet).
+func (n *Netns) OpenTapVnet() (*os.File, error) { return OpenTapVnet(n.Name, n.Tap) }
 
 // TapName returns the interface name and flags a tap file is attached to
 // (TUNGETIFF).

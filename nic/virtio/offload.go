@@ -77,12 +77,12 @@ func (d *Driver) TransmitPacket(bufs []*alloc.Buffer, meta *nic.TxMeta) error {
 	switch {
 	case total < 14:
 		return nic.ErrRunt
+	case !d.validMeta(&m, total):
+		return errMalformed
 	case total > limit || nb > d.off.MaxTxBuffers:
 		return nic.ErrOversize
 	case bufs[0].Headroom() < HeaderSize:
 		return nic.ErrHeadroom
-	case !d.validMeta(&m, total):
-		return errMalformed
 	case d.down.Load():
 		return nic.ErrLinkDown
 	case q.nfree < nb:
@@ -137,11 +137,11 @@ func (d *Driver) validMeta(m *nic.TxMeta, total int) bool {
 	}
 	// §5.1.6.2: a GSO packet needs NEEDS_CSUM; hdr_len covers the
 	// headers up to the TCP payload, behind csum_start, inside the
-	// packet; every frame (headers and gso_size of payload) must fit
-	// the MTU.
+	// packet; every frame (headers and gso_size of payload, Ethernet
+	// header but no VLAN tag) must fit the MTU.
 	hl := int(m.HdrLen)
 	return m.NeedsCsum && m.GSOSize > 0 && hl > int(m.CsumStart) && hl < total &&
-		hl+int(m.GSOSize) <= d.info.MaxFrame
+		hl+int(m.GSOSize) <= 14+d.info.MTU
 }
 
 // postChain writes bufs as one descriptor chain, in order, and publishes

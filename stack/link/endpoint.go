@@ -16,6 +16,13 @@
 // keeps for its own header; the buffer is posted with Transmit; one TxKick
 // ends the batch.
 //
+// When the driver is a nic.Offloader whose device segments TCP over IPv4
+// and IPv6 (Offloads TSO4 and TSO6), the endpoint asks gVisor for host GSO
+// (stack.GSOEndpoint): TCP hands down segments of up to 64 KiB with the
+// pseudo-header sum in place, and each goes to the driver as one chain of
+// pool buffers with TxMeta asking for the checksum and the segmentation
+// (gso.go). Otherwise gVisor's own GSO batches the segment work.
+//
 // Drops are counted by cause (nic.Cause) in the endpoint's own counters,
 // apart from the driver's. A frame the driver refuses (nic.Refusal) is
 // counted here, once: the driver does not count it.
@@ -62,11 +69,24 @@ type Endpoint struct {
 	// (one lock per batch) and Reclaim.
 	txMu sync.Mutex
 
+	// ol is the driver's nic.Offloader, nil when it has none; off its
+	// Offloads, hostGSO whether gVisor is asked for host GSO. txBufs
+	// is the scratch chain of one packet (under txMu), so a packet of
+	// several buffers allocates nothing.
+	ol      nic.Offloader
+	off     nic.Offloads
+	hostGSO bool
+	txBufs  []*alloc.Buffer
+	txMeta  nic.TxMeta // the packet's TxMeta, here so it does not escape
+
 	rx, tx nic.RingCounters
 }
 
 // Compile-time checks.
-var _ stack.LinkEndpoint = (*Endpoint)(nil)
+var (
+	_ stack.LinkEndpoint = (*Endpoint)(nil)
+	_ stack.GSOEndpoint  = (*Endpoint)(nil)
+)
 
 // New returns an endpoint over opts.Device.
 func New(opts *Options) (*Endpoint, error) {
@@ -91,6 +111,7 @@ func New(opts *Options) (*Endpoint, error) {
 	if need := e.txHeadroom + info.MaxFrame; need > e.pool.BufferSize() {
 		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + %d-byte frame", e.pool.BufferSize(), e.txHeadroom, info.MaxFrame)
 	}
+	e.initOffloads()
 	// The station address is the one the driver uses: configuration
 	// reaches it through the driver's own Config.
 	e.setAddr(tcpip.LinkAddress(info.MAC[:]))
@@ -353,7 +374,13 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	full := false
 	var terr tcpip.Error
 	for _, pkt := range pkts.AsSlice() {
-		cause, ok := e.write(pkt, maxFrame, &full)
+		var cause nic.Cause
+		var ok bool
+		if e.ol != nil {
+			cause, ok = e.writeChain(pkt, maxFrame, &full)
+		} else {
+			cause, ok = e.write(pkt, maxFrame, &full)
+		}
 		if ok {
 			sent++
 			continue

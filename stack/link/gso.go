@@ -1,0 +1,180 @@
+package link
+
+import (
+	"github.com/tamanet/tamanet/alloc"
+	"github.com/tamanet/tamanet/nic"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// initOffloads takes the driver's offloads, if it has any (New).
+//
+// Host GSO is asked for only when the device cuts TCP over both IPv4 and
+// IPv6 and fills partial checksums: gVisor asks it of every TCP route
+// whatever its network, and hands down segments longer than the MTU with
+// only the pseudo-header sum in their checksum field.
+//
+// The endpoint does not claim stack.CapabilityTXChecksumOffload, even when
+// the device fills checksums (Offloads.TxChecksum): with it, gVisor leaves
+// the UDP checksum of every datagram to the link, then fragments the ones
+// longer than the MTU (ipv4 and ipv6 handleFragments, one fragment per
+// WritePacket). No single frame holds the whole datagram, so neither this
+// endpoint nor the device can sum it: an IPv6 datagram would leave with
+// checksum 0, which receivers drop (RFC 8200 §8.1), an IPv4 one
+// unprotected. TCP, which never fragments, gets its checksum offloaded by
+// host GSO: gVisor marks every TCP packet NeedsCsum with the pseudo-header
+// sum in place (tcp/connect.go buildTCPHdr).
+func (e *Endpoint) initOffloads() {
+	ol, ok := e.dev.(nic.Offloader)
+	if !ok {
+		return
+	}
+	e.ol = ol
+	e.off = ol.Offloads()
+	e.hostGSO = e.off.TSO4 && e.off.TSO6 && e.off.TxChecksum && e.off.TxPartial &&
+		e.off.MaxTxPacket > header.EthernetMinimumSize+int(e.mtu)
+	e.txBufs = make([]*alloc.Buffer, 0, max(e.off.MaxTxBuffers, 1))
+}
+
+// GSOMaxSize implements stack.GSOEndpoint: the longest IP packet gVisor
+// may hand down, at most 64 KiB.
+func (e *Endpoint) GSOMaxSize() uint32 {
+	if e.hostGSO {
+		return uint32(min(e.off.MaxTxPacket-header.EthernetMinimumSize, stack.GVisorGSOMaxSize))
+	}
+	return stack.GVisorGSOMaxSize
+}
+
+// SupportedGSO implements stack.GSOEndpoint: host GSO when the device cuts
+// segments (initOffloads), else gVisor's own, which builds a batch of MSS
+// segments at once (tcp/connect.go sendTCPBatch) and hands them down one by
+// one.
+func (e *Endpoint) SupportedGSO() stack.SupportedGSO {
+	if e.hostGSO {
+		return stack.HostGSOSupported
+	}
+	return stack.GVisorGSOSupported
+}
+
+// writeChain copies pkt into a chain of pool buffers and posts it with
+// TransmitPacket, asking for the checksum and segmentation its GSO options
+// want. Caller holds txMu. Once the ring stays full after a reclaim, *full
+// is set and the rest of the batch is dropped without retrying.
+func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic.Cause, bool) {
+	if *full {
+		return nic.RingFull, false
+	}
+	size := pkt.Size()
+	m := &e.txMeta
+	*m = nic.TxMeta{}
+	limit := maxFrame
+	if g := &pkt.GSOOptions; e.hostGSO && g.NeedsCsum && (g.Type == stack.GSOTCPv4 || g.Type == stack.GSOTCPv6) {
+		// The TCP checksum field holds the pseudo-header sum; the
+		// device sums from the TCP header to the end (virtio 1.2
+		// §5.1.6.2).
+		m.NeedsCsum = true
+		m.CsumStart = uint16(len(pkt.LinkHeader().Slice()) + len(pkt.NetworkHeader().Slice()))
+		m.CsumOffset = g.CsumOffset
+		if pkt.Data().Size() > int(g.MSS) {
+			m.GSO = nic.GSOTCPv4
+			if g.Type == stack.GSOTCPv6 {
+				m.GSO = nic.GSOTCPv6
+			}
+			m.GSOSize = g.MSS
+			m.HdrLen = uint16(pkt.HeaderSize())
+			limit = e.off.MaxTxPacket
+		}
+	}
+	if size > limit {
+		return nic.Oversize, false
+	}
+	if size < header.EthernetMinimumSize {
+		return nic.Runt, false
+	}
+	bufs, cause, ok := e.fill(pkt, size)
+	if !ok {
+		return cause, false
+	}
+	// The buffers are ours until TransmitPacket succeeds.
+	err := e.ol.TransmitPacket(bufs, m)
+	if err == nic.ErrRingFull {
+		e.dev.Reclaim()
+		err = e.ol.TransmitPacket(bufs, m)
+		*full = err == nic.ErrRingFull
+	}
+	if err != nil {
+		// A refusal: the buffers are still ours, nothing counted.
+		freeAll(bufs)
+		return nic.CauseOf(err), false
+	}
+	e.tx.Count(size)
+	return 0, true
+}
+
+// fill takes pool buffers for size bytes into e.txBufs, the first with the
+// driver's headroom in front and each filled to its end, and copies pkt
+// into them.
+func (e *Endpoint) fill(pkt *stack.PacketBuffer, size int) ([]*alloc.Buffer, nic.Cause, bool) {
+	bufs := e.txBufs[:0]
+	for left := size; left > 0; {
+		if len(bufs) == cap(bufs) {
+			freeAll(bufs)
+			return nil, nic.Oversize, false
+		}
+		b := e.pool.Get()
+		if b == nil {
+			freeAll(bufs)
+			return nil, nic.NoBuffer, false
+		}
+		var err error
+		switch {
+		case len(bufs) > 0:
+			err = b.Reserve(0)
+		case b.Headroom() < e.txHeadroom:
+			err = b.Reserve(e.txHeadroom)
+		}
+		n := min(left, b.Cap()-b.Offset())
+		if err == nil {
+			_, err = b.Append(n)
+		}
+		if err != nil || n <= 0 {
+			_ = b.Free()
+			freeAll(bufs)
+			return nil, nic.NoBuffer, false
+		}
+		bufs = append(bufs, b)
+		left -= n
+	}
+	views, off := pkt.AsViewList()
+	copied, bi := 0, 0
+	dst := bufs[0].Bytes()
+	for v := views.Front(); v != nil && copied < size; v = v.Next() {
+		s := v.AsSlice()
+		if off >= len(s) {
+			off -= len(s)
+			continue
+		}
+		s, off = s[off:], 0
+		for len(s) > 0 && copied < size {
+			if len(dst) == 0 {
+				bi++
+				dst = bufs[bi].Bytes()
+			}
+			n := copy(dst, s)
+			dst, s = dst[n:], s[n:]
+			copied += n
+		}
+	}
+	if copied != size {
+		freeAll(bufs)
+		return nil, nic.Malformed, false
+	}
+	return bufs, 0, true
+}
+
+func freeAll(bufs []*alloc.Buffer) {
+	for _, b := range bufs {
+		_ = b.Free()
+	}
+}
