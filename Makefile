@@ -20,6 +20,8 @@
 # targets stay static. `make qemu IP=dhcp` runs dnsmasq on the tap.
 # IP6=fd00::10:1/64 (static IPv6 address; IP6= for none: link-local and SLAAC
 # addresses come on their own; usbarmory images default to none).
+# OFFLOADS=on|off (default on): off makes the NIC driver negotiate no
+# checksum or segmentation offload (virtio-net), for A/B runs.
 
 TARGET ?= microvm
 ACCEL  ?= auto
@@ -37,6 +39,7 @@ LOOKUP ?=
 GW     ?= 10.0.0.2
 MAC    ?= 02:00:00:00:00:01
 IP6    ?= fd00::10:1/64
+OFFLOADS ?= on
 BENCHCOUNT ?= 5
 CI_FUZZTIME ?= 5s
 
@@ -73,6 +76,7 @@ CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X '$(PKG)/internal/config.defaultDNS=$(DNS)' \
                   -X '$(PKG)/internal/config.defaultFallback=$(FALLBACK)' \
                   -X '$(PKG)/internal/config.defaultIP6=$(IP6)' \
+                  -X '$(PKG)/internal/config.defaultOffloads=$(OFFLOADS)' \
                   -X 'main.lookupTarget=$(LOOKUP)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 
@@ -113,9 +117,9 @@ imx: build
 	@rm -f $(IMAGE).bin
 endif
 
-# Invalid IP/GW/MAC/DNS/FALLBACK/IP6 fail the build here, with the reason.
+# Invalid IP/GW/MAC/DNS/FALLBACK/IP6/OFFLOADS fail the build here, with the reason.
 check-config:
-	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)' -dns '$(DNS)' -fallback '$(FALLBACK)' -ip6 '$(IP6)'
+	@$(GO) run ./internal/config/check -ip '$(IP)' -gw '$(GW)' -mac '$(MAC)' -dns '$(DNS)' -fallback '$(FALLBACK)' -ip6 '$(IP6)' -offloads '$(OFFLOADS)'
 
 # With IP=dhcp, dnsmasq serves DHCP and DNS on the tap.
 qemu: deps build

@@ -19,6 +19,9 @@ import (
 type Board struct {
 	dma []byte
 	nic *NIC
+	// NoOffloads makes NIC refuse every virtio-net offload
+	// (virtio.Config.NoOffloads): the OFFLOADS=off build.
+	NoOffloads bool
 }
 
 // New returns the board, with dmaArena bytes of tamago's DMA region
@@ -59,7 +62,7 @@ func (b *Board) NIC(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (*NIC, er
 	if b.nic != nil {
 		return nil, errors.New("microvm: the virtio-net device is already up")
 	}
-	d, err := virtio.New(mmio.New(VirtioNet0Base), arena, pool, virtio.Config{MAC: mac})
+	d, err := virtio.New(mmio.New(VirtioNet0Base), arena, pool, virtio.Config{MAC: mac, NoOffloads: b.NoOffloads})
 	if err != nil {
 		return nil, fmt.Errorf("microvm: virtio-net at %#x: %w", VirtioNet0Base, err)
 	}

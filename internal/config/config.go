@@ -5,8 +5,9 @@
 // configuration).
 //
 // The values are fixed at build time. The Makefile passes IP, GW, MAC, DNS,
-// FALLBACK and IP6 to the linker (-X) as defaultIP, defaultGW, defaultMAC,
-// defaultDNS, defaultFallback and defaultIP6, after running internal/config/check on
+// FALLBACK, IP6 and OFFLOADS to the linker (-X) as defaultIP, defaultGW,
+// defaultMAC, defaultDNS, defaultFallback, defaultIP6 and defaultOffloads,
+// after running internal/config/check on
 // them so that invalid values fail the build. The unikernel calls Default
 // at boot and refuses to start on an error, so an image built without the
 // check still never runs half-configured.
@@ -15,7 +16,9 @@
 // FALLBACK (an address with prefix, or empty for none) is used, with GW as
 // its gateway, when no server answers. DNS is a comma-separated list of
 // IPv4 name servers, used as they are with a static address and before a
-// lease's own servers with DHCP.
+// lease's own servers with DHCP. OFFLOADS=off turns the NIC's checksum and
+// segmentation offloads off (for A/B runs and broken backends); on is the
+// default.
 package config
 
 import (
@@ -34,6 +37,7 @@ var (
 	defaultDNS      = ""
 	defaultFallback = ""
 	defaultIP6      = "fd00::10:1/64"
+	defaultOffloads = "on"
 )
 
 // DHCP is the IP value that selects DHCP.
@@ -59,16 +63,21 @@ type Config struct {
 	// Addr6 is the static IPv6 address and prefix, e.g. fd00::10:1/64;
 	// the zero Prefix means none.
 	Addr6 netip.Prefix
+	// NoOffloads: the NIC driver negotiates no checksum or segmentation
+	// offload (OFFLOADS=off).
+	NoOffloads bool
 }
 
 // Values are the configuration as text, as the make variables give it.
 type Values struct {
 	IP, GW, MAC, DNS, Fallback, IP6 string
+	// Offloads is "on" or "off"; empty means on.
+	Offloads string
 }
 
 // Default parses and validates the values the image was built with.
 func Default() (Config, error) {
-	return ParseValues(Values{IP: defaultIP, GW: defaultGW, MAC: defaultMAC, DNS: defaultDNS, Fallback: defaultFallback, IP6: defaultIP6})
+	return ParseValues(Values{IP: defaultIP, GW: defaultGW, MAC: defaultMAC, DNS: defaultDNS, Fallback: defaultFallback, IP6: defaultIP6, Offloads: defaultOffloads})
 }
 
 // ParseValues parses and validates a whole configuration. IP "dhcp"
@@ -105,6 +114,13 @@ func ParseValues(v Values) (Config, error) {
 	}
 	if c.Addr6, err = ParseIP6(v.IP6); err != nil {
 		return Config{}, err
+	}
+	switch strings.ToLower(strings.TrimSpace(v.Offloads)) {
+	case "", "on":
+	case "off":
+		c.NoOffloads = true
+	default:
+		return Config{}, fmt.Errorf("config: OFFLOADS %q: on or off", v.Offloads)
 	}
 	return c, nil
 }
@@ -164,7 +180,7 @@ func Parse(ip, gw, mac string) (Config, error) {
 }
 
 // String formats c as the IP, GW and MAC make variables would set it
-// (and, when set, DHCP with its fallback, DNS and IP6).
+// (and, when set, DHCP with its fallback, DNS, IP6 and OFFLOADS=off).
 func (c Config) String() string {
 	gw := "none"
 	if c.Gateway.IsValid() {
@@ -188,6 +204,9 @@ func (c Config) String() string {
 	}
 	if c.Addr6.IsValid() {
 		s += fmt.Sprintf(" ip6=%v", c.Addr6)
+	}
+	if c.NoOffloads {
+		s += " offloads=off"
 	}
 	return s
 }

@@ -1,6 +1,6 @@
 // Command check validates the unikernel's build-time network configuration.
 // The Makefile runs it before building the image, so that invalid IP, GW,
-// MAC, DNS, FALLBACK or IP6 values fail the build with the reason:
+// MAC, DNS, FALLBACK, IP6 or OFFLOADS values fail the build with the reason:
 //
 //	go run ./internal/config/check -ip 10.0.0.1/24 -gw 10.0.0.2 -mac 02:00:00:00:00:01 -ip6 fd00::10:1/64
 //	go run ./internal/config/check -ip dhcp -fallback 10.0.0.1/24 -gw 10.0.0.2 -mac 02:00:00:00:00:01 -dns 10.0.0.2
@@ -31,6 +31,7 @@ func run(args []string, stderr io.Writer) int {
 	dns := fs.String("dns", "", "comma-separated IPv4 DNS servers, or empty")
 	fallback := fs.String("fallback", "", "with -ip dhcp: static address with prefix length used when no server answers, or empty")
 	ip6 := fs.String("ip6", "", "static IPv6 address with prefix length, e.g. fd00::10:1/64, or empty for none")
+	offloads := fs.String("offloads", "on", "NIC checksum and segmentation offloads: on or off")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -38,7 +39,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "check: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if _, err := config.ParseValues(config.Values{IP: *ip, GW: *gw, MAC: *mac, DNS: *dns, Fallback: *fallback, IP6: *ip6}); err != nil {
+	if _, err := config.ParseValues(config.Values{IP: *ip, GW: *gw, MAC: *mac, DNS: *dns, Fallback: *fallback, IP6: *ip6, Offloads: *offloads}); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
