@@ -93,6 +93,9 @@ func (d *Device) txPacketLocked(q *vq, head uint16, total int, stage [][]byte, s
 			return k, true
 		}
 		stageN[k] = copy(stage[k], buf)
+		if h[hdrGSOType] != gsoNone {
+			d.stats.TxGSO++
+		}
 		d.stats.TxFrames++
 		d.stats.TxBytes += uint64(n)
 		return k + 1, true
