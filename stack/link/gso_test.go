@@ -1,0 +1,184 @@
+package link
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/tamanet/tamanet/nic"
+	"github.com/tamanet/tamanet/nic/nictest"
+	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
+	"github.com/tamanet/tamanet/stack/stacktest"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// The endpoint's GSO: what it asks gVisor for, and a host GSO segment as
+// gVisor hands it down going out as one chain the device cuts.
+
+var (
+	srcIP = tcpip.AddrFrom4([4]byte{10, 0, 0, 1})
+	dstIP = tcpip.AddrFrom4([4]byte{10, 0, 0, 2})
+)
+
+// gsoPacket is a TCP segment over IPv4 of payload bytes as gVisor's host
+// GSO builds it: headers pushed, the pseudo-header sum in the checksum
+// field (tcp/connect.go buildTCPHdr), GSOOptions set.
+func gsoPacket(ep *Endpoint, payload int, mss uint16) *stack.PacketBuffer {
+	data := make([]byte, payload)
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		ReserveHeaderBytes: int(ep.MaxHeaderLength()) + header.IPv4MinimumSize + header.TCPMinimumSize,
+		Payload:            buffer.MakeWithData(data),
+	})
+	tcp := header.TCP(pkt.TransportHeader().Push(header.TCPMinimumSize))
+	tcp.Encode(&header.TCPFields{SrcPort: 7, DstPort: 9, SeqNum: 1000, AckNum: 1, DataOffset: header.TCPMinimumSize,
+		Flags: header.TCPFlagAck | header.TCPFlagPsh, WindowSize: 65535})
+	tcp.SetChecksum(header.PseudoHeaderChecksum(header.TCPProtocolNumber, srcIP, dstIP, uint16(header.TCPMinimumSize+payload)))
+	pkt.TransportProtocolNumber = header.TCPProtocolNumber
+	ip := header.IPv4(pkt.NetworkHeader().Push(header.IPv4MinimumSize))
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(header.IPv4MinimumSize + header.TCPMinimumSize + payload),
+		ID: 0x100, TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: srcIP, DstAddr: dstIP})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
+	pkt.GSOOptions = stack.GSO{Type: stack.GSOTCPv4, NeedsCsum: true, CsumOffset: header.TCPChecksumOffset,
+		MSS: mss, L3HdrLen: header.IPv4MinimumSize, MaxSize: ep.GSOMaxSize()}
+	pkt.EgressRoute.LocalLinkAddress = tcpip.LinkAddress(ourMAC[:])
+	pkt.EgressRoute.RemoteLinkAddress = tcpip.LinkAddress(peerMAC[:])
+	ep.AddHeader(pkt)
+	return pkt
+}
+
+// TestSupportedGSO: host GSO only over a device that cuts TCP over IPv4 and
+// IPv6 (and so fills partial checksums), gVisor's GSO otherwise; never
+// CapabilityTXChecksumOffload (see initOffloads).
+func TestSupportedGSO(t *testing.T) {
+	for _, tc := range []struct {
+		features uint64
+		want     stack.SupportedGSO
+		max      uint32
+	}{
+		{virtiotest.TxOffloads, stack.HostGSOSupported, 1 << 16},
+		{virtiotest.FeatureCSUM | virtiotest.FeatureHostTSO4, stack.GVisorGSOSupported, stack.GVisorGSOMaxSize},
+		{virtiotest.FeatureCSUM, stack.GVisorGSOSupported, stack.GVisorGSOMaxSize},
+		{0, stack.GVisorGSOSupported, stack.GVisorGSOMaxSize},
+	} {
+		_, _, drv := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC, Features: virtiotest.Features | tc.features})
+		ep, err := New(&Options{Device: drv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ep.SupportedGSO() != tc.want || ep.GSOMaxSize() != tc.max || ep.Capabilities()&stack.CapabilityTXChecksumOffload != 0 {
+			t.Errorf("features %#x: SupportedGSO %v, GSOMaxSize %d, capabilities %#x", tc.features, ep.SupportedGSO(), ep.GSOMaxSize(), ep.Capabilities())
+		}
+		drv.Close()
+	}
+	r := newRig(t, nictest.Config{}) // no Offloader
+	if r.ep.SupportedGSO() != stack.GVisorGSOSupported {
+		t.Errorf("without an Offloader: %v", r.ep.SupportedGSO())
+	}
+}
+
+// TestWriteGSO: a 60000-byte host GSO segment leaves the endpoint as one
+// chain; the device cuts it into 42 valid frames whose payloads join into
+// the segment's. A GSO segment over a device without TSO is refused as
+// oversize and counted.
+func TestWriteGSO(t *testing.T) {
+	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC, Features: virtiotest.Features | virtiotest.TxOffloads})
+	r := newDrvRig(t, pool, model, drv)
+	var frames [][]byte
+	model.SetOutput(func(f []byte) { frames = append(frames, bytes.Clone(f)) })
+	base := pool.InUse()
+	const payload, mss = 60000, 1448
+	pkt := gsoPacket(r.ep, payload, mss)
+	defer pkt.DecRef()
+	var l stack.PacketBufferList
+	l.PushBack(pkt)
+	if n, err := r.ep.WritePackets(l); n != 1 || err != nil {
+		t.Fatalf("WritePackets: %d, %v", n, err)
+	}
+	r.ep.Reclaim()
+	if len(frames) != (payload+mss-1)/mss {
+		t.Fatalf("%d frames out", len(frames))
+	}
+	var got []byte
+	for i, f := range frames {
+		ip := header.IPv4(f[header.EthernetMinimumSize:])
+		if !ip.IsChecksumValid() || int(ip.TotalLength()) != len(ip) {
+			t.Fatalf("frame %d: bad IPv4 header", i)
+		}
+		tcp := header.TCP(ip.Payload())
+		ps := header.PseudoHeaderChecksum(header.TCPProtocolNumber, srcIP, dstIP, uint16(len(tcp)))
+		if checksum.Checksum(tcp, ps) != 0xffff {
+			t.Fatalf("frame %d: bad TCP checksum", i)
+		}
+		if tcp.SequenceNumber() != 1000+uint32(len(got)) {
+			t.Fatalf("frame %d: seq %d", i, tcp.SequenceNumber())
+		}
+		got = append(got, tcp.Payload()...)
+	}
+	want := pkt.Data().AsRange().ToSlice()
+	if !bytes.Equal(got, want) {
+		t.Fatal("frames do not join into the segment")
+	}
+	if st := model.Stats(); st.TxGSO != 1 || st.TxChains != 1 {
+		t.Fatalf("model: %d GSO packets, %d chains", st.TxGSO, st.TxChains)
+	}
+	nictest.CheckBaseline(t, pool, base, "after the segment")
+
+	// Without TSO the endpoint never asked for host GSO: such a segment
+	// is too long for a frame.
+	pool2, model2, drv2 := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC, Features: virtiotest.Features | virtiotest.FeatureCSUM})
+	r2 := newDrvRig(t, pool2, model2, drv2)
+	p2 := gsoPacket(r2.ep, payload, mss)
+	defer p2.DecRef()
+	var l2 stack.PacketBufferList
+	l2.PushBack(p2)
+	if n, err := r2.ep.WritePackets(l2); n != 0 || err == nil {
+		t.Fatalf("segment over a device without TSO: %d sent, %v", n, err)
+	}
+	var st Stats
+	r2.ep.Stats(&st)
+	if st.Tx.Drops[nic.Oversize] != 1 {
+		t.Fatalf("drops %v", st.Tx.Drops)
+	}
+}
+
+// TestGSOAllocs: host GSO segments of 64 KiB and single frames, through
+// the endpoint, the driver's chains and the model's segmentation, and back
+// with Reclaim, allocate nothing over 2000 packets.
+func TestGSOAllocs(t *testing.T) {
+	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC, Features: virtiotest.Features | virtiotest.TxOffloads})
+	r := newDrvRig(t, pool, model, drv)
+	big, small := gsoPacket(r.ep, 65000, 1448), gsoPacket(r.ep, 500, 1448)
+	defer big.DecRef()
+	defer small.DecRef()
+	var lb, ls stack.PacketBufferList
+	lb.PushBack(big)
+	ls.PushBack(small)
+	i, written := 0, 0
+	step := func() {
+		l := lb
+		if i%2 == 1 {
+			l = ls
+		}
+		i++
+		n, _ := r.ep.WritePackets(l)
+		written += n
+		r.ep.Reclaim()
+	}
+	for j := 0; j < allocWarmup; j++ {
+		step()
+	}
+	base, out := pool.InUse(), r.out
+	i, written = 0, 0
+	nictest.NoAllocs(t, allocRuns, "endpoint GSO chain -> driver -> model segmentation -> reclaim", step)
+	if want := (allocRuns+2)/2*45 + (allocRuns+1)/2; written != allocRuns+1 || r.out-out != want || pool.InUse() != base {
+		t.Fatalf("written %d of %d, %d frames out (want %d), pool %d (baseline %d)", written, allocRuns+1, r.out-out, want, pool.InUse(), base)
+	}
+}
