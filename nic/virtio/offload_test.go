@@ -9,6 +9,7 @@ import (
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/nic/nictest"
+	"github.com/tamanet/tamanet/nic/virtio/internal/vring"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 )
 
@@ -485,4 +486,63 @@ func TestAllocsTransmitPacket(t *testing.T) {
 		t.Fatalf("%d refused, %d frames out, want %d", failed, frames, want)
 	}
 	nictest.CheckBaseline(t, s.pool, base, "after allocation runs")
+}
+
+// TestTxChainForgedCompletions: a used entry naming a descriptor inside a
+// chain (not its head) is counted as BadID and frees nothing; the head's
+// completion frees the whole chain; a second completion of the head is a
+// Duplicate. The device is stalled and the test plays it, writing the used
+// ring itself.
+func TestTxChainForgedCompletions(t *testing.T) {
+	s := mustSide(t, virtiotest.Options{Features: virtiotest.Features | virtiotest.TxOffloads}, Config{})
+	base := s.pool.InUse()
+	s.dev.Stall()
+	pkt := tcpPacket(false, 5000, 1, 0x10)
+	bufs := chainOf(t, s.pool, pkt)
+	if len(bufs) != 3 {
+		t.Fatalf("%d buffers, want 3", len(bufs))
+	}
+	if err := s.drv.TransmitPacket(bufs, &nic.TxMeta{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: nic.GSOTCPv4, GSOSize: 1448, HdrLen: 54}); err != nil {
+		t.Fatal(err)
+	}
+	q := &s.drv.tx
+	head := binary.LittleEndian.Uint16(q.avail[vring.AvailSlot(0, q.mask):])
+	inner := q.link[head]
+	complete := func(i uint16, id uint16) {
+		o := vring.UsedSlot(i, q.mask)
+		binary.LittleEndian.PutUint32(q.used[o+vring.UsedElemID:], uint32(id))
+		binary.LittleEndian.PutUint32(q.used[o+vring.UsedElemLen:], 0)
+		vring.Store16(q.used, vring.UsedIdx, i+1)
+	}
+	drops := func(c nic.Cause) uint64 {
+		var st nic.Stats
+		s.drv.Stats(&st)
+		return st.Tx.Drops[c]
+	}
+	complete(0, inner)
+	if n := s.drv.Reclaim(); n != 0 || drops(nic.BadID) != 1 || s.drv.TxFree() != q.num-3 {
+		t.Fatalf("inner completion: freed %d, bad ids %d, free %d", n, drops(nic.BadID), s.drv.TxFree())
+	}
+	complete(1, head)
+	if n := s.drv.Reclaim(); n != 3 || s.drv.TxFree() != q.num {
+		t.Fatalf("head completion: freed %d, free %d", n, s.drv.TxFree())
+	}
+	nictest.CheckBaseline(t, s.pool, base, "after the chain")
+	// One more frame outstanding, on another descriptor, so the
+	// forged entry is not beyond what the device holds.
+	fb := s.pool.Get()
+	fillFrame(t, fb, 60, 1)
+	if err := s.drv.Transmit(fb); err != nil {
+		t.Fatal(err)
+	}
+	if id := binary.LittleEndian.Uint16(q.avail[vring.AvailSlot(1, q.mask):]); id == head {
+		t.Fatalf("frame reposted on the chain's head %d", id)
+	}
+	complete(2, head)
+	if n := s.drv.Reclaim(); n != 0 || drops(nic.Duplicate) != 1 {
+		t.Fatalf("second head completion: freed %d, duplicates %d", n, drops(nic.Duplicate))
+	}
+	nictest.CheckBaseline(t, s.pool, base+1, "after forged completions")
+	s.drv.Close()
+	nictest.CheckEmpty(t, s.pool, "after Close")
 }

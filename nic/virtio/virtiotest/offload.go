@@ -73,9 +73,15 @@ func (d *Device) txPacketLocked(q *vq, head uint16, total int, stage [][]byte, s
 		d.stats.Oversize++
 		return k, true
 	}
+	d.gather(q, 0, d.tx.pkt[:total])
+	return d.txFrameLocked(head, total, stage, stageN, k)
+}
+
+// txFrameLocked is txPacketLocked for the packet gathered into d.tx.pkt.
+func (d *Device) txFrameLocked(head uint16, total int, stage [][]byte, stageN []int, k int) (int, bool) {
+	n := total - hdrSize
 	t := &d.tx
 	buf := t.pkt[:total]
-	d.gather(q, 0, buf)
 	h, p := buf[:hdrSize], buf[hdrSize:]
 	f := &d.faults
 	if f.TxHeaderLie > 0 && d.rng.Float64() < f.TxHeaderLie {
