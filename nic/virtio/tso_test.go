@@ -19,10 +19,12 @@ func TestStacksTxOffloads(t *testing.T) {
 		name     string
 		features uint64
 		tso      bool
+		faults   bool
 	}{
-		{"tso", virtiotest.Features | virtiotest.TxOffloads, true},
-		{"csum-only", virtiotest.Features | virtiotest.FeatureCSUM, false},
-		{"none", virtiotest.Features, false},
+		{"tso", virtiotest.Features | virtiotest.TxOffloads, true, false},
+		{"tso-faults", virtiotest.Features | virtiotest.TxOffloads, true, true},
+		{"csum-only", virtiotest.Features | virtiotest.FeatureCSUM, false, false},
+		{"none", virtiotest.Features, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			node := func(mac [6]byte, addr, peer netip.Prefix) *vnode {
@@ -47,8 +49,17 @@ func TestStacksTxOffloads(t *testing.T) {
 			})
 			stacktest.StartServices(t, b.s)
 			size := 16 << 20
-			if testing.Short() || raceEnabled {
+			if testing.Short() || raceEnabled || tc.faults {
 				size = 4 << 20
+			}
+			if tc.faults {
+				// Bad used entries on the rings that carry the chains,
+				// and a lossy wire both ways.
+				wire := virtiotest.Faults{Drop: 0.005, Duplicate: 0.005, Corrupt: 0.005, Reorder: 0.005, BadLength: 0.01, BadID: 0.02}
+				wire.Seed = 11
+				a.model.SetFaults(wire)
+				wire.Seed = 12
+				b.model.SetFaults(wire)
 			}
 			at := stacktest.AddrB.Addr().String() + ":"
 			stacktest.Upload(t, a.s, at+stacktest.PortSHA, size)
@@ -58,7 +69,7 @@ func TestStacksTxOffloads(t *testing.T) {
 				st := n.model.Stats()
 				t.Logf("tx: %d frames, %d chains, %d TSO packets cut into %d frames, %d checksums filled, %d bad headers",
 					st.TxFrames, st.TxChains, st.TxGSO, st.TxSegments, st.TxCsum, st.BadHeaders)
-				if st.BadHeaders != 0 || st.DeviceErrors != 0 {
+				if st.BadHeaders != 0 || st.DeviceErrors != 0 || tc.faults && st.BadIDs == 0 {
 					t.Errorf("model stats %+v", st)
 				}
 				if tc.tso {
