@@ -8,6 +8,7 @@ package virtio_test
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack"
@@ -27,17 +28,19 @@ func TestStacksTxOffloads(t *testing.T) {
 		{"none", virtiotest.Features, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			node := func(mac [6]byte, addr, peer netip.Prefix) *vnode {
+			node := func(mac [6]byte, addr, peer, addr6 netip.Prefix) *vnode {
 				pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: mac, Features: tc.features})
-				s, err := stack.New(drv, stack.Config{Addr: addr, Gateway: peer.Addr()})
+				s, err := stack.New(drv, stack.Config{Addr: addr, Gateway: peer.Addr(), IPv6: true, Addr6: addr6})
 				if err != nil {
 					t.Fatal(err)
 				}
 				model.SetInterrupt(s.Wake)
-				return &vnode{pool: pool, model: model, drv: drv, s: s, baseline: pool.InUse()}
+				// Idle, the pool lends only the receive ring: IPv6
+				// may have frames in flight already.
+				return &vnode{pool: pool, model: model, drv: drv, s: s, baseline: drv.Info().RxRing}
 			}
-			a := node(stacktest.MACA, stacktest.AddrA, stacktest.AddrB)
-			b := node(stacktest.MACB, stacktest.AddrB, stacktest.AddrA)
+			a := node(stacktest.MACA, stacktest.AddrA, stacktest.AddrB, stacktest.Addr6A)
+			b := node(stacktest.MACB, stacktest.AddrB, stacktest.AddrA, stacktest.Addr6B)
 			virtiotest.Pipe(a.model, b.model)
 			a.s.Start()
 			b.s.Start()
@@ -64,6 +67,13 @@ func TestStacksTxOffloads(t *testing.T) {
 			at := stacktest.AddrB.Addr().String() + ":"
 			stacktest.Upload(t, a.s, at+stacktest.PortSHA, size)
 			stacktest.Download(t, a.s, at+stacktest.PortGen, size)
+			// Over IPv6: host GSO hands down TCPv6 segments.
+			stacktest.WaitPing(t, a.s, stacktest.Addr6B.Addr(), 10*time.Second)
+			gso := a.model.Stats().TxGSO
+			stacktest.Upload(t, a.s, "["+stacktest.Addr6B.Addr().String()+"]:"+stacktest.PortSHA, 4<<20)
+			if v6 := a.model.Stats().TxGSO - gso; tc.tso != (v6 > 0) {
+				t.Errorf("%d TSO packets over IPv6", v6)
+			}
 
 			for _, n := range []*vnode{a, b} {
 				st := n.model.Stats()
