@@ -37,9 +37,13 @@ type Binary struct {
 	PtrSize  int
 	TextAddr uint64
 	TextEnd  uint64
-	// TextSum is the SHA-256 of .text, to check that a stripped image
-	// and its unstripped twin hold the same code.
-	TextSum [32]byte
+	// FuncSum is the SHA-256 of the function table (each function's
+	// entry and name), to check that a stripped image and its
+	// unstripped twin have the same functions at the same addresses.
+	// (Their .text bytes may still differ: an ARM function's literal pool
+	// holds data addresses, and the recorded -ldflags, which differ,
+	// shift the data.)
+	FuncSum [32]byte
 
 	ef      *elf.File
 	order   binary.ByteOrder
@@ -87,12 +91,8 @@ func newBinary(ef *elf.File) (*Binary, error) {
 		return nil, errors.New("no .text section")
 	}
 	b.TextAddr, b.TextEnd = text.Addr, text.Addr+text.Size
-	tb, err := text.Data()
-	if err != nil {
-		return nil, fmt.Errorf(".text: %w", err)
-	}
-	b.TextSum = sha256.Sum256(tb)
 	sec := ef.Section(".gopclntab")
+	var err error
 	if sec == nil {
 		return nil, errors.New("no .gopclntab section")
 	}
@@ -105,6 +105,15 @@ func newBinary(ef *elf.File) (*Binary, error) {
 	if err := b.parseHeader(); err != nil {
 		return nil, err
 	}
+	h := sha256.New()
+	for i := 0; i < b.nfunc; i++ {
+		f, ok := b.funcAt(b.TextAddr + uint64(b.order.Uint32(b.ftab[i*8:])))
+		if !ok {
+			return nil, fmt.Errorf(".gopclntab: function %d not found at its own entry", i)
+		}
+		fmt.Fprintf(h, "%x %s\n", f.entry, b.name(int32(f.u32(fNameOff))))
+	}
+	h.Sum(b.FuncSum[:0])
 	if syms, err := ef.Symbols(); err == nil {
 		for _, s := range syms {
 			if s.Name == "go:func.*" {
@@ -162,14 +171,14 @@ func (b *Binary) parseHeader() error {
 	return nil
 }
 
-// SameCode reports an error unless o's text is the same code at the same
-// addresses as b's.
+// SameCode reports an error unless o has the same functions at the same
+// addresses as b.
 func (b *Binary) SameCode(o *Binary) error {
 	if b.Arch != o.Arch || b.TextAddr != o.TextAddr || b.TextEnd != o.TextEnd {
 		return fmt.Errorf("text differs: %s [%#x,%#x) and %s [%#x,%#x)", b.Arch, b.TextAddr, b.TextEnd, o.Arch, o.TextAddr, o.TextEnd)
 	}
-	if b.TextSum != o.TextSum {
-		return errors.New("text at the same addresses differs in content: not the same build")
+	if b.FuncSum != o.FuncSum {
+		return errors.New("the functions differ in name or address: not the same build")
 	}
 	return nil
 }
