@@ -62,7 +62,7 @@ func TestSampleToPprof(t *testing.T) {
 	if stats.Samples < 5 || stats.Samples > 60 || st.Len() != int64(stats.Samples) {
 		t.Fatalf("%d samples (%d in stacks) in %v", stats.Samples, st.Len(), stats.Elapsed)
 	}
-	if stats.Depth != len(d.Callers)+1 || stats.Stopped <= 0 || stats.Stopped > stats.Elapsed {
+	if stats.Depth != len(d.Callers)+1 || stats.Complete != stats.Samples || stats.Stopped <= 0 || stats.Stopped > stats.Elapsed {
 		t.Errorf("stats %+v", stats)
 	}
 	// The stub acks before it records: wait for the last request.

@@ -47,6 +47,9 @@ type Stats struct {
 	Reads   int           // memory reads over all samples
 	Depth   int           // the deepest stack recorded
 	Frames  int           // frames over all samples
+	// Complete counts the stacks unwound to their top (goexit, mstart):
+	// the rest ended early (system stack, code outside Go, max depth).
+	Complete int
 }
 
 // StoppedShare is the fraction of the run the guest spent stopped for
@@ -112,6 +115,9 @@ func Sample(ctx context.Context, g *GDB, b *Binary, st *Stacks, hz int, d time.D
 			st.Add(pcs)
 			s.Samples++
 			s.Frames += len(pcs)
+			if b.topFrame(pcs[len(pcs)-1]) {
+				s.Complete++
+			}
 			s.Depth = max(s.Depth, len(pcs))
 		}
 		t2 := time.Now()

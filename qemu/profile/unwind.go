@@ -128,3 +128,10 @@ func (b *Binary) Unwind(pcs []uint64, r Regs, mem *stackCache, max int) []uint64
 	}
 	return pcs
 }
+
+// topFrame reports whether the return address ret is in a function that
+// starts a stack (goexit, mstart, rt0_go).
+func (b *Binary) topFrame(ret uint64) bool {
+	f, ok := b.funcAt(ret - 1)
+	return ok && f.rec[fFlag]&flagTopFrame != 0
+}
