@@ -47,8 +47,9 @@ type Stats struct {
 	Reads   int           // memory reads over all samples
 	Depth   int           // the deepest stack recorded
 	Frames  int           // frames over all samples
-	// Complete counts the stacks unwound to their top (goexit, mstart):
-	// the rest ended early (system stack, code outside Go, max depth).
+	// Complete counts the stacks unwound to their top (goexit, mstart)
+	// or to a switch to the system stack (mcall, systemstack): the rest
+	// ended early (code outside Go, a failed read, max depth).
 	Complete int
 }
 

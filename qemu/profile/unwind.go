@@ -130,8 +130,9 @@ func (b *Binary) Unwind(pcs []uint64, r Regs, mem *stackCache, max int) []uint64
 }
 
 // topFrame reports whether the return address ret is in a function that
-// starts a stack (goexit, mstart, rt0_go).
+// starts a stack (goexit, mstart, rt0_go) or switches to it (mcall,
+// systemstack: the scheduler and the runtime run on the system stack).
 func (b *Binary) topFrame(ret uint64) bool {
 	f, ok := b.funcAt(ret - 1)
-	return ok && f.rec[fFlag]&flagTopFrame != 0
+	return ok && f.rec[fFlag]&(flagTopFrame|flagSPWrite) != 0
 }

@@ -164,7 +164,7 @@ func run() int {
 	logf("%d samples (%d lost) in %v, %.0f/s; guest stopped %.1f%% of the time, %v a sample; stack depth mean %.1f, max %d",
 		stats.Samples, stats.Errors, stats.Elapsed.Round(time.Millisecond), float64(stats.Samples)/stats.Elapsed.Seconds(),
 		100*stats.StoppedShare(), perSample(stats), float64(stats.Frames)/float64(max(stats.Samples, 1)), stats.Depth)
-	logf("%.1f%% of the stacks unwound to their top (goexit, mstart)", 100*float64(stats.Complete)/float64(max(stats.Samples, 1)))
+	logf("%.1f%% of the stacks unwound to their top (goexit, mstart) or a stack switch (mcall, systemstack)", 100*float64(stats.Complete)/float64(max(stats.Samples, 1)))
 	logf("a sample: %v for the stop reply, %v reading registers and %.1f stack blocks", per(stats.Halting, stats.Samples),
 		per(stats.Reading, stats.Samples), float64(stats.Reads)/float64(max(stats.Samples, 1)))
 
