@@ -307,3 +307,36 @@ func TestExitedAndSilent(t *testing.T) {
 		t.Errorf("took %v", d)
 	}
 }
+
+// replayConn is a net.Conn that reads a fixed byte string and swallows
+// writes.
+type replayConn struct {
+	net.Conn
+	r *bytes.Reader
+}
+
+func (c replayConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c replayConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c replayConn) SetDeadline(time.Time) error      { return nil }
+func (c replayConn) Close() error                     { return nil }
+func (c replayConn) LocalAddr() net.Addr              { return nil }
+func (c replayConn) RemoteAddr() net.Addr             { return nil }
+func (c replayConn) SetReadDeadline(time.Time) error  { return nil }
+func (c replayConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzStubReplies: whatever bytes the stub sends, the client's requests
+// return, with an error at the latest when the bytes run out, and never
+// panic.
+func FuzzStubReplies(f *testing.F) {
+	f.Add([]byte("+$T02thread:01;#04+$0102#03+$deadbeef#" + sum("deadbeef")))
+	f.Add([]byte("$O41#" + sum("O41") + "$S05#b8+$E01#a6+$0*\"#" + sum("0*\"")))
+	f.Add([]byte("-+$W00#b7"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g := NewGDB(replayConn{r: bytes.NewReader(data)}, time.Second)
+		for range 4 {
+			g.Stop()
+			g.Registers()
+			g.ReadMemory(0x1000, make([]byte, 4))
+		}
+	})
+}
