@@ -11,6 +11,8 @@
 #   make ab A=IMAGE      the system benchmark on image A and on this tree's
 #                        image (or B=IMAGE), alternately, medians of each
 #   make soak            mixed traffic for DURATION (default 30m) under QEMU
+#   make profile         sample the guest under QEMU while WORKLOAD runs:
+#                        a pprof profile in build/, top entries printed
 #
 # Variables: TARGET=microvm|mx6ullevk|usbarmory, ACCEL=auto|kvm|tcg,
 # IP=10.0.0.1/24 GW=10.0.0.2 MAC=02:00:00:00:00:01 (checked before building),
@@ -22,6 +24,9 @@
 # addresses come on their own; usbarmory images default to none).
 # OFFLOADS=on|off (default on): off makes the NIC driver negotiate no
 # checksum or segmentation offload (virtio-net), for A/B runs.
+# make profile: WORKLOAD=tx|rx|rr|idle (tx: the host reads chargen, rx: the
+# host writes to discard, rr: 64-byte TCP echo round trips, idle: none),
+# PROFILE_SECONDS=20 (sampling time), PROFILE_HZ=100 (samples a second).
 
 TARGET ?= microvm
 ACCEL  ?= auto
@@ -79,8 +84,12 @@ CONFIG_LDFLAGS := -X '$(PKG)/internal/config.defaultIP=$(IP)' \
                   -X '$(PKG)/internal/config.defaultOffloads=$(OFFLOADS)' \
                   -X 'main.lookupTarget=$(LOOKUP)'
 LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
+# The unstripped twin make profile symbolizes with: the same flags minus
+# -s -w, so the same code at the same addresses (tamanet-profile checks).
+SYMLDFLAGS := $(filter-out -s -w,$(LDFLAGS))
+SYMIMAGE := $(IMAGE).sym
 
-.PHONY: all build image imx qemu e2e soak test test-host bench ab deps check-config fuzz vet clean FORCE
+.PHONY: all build image imx qemu e2e soak test test-host bench ab profile deps check-config fuzz vet clean FORCE
 
 all: build
 
@@ -93,6 +102,12 @@ $(IMAGE): FORCE check-config
 	TAMAGO=$$($(GO) tool -n github.com/usbarmory/tamago/cmd/tamago) && \
 	GOOS=tamago GOOSPKG=github.com/usbarmory/tamago GOARCH=$(GOARCH_T) $(GOENV_T) \
 	  $$TAMAGO build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/unikernel
+
+$(SYMIMAGE): FORCE check-config
+	@mkdir -p $(BUILD)
+	TAMAGO=$$($(GO) tool -n github.com/usbarmory/tamago/cmd/tamago) && \
+	GOOS=tamago GOOSPKG=github.com/usbarmory/tamago GOARCH=$(GOARCH_T) $(GOENV_T) \
+	  $$TAMAGO build -tags $(TAGS) -trimpath -ldflags "$(SYMLDFLAGS)" -o $@ ./cmd/unikernel
 
 # i.MX boot image for USB serial download (SDP) or microSD/eMMC at 1 KiB:
 # the ELF's loadable sections as a raw binary from TEXT on (.bss and
@@ -186,6 +201,21 @@ ab: deps build
 	done; done
 	@echo "A = $(A), B = $(B)$(if $(C),$(comma) C = $(C))$(if $(D),$(comma) D = $(D))"
 	$(GO) run ./internal/benchsummary < $(BUILD)/ab-$(TARGET).txt
+
+# The guest profiler (qemu/cmd/tamanet-profile): boots the image under QEMU
+# with its gdb stub on a unix socket, runs WORKLOAD from the namespace for
+# PROFILE_SECONDS while it stops the guest PROFILE_HZ times a second to read
+# its registers and stack, symbolizes with the unstripped twin
+# ($(SYMIMAGE)) and writes build/profile-TARGET-WORKLOAD.pb.gz, then prints
+# the top entries. make profile TARGET=microvm WORKLOAD=tx
+WORKLOAD        ?= tx
+PROFILE_SECONDS ?= 20
+PROFILE_HZ      ?= 100
+PROFILE_OUT     := $(BUILD)/profile-$(TARGET)-$(WORKLOAD).pb.gz
+profile: deps build $(SYMIMAGE)
+	$(GO) run ./qemu/cmd/tamanet-profile -target $(TARGET) -image $(IMAGE) -symbols $(SYMIMAGE) -accel $(ACCEL) \
+	  -workload $(WORKLOAD) -seconds $(PROFILE_SECONDS) -hz $(PROFILE_HZ) -o $(PROFILE_OUT)
+	$(GO) tool pprof -top -nodecount=25 $(PROFILE_OUT)
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s

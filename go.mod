@@ -5,6 +5,7 @@ go 1.26.0
 tool github.com/usbarmory/tamago/cmd/tamago
 
 require (
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/gopacket/gopacket v1.7.7
 	github.com/usbarmory/tamago v1.26.0
 	gvisor.dev/gvisor v0.0.0-20260413194555-9680d69bf798

@@ -55,6 +55,10 @@ type Options struct {
 	// QEMU overrides the emulator binary (tests use a stand-in); ""
 	// means the target's qemu-system-*.
 	QEMU string
+	// GDB, if set, is a unix socket path for QEMU's gdb stub (qemu/profile
+	// samples the guest through it). A unix socket, not TCP: QEMU runs
+	// inside the namespace, whose loopback the host cannot reach.
+	GDB string
 }
 
 // VM is one running QEMU guest in its namespace.
@@ -119,6 +123,9 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	v := &VM{console: o.Console, readyCh: make(chan struct{}), done: make(chan struct{})}
 	v.accel, v.accelNote = ResolveAccel(o.Target, o.Accel)
 	v.args = append([]string{qemu}, Args(o.Target, o.Image, v.accel, o.Tap)...)
+	if o.GDB != "" {
+		v.args = append(v.args, "-gdb", "unix:"+o.GDB+",server=on,wait=off")
+	}
 
 	name := o.Netns
 	if name == "" {

@@ -278,3 +278,25 @@ exec sleep 60`)
 		})
 	}
 }
+
+// TestStartGDB: Options.GDB puts QEMU's gdb stub on that unix socket.
+func TestStartGDB(t *testing.T) {
+	netns.Require(t)
+	q := fakeQEMU(t, `while [ $# -gt 0 ]; do [ "$1" = -gdb ] && g=$2; shift; done
+echo "gdb $g"
+echo "tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=virtio-net"
+exec sleep 60`)
+	sock := filepath.Join(t.TempDir(), "gdb")
+	name, _ := netns.FreeName("tamanet-unit")
+	v, err := Start(context.Background(), Options{Target: MX6ULLEVK, Image: fakeImage(t), Accel: TCG, Netns: name, QEMU: q, GDB: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if _, err := v.WaitReady(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if want := "gdb unix:" + sock + ",server=on,wait=off"; !strings.Contains(v.Serial(), want) {
+		t.Fatalf("serial %q, want %q", v.Serial(), want)
+	}
+}
