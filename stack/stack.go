@@ -312,7 +312,10 @@ func (s *Stack) configure() error {
 			return fmt.Errorf("stack: turn RACK off: %v", err)
 		}
 	}
-	if err := s.gv.CreateNICWithOptions(NICID, s.ep, gvstack.NICOptions{Name: s.dev.Info().Name}); err != nil {
+	if err := s.gv.CreateNICWithOptions(NICID, s.ep, gvstack.NICOptions{
+		Name:  s.dev.Info().Name,
+		QDisc: &batchQDisc{ep: s.ep, wake: s.Wake},
+	}); err != nil {
 		return fmt.Errorf("stack: create NIC: %v", err)
 	}
 	var routes []tcpip.Route

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
@@ -59,8 +60,17 @@ type Endpoint struct {
 	mtu        uint32
 
 	// txMu serialises the transmit side of the device: WritePackets
-	// (one lock per batch) and Reclaim.
+	// (one lock per batch), Post, Flush and Reclaim.
 	txMu sync.Mutex
+	// unkicked counts frames Post posted that no TxKick has covered yet.
+	// Written under txMu; read without it by Flush, so an idle step
+	// takes no lock.
+	unkicked atomic.Uint32
+	// inflight estimates the frames on the transmit ring: posted and not
+	// yet reclaimed. Guarded by txMu. It only decides when Post kicks at
+	// once, so an estimate that is off after a reset costs a kick or a
+	// step of latency, nothing else.
+	inflight int
 
 	rx, tx nic.RingCounters
 }
@@ -208,6 +218,7 @@ func (e *Endpoint) Poll(budget int) (rx, reclaimed int) {
 	reclaimed = e.Reclaim()
 	rx = e.Receive(budget)
 	e.Refill()
+	e.Flush() // what the step's deliveries (replies, ACKs) posted
 	return rx, reclaimed
 }
 
@@ -231,6 +242,12 @@ func (e *Endpoint) Maintain() (reset bool) {
 	}
 	e.txMu.Lock()
 	reset = m.Maintain()
+	if reset {
+		// The device holds nothing now; the frames posted went back to
+		// the pool.
+		e.inflight = 0
+		e.unkicked.Store(0)
+	}
 	e.txMu.Unlock()
 	if reset {
 		e.Refill()
@@ -267,12 +284,85 @@ func (e *Endpoint) SetGroups(groups [][6]byte) bool {
 	return true
 }
 
-// Reclaim returns completed transmit buffers to the pool.
+// Reclaim returns completed transmit buffers to the pool. Frames Post left
+// unkicked are kicked first, under the same lock.
 func (e *Endpoint) Reclaim() int {
 	e.txMu.Lock()
-	n := e.dev.Reclaim()
+	e.kickPosted()
+	n := e.reclaim()
 	e.txMu.Unlock()
 	return n
+}
+
+// reclaim calls the driver's Reclaim and keeps inflight. Caller holds
+// txMu.
+func (e *Endpoint) reclaim() int {
+	n := e.dev.Reclaim()
+	e.inflight = max(e.inflight-n, 0)
+	return n
+}
+
+// MaxUnkicked is how many frames Post leaves on the ring before it kicks
+// the device itself, without waiting for Flush: a long burst keeps the
+// device busy while the rest is built, and a kick costs little against
+// this many frames.
+const MaxUnkicked = 32
+
+// Post writes pkt into a pool buffer and posts it, as WritePackets does
+// for one packet, but does not kick the device: Flush (or the next Poll)
+// does, once for every frame posted since, or Post itself once
+// MaxUnkicked frames wait. A queueing discipline calls it per packet and
+// has the poll loop call Flush, so one notification covers what every
+// writer posted between two steps. A frame posted while the ring was
+// empty is kicked at once: nothing is in flight, so the device is idle and
+// a lone packet (a request, a reply) should not wait for the poll loop;
+// the frames that follow it, while it is in flight, wait. first reports
+// that pkt waits as the first frame since the last kick: the caller then
+// makes sure a Flush comes.
+func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
+	e.mu.RLock()
+	maxFrame := e.overhead + int(e.mtu)
+	e.mu.RUnlock()
+	e.txMu.Lock()
+	idle := e.inflight == 0
+	full := false
+	cause, ok := e.write(pkt, maxFrame, &full)
+	if ok {
+		e.inflight++
+		n := e.unkicked.Add(1)
+		first = n == 1
+		if idle || n >= MaxUnkicked {
+			e.kickPosted()
+			first = false
+		}
+	}
+	e.txMu.Unlock()
+	if !ok {
+		e.tx.Drop(cause)
+		return false, txError(cause)
+	}
+	return first, nil
+}
+
+// Flush kicks the device for the frames Post left unkicked, if any. It
+// takes the transmit lock only when there are some, so an idle poll step
+// writes no register and takes no lock.
+func (e *Endpoint) Flush() {
+	if e.unkicked.Load() == 0 {
+		return
+	}
+	e.txMu.Lock()
+	e.kickPosted()
+	e.txMu.Unlock()
+}
+
+// kickPosted kicks the device if Post left frames unkicked. Caller holds
+// txMu.
+func (e *Endpoint) kickPosted() {
+	if e.unkicked.Load() != 0 {
+		e.unkicked.Store(0)
+		e.dev.TxKick()
+	}
 }
 
 // Receive takes up to budget frames from the device and delivers each to
@@ -359,22 +449,29 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 			continue
 		}
 		e.tx.Drop(cause)
-		switch cause {
-		case nic.Oversize:
-			terr = &tcpip.ErrMessageTooLong{}
-		case nic.LinkDown:
-			terr = &tcpip.ErrClosedForSend{}
-		case nic.Malformed:
-			terr = &tcpip.ErrMalformedHeader{}
-		default:
-			terr = &tcpip.ErrNoBufferSpace{}
-		}
+		terr = txError(cause)
 	}
 	if sent > 0 {
+		e.inflight += sent
+		e.unkicked.Store(0) // this kick covers what Post left too
 		e.dev.TxKick()
 	}
 	e.txMu.Unlock()
 	return sent, terr
+}
+
+// txError is the gVisor error for a transmit drop of cause.
+func txError(cause nic.Cause) tcpip.Error {
+	switch cause {
+	case nic.Oversize:
+		return &tcpip.ErrMessageTooLong{}
+	case nic.LinkDown:
+		return &tcpip.ErrClosedForSend{}
+	case nic.Malformed:
+		return &tcpip.ErrMalformedHeader{}
+	default:
+		return &tcpip.ErrNoBufferSpace{}
+	}
 }
 
 // write copies pkt into a pool buffer and posts it. Caller holds txMu.
@@ -424,7 +521,10 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 	}
 	err = e.dev.Transmit(b)
 	if err == nic.ErrRingFull {
-		e.dev.Reclaim()
+		// Frames Post left unkicked may be what fills the ring: the
+		// device must hear of them before it can complete any.
+		e.kickPosted()
+		e.reclaim()
 		err = e.dev.Transmit(b)
 		*full = err == nic.ErrRingFull
 	}
