@@ -22,6 +22,7 @@ type bulkResult struct {
 	bytes   uint64 // bytes they took
 	gcs     uint32 // garbage collections meanwhile
 	kicks   uint64 // tx batches that had something posted: notified or suppressed
+	clock   uint64 // reads of the time by both stacks' clocks
 	elapsed time.Duration
 }
 
@@ -70,6 +71,7 @@ func bulk(tb testing.TB, a, b *vnode, size int) bulkResult {
 	a.drv.Stats(&st0[0])
 	b.drv.Stats(&st0[1])
 	f0 := a.model.Stats().TxFrames + b.model.Stats().TxFrames
+	c0 := a.s.clock.Reads() + b.s.clock.Reads()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	start := time.Now()
@@ -90,8 +92,9 @@ func bulk(tb testing.TB, a, b *vnode, size int) bulkResult {
 	a.drv.Stats(&st1[0])
 	b.drv.Stats(&st1[1])
 	f1 := a.model.Stats().TxFrames + b.model.Stats().TxFrames
+	c1 := a.s.clock.Reads() + b.s.clock.Reads()
 	r := bulkResult{packets: f1 - f0, mallocs: m1.Mallocs - m0.Mallocs, elapsed: el,
-		bytes: m1.TotalAlloc - m0.TotalAlloc, gcs: m1.NumGC - m0.NumGC}
+		bytes: m1.TotalAlloc - m0.TotalAlloc, gcs: m1.NumGC - m0.NumGC, clock: c1 - c0}
 	for i := range st1 {
 		r.kicks += st1[i].Tx.Kicks + st1[i].Tx.Suppressed - st0[i].Tx.Kicks - st0[i].Tx.Suppressed
 	}
@@ -104,14 +107,16 @@ const maxBulkAllocs = 0.2
 
 // TestBulkTCPAllocs moves 16 MiB from one stack to the other and counts
 // every heap allocation the process made per frame carried (data and
-// ACKs, both stacks, both poll loops). A transfer that lost frames (a
-// poll loop starved by a loaded host lets the model's backlog overflow)
-// allocates for loss recovery (SACK blocks and scoreboard), which is not
-// the steady state this counts: the best of three transfers is checked.
+// ACKs, both stacks, both poll loops), on one processor as on tamago. A
+// transfer that lost frames (a poll loop starved by a loaded host lets the
+// model's backlog overflow) allocates for loss recovery (SACK blocks and
+// scoreboard), which is not the steady state this counts: the best of
+// three transfers is checked.
 func TestBulkTCPAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts need a build without -race")
 	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	a, b := virtioPair(t)
 	bulkServe(t, b)
 	bulk(t, a, b, 8<<20) // warm up: ARP, window growth, gVisor's pools
@@ -137,6 +142,30 @@ func TestBulkTCPAllocs(t *testing.T) {
 	}
 	if best > maxBulkAllocs {
 		t.Errorf("%.3f allocations per packet at best, want at most %.2f", best, maxBulkAllocs)
+	}
+}
+
+// TestBulkTCPClockReads: over a bulk transfer on one processor, as on
+// tamago, the stacks' clocks read the time once per poll step while the
+// runners are busy: far fewer times than once for every one of gVisor's
+// calls (what tcpip.StdClock does, measured here with the cache off).
+func TestBulkTCPClockReads(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	a, b := virtioPair(t)
+	bulkServe(t, b)
+	bulk(t, a, b, 1<<20)
+	per := func(r bulkResult) float64 { return float64(r.clock) / float64(r.packets) }
+	steps := func() uint64 { return a.s.steps.Load() + b.s.steps.Load() }
+	s0 := steps()
+	cached := bulk(t, a, b, 8<<20)
+	t.Logf("%d poll steps, %d sleeps", steps()-s0, a.s.sleeps.Load()+b.s.sleeps.Load())
+	a.s.clock.uncached, b.s.clock.uncached = true, true // read by Run only: it has stepped since
+	time.Sleep(10 * time.Millisecond)
+	uncached := bulk(t, a, b, 8<<20)
+	t.Logf("clock reads per packet: %.3f cached (%d in %d packets), %.3f uncached (%d in %d)",
+		per(cached), cached.clock, cached.packets, per(uncached), uncached.clock, uncached.packets)
+	if per(cached) > 0.5 || per(cached)*10 > per(uncached) {
+		t.Errorf("clock reads per packet: %.3f cached, %.3f uncached; want at most 0.5 and a tenth of uncached", per(cached), per(uncached))
 	}
 }
 
