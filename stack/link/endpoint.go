@@ -76,7 +76,10 @@ type Endpoint struct {
 }
 
 // Compile-time checks.
-var _ stack.LinkEndpoint = (*Endpoint)(nil)
+var (
+	_ stack.LinkEndpoint = (*Endpoint)(nil)
+	_ stack.GSOEndpoint  = (*Endpoint)(nil)
+)
 
 // New returns an endpoint over opts.Device.
 func New(opts *Options) (*Endpoint, error) {
@@ -200,6 +203,17 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 	pkt.NetworkProtocolNumber = header.Ethernet(hdr).Type()
 	return true
 }
+
+// GSOMaxSize implements stack.GSOEndpoint: the largest segment gVisor's
+// TCP builds before it cuts it into frames itself.
+func (e *Endpoint) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
+
+// SupportedGSO implements stack.GSOEndpoint: gVisor's own segmentation
+// (sendTCPBatch). TCP builds one segment of up to GSOMaxSize and cuts it
+// into frames, one header build and one route lookup for the lot, each
+// frame written in turn through the queueing discipline; the device still
+// gets single frames.
+func (e *Endpoint) SupportedGSO() stack.SupportedGSO { return stack.GVisorGSOSupported }
 
 // Close implements stack.LinkEndpoint.
 func (e *Endpoint) Close() {}
