@@ -360,7 +360,8 @@ func (s *Stack) MAC() net.HardwareAddr { return net.HardwareAddr(s.ep.LinkAddres
 
 // Poll runs one bounded step of the poll loop: reclaim transmit buffers
 // (under the transmit lock), receive and deliver up to RxBudget frames,
-// refill the receive ring, and kick the device once. It returns the frames
+// refill the receive ring, and kick the device once for each ring that has
+// new postings (link.Endpoint.Poll). It returns the frames
 // and buffers handled and when the next step is due: 0 when there was work
 // (more may be waiting), the tick otherwise. Poll is safe to call from any
 // goroutine; a call that overlaps another returns at once with no work.

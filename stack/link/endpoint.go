@@ -9,12 +9,15 @@
 // delivered with DeliverNetworkPacket. ARP is gVisor's
 // (CapabilityResolutionRequired).
 //
-// The transmit side is gVisor calling WritePackets from whatever goroutine
-// sends. One mutex per batch serialises writers, as the nic.Device contract
-// asks: each packet's Ethernet header and payload views are written once,
-// in place, into a buffer of the device's pool whose headroom the driver
-// keeps for its own header; the buffer is posted with Transmit; one TxKick
-// ends the batch.
+// The transmit side is gVisor's queueing discipline calling Post, or any
+// caller calling WritePackets, from whatever goroutine sends. The transmit
+// mutex serialises writers, as the nic.Device contract asks (once per Post,
+// once per WritePackets batch): each packet's Ethernet header and payload
+// views are written once, in place, into a buffer of the device's pool
+// whose headroom the driver keeps for its own header, and the buffer is
+// posted with Transmit. One TxKick ends a WritePackets batch; the frames
+// Post leaves wait for the poll step's Flush, so one TxKick covers what
+// every writer posted between two steps.
 //
 // Drops are counted by cause (nic.Cause) in the endpoint's own counters,
 // apart from the driver's. A frame the driver refuses (nic.Refusal) is
@@ -224,9 +227,11 @@ func (e *Endpoint) SetOnCloseAction(func()) {}
 // Poll runs one bounded step of the receive side and returns the frames
 // received and the transmit buffers reclaimed. The order is the one place
 // the nic.Device protocol is spelled out in code: Reclaim (under the
-// transmit lock) so transmit buffers are back in the pool before Refill
-// needs them; Receive and deliver up to budget frames; then Refill, which
-// posts fresh buffers on the slots Receive freed and kicks the device once.
+// transmit lock, after kicking what Post left) so transmit buffers are back
+// in the pool before Refill needs them; Receive and deliver up to budget
+// frames; then Refill, which posts fresh buffers on the slots Receive freed
+// and kicks the device once; then Flush, which kicks the transmit side once
+// for what the deliveries (and other writers) posted meanwhile.
 // Only one goroutine may call Poll, Receive, Refill or Maintain.
 func (e *Endpoint) Poll(budget int) (rx, reclaimed int) {
 	reclaimed = e.Reclaim()
