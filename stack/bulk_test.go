@@ -168,7 +168,8 @@ func TestBulkTCPClockReads(t *testing.T) {
 	s0 := steps()
 	cached := bulk(t, a, b, 8<<20)
 	t.Logf("%d poll steps, %d sleeps", steps()-s0, a.s.sleeps.Load()+b.s.sleeps.Load())
-	a.s.clock.uncached, b.s.clock.uncached = true, true // read by Run only: it has stepped since
+	a.s.clock.uncached.Store(true) // Run reads it at its next step
+	b.s.clock.uncached.Store(true)
 	time.Sleep(10 * time.Millisecond)
 	uncached := bulk(t, a, b, 8<<20)
 	t.Logf("clock reads per packet: %.3f cached (%d in %d packets), %.3f uncached (%d in %d)",

@@ -42,7 +42,7 @@ type stepClock struct {
 	reads  atomic.Uint64
 	// uncached makes step read without caching, as tcpip.StdClock would
 	// (every read goes to the counter): the tests' comparison.
-	uncached bool
+	uncached atomic.Bool
 }
 
 var _ tcpip.Clock = (*stepClock)(nil)
@@ -77,7 +77,7 @@ func (c *stepClock) elapsed() time.Duration {
 // until the next step or idle, and returns it as a time.Time.
 func (c *stepClock) step() time.Time {
 	ns := c.read()
-	c.cached.Store(!c.uncached)
+	c.cached.Store(!c.uncached.Load())
 	return c.base.Add(time.Duration(ns))
 }
 
