@@ -71,8 +71,8 @@ type Endpoint struct {
 	unkicked atomic.Uint32
 	// inflight estimates the frames on the transmit ring: posted and not
 	// yet reclaimed. Guarded by txMu. It only decides when Post kicks at
-	// once, so an estimate that is off after a reset costs a kick or a
-	// step of latency, nothing else.
+	// once, so an estimate that is off costs a kick or a step of latency,
+	// nothing else; Maintain and PollLink reset it.
 	inflight int
 
 	rx, tx nic.RingCounters
@@ -264,9 +264,9 @@ func (e *Endpoint) Maintain() (reset bool) {
 	if reset {
 		// The device holds nothing now; the frames posted went back to
 		// the pool.
-		e.inflight = 0
 		e.unkicked.Store(0)
 	}
+	e.inflight = 0 // see PollLink
 	e.txMu.Unlock()
 	if reset {
 		e.Refill()
@@ -284,6 +284,12 @@ func (e *Endpoint) PollLink() bool {
 	}
 	e.txMu.Lock()
 	p.PollLink()
+	// A link change may have restarted the device, which puts the frames
+	// on its ring back in the pool without Reclaim: inflight would stay
+	// high and lone frames would wait for the poll loop. Forgetting the
+	// estimate here (and in Maintain) heals it; when frames were in
+	// flight after all, it costs one early kick.
+	e.inflight = 0
 	e.txMu.Unlock()
 	return true
 }
