@@ -515,4 +515,5 @@ func (s *Stack) Close() {
 	s.Stop()
 	s.gv.Close()
 	s.gv.Wait()
+	s.ep.Flush() // what gVisor sent while closing (RSTs): no poll step comes
 }
