@@ -24,7 +24,8 @@ import (
 // goroutines a step wakes (TCP's processors, socket readers and writers)
 // run between two steps, so a cached value is as old as one round of them:
 // the receive and send times of the segments one step handles are the
-// step's time, as with a kernel's per-tick clock. When the runner goes to
+// step's time (each read a nanosecond on), as with a kernel's per-tick
+// clock. When the runner goes to
 // sleep (idle), reads go to the counter again, so a writer that runs while
 // the loop sleeps sees the present. Every value handed out is at least the
 // latest one handed out before (last only grows), so the clock is
@@ -49,26 +50,30 @@ var _ tcpip.Clock = (*stepClock)(nil)
 
 func newStepClock() *stepClock { return &stepClock{base: time.Now()} }
 
-// read reads the counter and returns the new reading, or last if another
-// goroutine handed out a later one meanwhile.
+// read reads the counter and returns the new reading or, if a value as
+// late was handed out meanwhile, a nanosecond past it.
 func (c *stepClock) read() int64 {
 	c.reads.Add(1)
 	ns := int64(time.Since(c.base))
 	for {
 		l := c.last.Load()
-		if ns <= l {
-			return l
-		}
-		if c.last.CompareAndSwap(l, ns) {
-			return ns
+		v := max(ns, l+1)
+		if c.last.CompareAndSwap(l, v) {
+			return v
 		}
 	}
 }
 
-// elapsed is the time since base: cached while the runner is busy.
+// elapsed is the time since base: cached while the runner is busy. A
+// cached read still moves the clock on by a nanosecond, so no two reads
+// are equal: an interval gVisor measures within one step (a receiver's
+// RTT sample, a send and its ACK) is never zero, which its code, written
+// against a real clock, treats as "no sample". A step's thousands of
+// nanoseconds are not caught up with: last only grows, and the next
+// counter read takes over.
 func (c *stepClock) elapsed() time.Duration {
 	if c.cached.Load() {
-		return time.Duration(c.last.Load())
+		return time.Duration(c.last.Add(1))
 	}
 	return time.Duration(c.read())
 }
