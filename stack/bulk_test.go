@@ -116,7 +116,8 @@ const maxBulkAllocs = 0.2
 
 // TestBulkTCPAllocs moves 16 MiB from one stack to the other and counts
 // every heap allocation the process made per frame carried (data and
-// ACKs, both stacks, both poll loops), on one processor as on tamago. A
+// ACKs, both stacks, both poll loops), and the frames per transmit
+// notification, on one processor as on tamago. A
 // transfer that lost frames (a poll loop starved by a loaded host lets the
 // model's backlog overflow) allocates for loss recovery (SACK blocks and
 // scoreboard), which is not the steady state this counts: the best of
@@ -134,6 +135,11 @@ func TestBulkTCPAllocs(t *testing.T) {
 		r := bulk(t, a, b, 16<<20)
 		if r.packets < 1000 {
 			t.Fatalf("only %d packets", r.packets)
+		}
+		// The queueing discipline's batches: one notification for
+		// many frames (about 16 here), not one per frame.
+		if per := float64(r.packets) / float64(r.kicks); per < 4 {
+			t.Errorf("%.1f frames per transmit batch, want at least 4", per)
 		}
 		t.Logf("%d packets, %d allocations (%.3f per packet, %d bytes, %d GCs), %.1f packets per tx batch, %v",
 			r.packets, r.mallocs, r.perPacket(), r.bytes, r.gcs, float64(r.packets)/float64(r.kicks), r.elapsed.Round(time.Millisecond))
