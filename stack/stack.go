@@ -65,10 +65,6 @@ const (
 	// MaintainInterval is how often the runner gives the driver its
 	// slow-path step (nic.Maintainer: reset and recovery checks).
 	MaintainInterval = 250 * time.Millisecond
-	// maintainEvery is how many back-to-back busy steps pass between two
-	// looks at the clock for maintenance, so a busy loop reads the clock
-	// once per maintainEvery steps, not per step.
-	maintainEvery = 128
 	// LinkPollInterval is how often Maintain polls a device that learns
 	// its link state by asking (nic.LinkPoller): a cable change is seen
 	// within about a second, and the PHY reads stay off the hot path.
@@ -217,6 +213,7 @@ type Stack struct {
 	ep    *link.Endpoint
 	gv    *gvstack.Stack
 	start time.Time
+	clock *stepClock // gVisor's clock; Run caches one reading per step
 
 	wake    chan struct{} // one slot: a pending wake-up
 	polling atomic.Bool   // guards Poll against concurrent callers
@@ -265,12 +262,14 @@ func New(dev nic.Device, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	s := &Stack{cfg: cfg, dev: dev, ep: ep, start: time.Now(), wake: make(chan struct{}, 1)}
+	s := &Stack{cfg: cfg, dev: dev, ep: ep, clock: newStepClock(), wake: make(chan struct{}, 1)}
+	s.start = s.clock.base
 	s.lastLink = s.start
 	opt := gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 		HandleLocal:        true,
+		Clock:              s.clock,
 	}
 	if cfg.IPv6 {
 		ndp := ipv6.DefaultNDPConfigurations() // RAs, SLAAC, default routers
@@ -312,7 +311,10 @@ func (s *Stack) configure() error {
 			return fmt.Errorf("stack: turn RACK off: %v", err)
 		}
 	}
-	if err := s.gv.CreateNICWithOptions(NICID, s.ep, gvstack.NICOptions{Name: s.dev.Info().Name}); err != nil {
+	if err := s.gv.CreateNICWithOptions(NICID, s.ep, gvstack.NICOptions{
+		Name:  s.dev.Info().Name,
+		QDisc: &batchQDisc{ep: s.ep, wake: s.Wake},
+	}); err != nil {
 		return fmt.Errorf("stack: create NIC: %v", err)
 	}
 	var routes []tcpip.Route
@@ -358,7 +360,8 @@ func (s *Stack) MAC() net.HardwareAddr { return net.HardwareAddr(s.ep.LinkAddres
 
 // Poll runs one bounded step of the poll loop: reclaim transmit buffers
 // (under the transmit lock), receive and deliver up to RxBudget frames,
-// refill the receive ring, and kick the device once. It returns the frames
+// refill the receive ring, and kick the device once for each ring that has
+// new postings (link.Endpoint.Poll). It returns the frames
 // and buffers handled and when the next step is due: 0 when there was work
 // (more may be waiting), the tick otherwise. Poll is safe to call from any
 // goroutine; a call that overlaps another returns at once with no work.
@@ -387,7 +390,7 @@ func (s *Stack) Poll() (work int, next time.Duration) {
 // must not overlap Poll.
 func (s *Stack) Maintain() bool {
 	reset := s.ep.Maintain()
-	if now := time.Now(); now.Sub(s.lastLink) >= LinkPollInterval {
+	if now := s.clock.Now(); now.Sub(s.lastLink) >= LinkPollInterval {
 		s.lastLink = now
 		s.ep.PollLink()
 	}
@@ -418,21 +421,19 @@ func (s *Stack) Run(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
+	defer s.clock.idle()
 	var lastWork time.Time
-	lastMaint, sinceLook := time.Now(), 0
+	lastMaint := s.clock.step()
 	for {
+		// The step's one clock reading: gVisor's reads until the next
+		// step or sleep return it (stepClock), and the loop's own
+		// decisions below use it.
+		now := s.clock.step()
 		work, next := s.Poll()
-		// Maintenance: look at the clock before every sleep and once per
-		// maintainEvery busy steps.
-		var now time.Time
-		if sinceLook++; next > 0 || sinceLook >= maintainEvery {
-			sinceLook = 0
-			if now = time.Now(); now.Sub(lastMaint) >= MaintainInterval {
-				lastMaint = now
-				s.Maintain()
-			}
+		if now.Sub(lastMaint) >= MaintainInterval {
+			lastMaint = now
+			s.Maintain()
 		}
-		// A step without work returns next > 0, so now was read above.
 		if work == 0 && s.cfg.BusyPoll > 0 && now.Sub(lastWork) < s.cfg.BusyPoll {
 			// Within the busy-poll window: step again after letting
 			// other goroutines run. Bounded by BusyPoll since the last
@@ -443,8 +444,8 @@ func (s *Stack) Run(ctx context.Context) {
 			runtime.Gosched()
 			continue
 		}
-		if work > 0 && s.cfg.BusyPoll > 0 {
-			lastWork = time.Now()
+		if work > 0 {
+			lastWork = now
 		}
 		if next <= 0 {
 			if ctx.Err() != nil {
@@ -464,6 +465,8 @@ func (s *Stack) Run(ctx context.Context) {
 			next = max(lastMaint.Add(MaintainInterval).Sub(now), next)
 		}
 		s.sleeps.Add(1)
+		// Asleep, the loop refreshes nothing: gVisor reads the counter.
+		s.clock.idle()
 		t.Reset(next)
 		select {
 		case <-ctx.Done():
@@ -512,4 +515,5 @@ func (s *Stack) Close() {
 	s.Stop()
 	s.gv.Close()
 	s.gv.Wait()
+	s.ep.Flush() // what gVisor sent while closing (RSTs): no poll step comes
 }

@@ -67,6 +67,9 @@ type PollStats struct {
 	// Interrupt says an idle runner waits for Wake instead of ticking
 	// (SetInterrupt).
 	Interrupt bool `json:"interrupt"`
+	// ClockReads counts reads of the time by gVisor's clock and the
+	// runner: at most one per step while the runner is busy.
+	ClockReads uint64 `json:"clock_reads"`
 }
 
 // Stats returns a snapshot of the stack's counters. It allocates (the
@@ -76,11 +79,12 @@ func (s *Stack) Stats() Stats {
 		UptimeSeconds: time.Since(s.start).Seconds(),
 		Pool:          s.dev.Pool().Stats(),
 		Poll: PollStats{
-			Steps:     s.steps.Load(),
-			Busy:      s.busy.Load(),
-			Sleeps:    s.sleeps.Load(),
-			Wakes:     s.wakes.Load(),
-			Interrupt: s.irq.Load(),
+			Steps:      s.steps.Load(),
+			Busy:       s.busy.Load(),
+			Sleeps:     s.sleeps.Load(),
+			Wakes:      s.wakes.Load(),
+			Interrupt:  s.irq.Load(),
+			ClockReads: s.clock.Reads(),
 		},
 	}
 	for _, a := range s.Addrs6() {

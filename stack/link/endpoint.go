@@ -9,12 +9,15 @@
 // delivered with DeliverNetworkPacket. ARP is gVisor's
 // (CapabilityResolutionRequired).
 //
-// The transmit side is gVisor calling WritePackets from whatever goroutine
-// sends. One mutex per batch serialises writers, as the nic.Device contract
-// asks: each packet's Ethernet header and payload views are written once,
-// in place, into a buffer of the device's pool whose headroom the driver
-// keeps for its own header; the buffer is posted with Transmit; one TxKick
-// ends the batch.
+// The transmit side is gVisor's queueing discipline calling Post, or any
+// caller calling WritePackets, from whatever goroutine sends. The transmit
+// mutex serialises writers, as the nic.Device contract asks (once per Post,
+// once per WritePackets batch): each packet's Ethernet header and payload
+// views are written once, in place, into a buffer of the device's pool
+// whose headroom the driver keeps for its own header, and the buffer is
+// posted with Transmit. One TxKick ends a WritePackets batch; the frames
+// Post leaves wait for the poll step's Flush, so one TxKick covers what
+// every writer posted between two steps.
 //
 // When the driver is a nic.Offloader whose device segments TCP over IPv4
 // and IPv6 (Offloads TSO4 and TSO6), the endpoint asks gVisor for host GSO
@@ -33,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
@@ -66,8 +70,17 @@ type Endpoint struct {
 	mtu        uint32
 
 	// txMu serialises the transmit side of the device: WritePackets
-	// (one lock per batch) and Reclaim.
+	// (one lock per batch), Post, Flush and Reclaim.
 	txMu sync.Mutex
+	// unkicked counts frames Post posted that no TxKick has covered yet.
+	// Written under txMu; read without it by Flush, so an idle step
+	// takes no lock.
+	unkicked atomic.Uint32
+	// inflight estimates the frames on the transmit ring: posted and not
+	// yet reclaimed. Guarded by txMu. It only decides when Post kicks at
+	// once, so an estimate that is off costs a kick or a step of latency,
+	// nothing else; Maintain and PollLink reset it.
+	inflight int
 
 	// ol is the driver's nic.Offloader, nil when it has none; off its
 	// Offloads, hostGSO whether gVisor is asked for host GSO. txBufs
@@ -212,6 +225,17 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 	return true
 }
 
+// GSOMaxSize implements stack.GSOEndpoint: the largest segment gVisor's
+// TCP builds before it cuts it into frames itself.
+func (e *Endpoint) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
+
+// SupportedGSO implements stack.GSOEndpoint: gVisor's own segmentation
+// (sendTCPBatch). TCP builds one segment of up to GSOMaxSize and cuts it
+// into frames, one header build and one route lookup for the lot, each
+// frame written in turn through the queueing discipline; the device still
+// gets single frames.
+func (e *Endpoint) SupportedGSO() stack.SupportedGSO { return stack.GVisorGSOSupported }
+
 // Close implements stack.LinkEndpoint.
 func (e *Endpoint) Close() {}
 
@@ -221,14 +245,17 @@ func (e *Endpoint) SetOnCloseAction(func()) {}
 // Poll runs one bounded step of the receive side and returns the frames
 // received and the transmit buffers reclaimed. The order is the one place
 // the nic.Device protocol is spelled out in code: Reclaim (under the
-// transmit lock) so transmit buffers are back in the pool before Refill
-// needs them; Receive and deliver up to budget frames; then Refill, which
-// posts fresh buffers on the slots Receive freed and kicks the device once.
+// transmit lock, after kicking what Post left) so transmit buffers are back
+// in the pool before Refill needs them; Receive and deliver up to budget
+// frames; then Refill, which posts fresh buffers on the slots Receive freed
+// and kicks the device once; then Flush, which kicks the transmit side once
+// for what the deliveries (and other writers) posted meanwhile.
 // Only one goroutine may call Poll, Receive, Refill or Maintain.
 func (e *Endpoint) Poll(budget int) (rx, reclaimed int) {
 	reclaimed = e.Reclaim()
 	rx = e.Receive(budget)
 	e.Refill()
+	e.Flush() // what the step's deliveries (replies, ACKs) posted
 	return rx, reclaimed
 }
 
@@ -252,6 +279,12 @@ func (e *Endpoint) Maintain() (reset bool) {
 	}
 	e.txMu.Lock()
 	reset = m.Maintain()
+	if reset {
+		// The device holds nothing now; the frames posted went back to
+		// the pool.
+		e.unkicked.Store(0)
+	}
+	e.inflight = 0 // see PollLink
 	e.txMu.Unlock()
 	if reset {
 		e.Refill()
@@ -269,6 +302,12 @@ func (e *Endpoint) PollLink() bool {
 	}
 	e.txMu.Lock()
 	p.PollLink()
+	// A link change may have restarted the device, which puts the frames
+	// on its ring back in the pool without Reclaim: inflight would stay
+	// high and lone frames would wait for the poll loop. Forgetting the
+	// estimate here (and in Maintain) heals it; when frames were in
+	// flight after all, it costs one early kick.
+	e.inflight = 0
 	e.txMu.Unlock()
 	return true
 }
@@ -288,12 +327,85 @@ func (e *Endpoint) SetGroups(groups [][6]byte) bool {
 	return true
 }
 
-// Reclaim returns completed transmit buffers to the pool.
+// Reclaim returns completed transmit buffers to the pool. Frames Post left
+// unkicked are kicked first, under the same lock.
 func (e *Endpoint) Reclaim() int {
 	e.txMu.Lock()
-	n := e.dev.Reclaim()
+	e.kickPosted()
+	n := e.reclaim()
 	e.txMu.Unlock()
 	return n
+}
+
+// reclaim calls the driver's Reclaim and keeps inflight. Caller holds
+// txMu.
+func (e *Endpoint) reclaim() int {
+	n := e.dev.Reclaim()
+	e.inflight = max(e.inflight-n, 0)
+	return n
+}
+
+// MaxUnkicked is how many frames Post leaves on the ring before it kicks
+// the device itself, without waiting for Flush: a long burst keeps the
+// device busy while the rest is built, and a kick costs little against
+// this many frames.
+const MaxUnkicked = 32
+
+// Post writes pkt into a pool buffer and posts it, as WritePackets does
+// for one packet, but does not kick the device: Flush (or the next Poll)
+// does, once for every frame posted since, or Post itself once
+// MaxUnkicked frames wait. A queueing discipline calls it per packet and
+// has the poll loop call Flush, so one notification covers what every
+// writer posted between two steps. A frame posted while the ring was
+// empty is kicked at once: nothing is in flight, so the device is idle and
+// a lone packet (a request, a reply) should not wait for the poll loop;
+// the frames that follow it, while it is in flight, wait. first reports
+// that pkt waits as the first frame since the last kick: the caller then
+// makes sure a Flush comes.
+func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
+	e.mu.RLock()
+	maxFrame := e.overhead + int(e.mtu)
+	e.mu.RUnlock()
+	e.txMu.Lock()
+	idle := e.inflight == 0
+	full := false
+	cause, ok := e.write(pkt, maxFrame, &full)
+	if ok {
+		e.inflight++
+		n := e.unkicked.Add(1)
+		first = n == 1
+		if idle || n >= MaxUnkicked {
+			e.kickPosted()
+			first = false
+		}
+	}
+	e.txMu.Unlock()
+	if !ok {
+		e.tx.Drop(cause)
+		return false, txError(cause)
+	}
+	return first, nil
+}
+
+// Flush kicks the device for the frames Post left unkicked, if any. It
+// takes the transmit lock only when there are some, so an idle poll step
+// writes no register and takes no lock.
+func (e *Endpoint) Flush() {
+	if e.unkicked.Load() == 0 {
+		return
+	}
+	e.txMu.Lock()
+	e.kickPosted()
+	e.txMu.Unlock()
+}
+
+// kickPosted kicks the device if Post left frames unkicked. Caller holds
+// txMu.
+func (e *Endpoint) kickPosted() {
+	if e.unkicked.Load() != 0 {
+		e.unkicked.Store(0)
+		e.dev.TxKick()
+	}
 }
 
 // Receive takes up to budget frames from the device and delivers each to
@@ -386,22 +498,29 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 			continue
 		}
 		e.tx.Drop(cause)
-		switch cause {
-		case nic.Oversize:
-			terr = &tcpip.ErrMessageTooLong{}
-		case nic.LinkDown:
-			terr = &tcpip.ErrClosedForSend{}
-		case nic.Malformed:
-			terr = &tcpip.ErrMalformedHeader{}
-		default:
-			terr = &tcpip.ErrNoBufferSpace{}
-		}
+		terr = txError(cause)
 	}
 	if sent > 0 {
+		e.inflight += sent
+		e.unkicked.Store(0) // this kick covers what Post left too
 		e.dev.TxKick()
 	}
 	e.txMu.Unlock()
 	return sent, terr
+}
+
+// txError is the gVisor error for a transmit drop of cause.
+func txError(cause nic.Cause) tcpip.Error {
+	switch cause {
+	case nic.Oversize:
+		return &tcpip.ErrMessageTooLong{}
+	case nic.LinkDown:
+		return &tcpip.ErrClosedForSend{}
+	case nic.Malformed:
+		return &tcpip.ErrMalformedHeader{}
+	default:
+		return &tcpip.ErrNoBufferSpace{}
+	}
 }
 
 // write copies pkt into a pool buffer and posts it. Caller holds txMu.
@@ -451,7 +570,10 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 	}
 	err = e.dev.Transmit(b)
 	if err == nic.ErrRingFull {
-		e.dev.Reclaim()
+		// Frames Post left unkicked may be what fills the ring: the
+		// device must hear of them before it can complete any.
+		e.kickPosted()
+		e.reclaim()
 		err = e.dev.Transmit(b)
 		*full = err == nic.ErrRingFull
 	}
