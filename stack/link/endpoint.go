@@ -225,17 +225,6 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 	return true
 }
 
-// GSOMaxSize implements stack.GSOEndpoint: the largest segment gVisor's
-// TCP builds before it cuts it into frames itself.
-func (e *Endpoint) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
-
-// SupportedGSO implements stack.GSOEndpoint: gVisor's own segmentation
-// (sendTCPBatch). TCP builds one segment of up to GSOMaxSize and cuts it
-// into frames, one header build and one route lookup for the lot, each
-// frame written in turn through the queueing discipline; the device still
-// gets single frames.
-func (e *Endpoint) SupportedGSO() stack.SupportedGSO { return stack.GVisorGSOSupported }
-
 // Close implements stack.LinkEndpoint.
 func (e *Endpoint) Close() {}
 
@@ -369,7 +358,7 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 	e.txMu.Lock()
 	idle := e.inflight == 0
 	full := false
-	cause, ok := e.write(pkt, maxFrame, &full)
+	cause, ok := e.writeOne(pkt, maxFrame, &full)
 	if ok {
 		e.inflight++
 		n := e.unkicked.Add(1)
@@ -486,13 +475,7 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	full := false
 	var terr tcpip.Error
 	for _, pkt := range pkts.AsSlice() {
-		var cause nic.Cause
-		var ok bool
-		if e.ol != nil {
-			cause, ok = e.writeChain(pkt, maxFrame, &full)
-		} else {
-			cause, ok = e.write(pkt, maxFrame, &full)
-		}
+		cause, ok := e.writeOne(pkt, maxFrame, &full)
 		if ok {
 			sent++
 			continue
@@ -521,6 +504,16 @@ func txError(cause nic.Cause) tcpip.Error {
 	default:
 		return &tcpip.ErrNoBufferSpace{}
 	}
+}
+
+// writeOne posts pkt the way the device takes packets: as a chain with
+// offload requests when it is a nic.Offloader, otherwise as one frame in
+// one buffer. Caller holds txMu.
+func (e *Endpoint) writeOne(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic.Cause, bool) {
+	if e.ol != nil {
+		return e.writeChain(pkt, maxFrame, full)
+	}
+	return e.write(pkt, maxFrame, full)
 }
 
 // write copies pkt into a pool buffer and posts it. Caller holds txMu.

@@ -99,7 +99,10 @@ func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool)
 	// The buffers are ours until TransmitPacket succeeds.
 	err := e.ol.TransmitPacket(bufs, m)
 	if err == nic.ErrRingFull {
-		e.dev.Reclaim()
+		// Frames Post left unkicked may be what fills the ring: the
+		// device must hear of them before it can complete any.
+		e.kickPosted()
+		e.reclaim()
 		err = e.ol.TransmitPacket(bufs, m)
 		*full = err == nic.ErrRingFull
 	}
