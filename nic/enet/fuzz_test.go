@@ -379,7 +379,7 @@ func FuzzRxDescriptors(f *testing.F) {
 						break
 					}
 					held.HandOut(t, b)
-					if b.Len() < MinFrame || b.Len() > MaxFrame || b.Offset() != d.rxOff || b.Offset()+b.Len() > b.Cap() {
+					if b.Len() < MinFrame || b.Len() > MaxFrame || b.Offset() != d.rxOff+rxShift || b.Offset()+b.Len() > b.Cap() {
 						t.Fatalf("frame at %d+%d in a buffer of %d", b.Offset(), b.Len(), b.Cap())
 					}
 					o.handOut(t, b)
@@ -396,7 +396,7 @@ func FuzzRxDescriptors(f *testing.F) {
 					if status&bd.L != 0 {
 						lastConsumed++
 					}
-					if held.Holds(b) && (status&(bd.L|bd.RxErrors) != bd.L || int(length)-4 != b.Len()) {
+					if held.Holds(b) && (status&(bd.L|bd.RxErrors) != bd.L || int(length)-rxShift-4 != b.Len()) {
 						t.Fatalf("delivered %d bytes from a descriptor with length %d status %#x", b.Len(), length, status)
 					}
 				}
@@ -595,10 +595,11 @@ func FuzzInit(f *testing.F) {
 			regs.r[RegPAUR/4]>>16 != uint32(mac[4])<<8|uint32(mac[5]) {
 			t.Fatalf("PALR/PAUR %#x/%#x for %x", regs.r[RegPALR/4], regs.r[RegPAUR/4], mac)
 		}
-		if m := int(regs.r[RegMRBR/4]); m%16 != 0 || m < MaxFL || m > pool.BufferSize()-d.rxOff || m != d.mrbr {
+		if m := int(regs.r[RegMRBR/4]); m%16 != 0 || m < rxShift+MaxFL || m > pool.BufferSize()-d.rxOff || m != d.mrbr {
 			t.Fatalf("MRBR %d, driver %d, buffer %d - %d", m, d.mrbr, pool.BufferSize(), d.rxOff)
 		}
-		if regs.r[RegRDSR/4]%8 != 0 || regs.r[RegTDSR/4]%8 != 0 || regs.r[RegECR/4]&(ECREtherEn|ECREN1588) != ECREtherEn {
+		if regs.r[RegRDSR/4]%8 != 0 || regs.r[RegTDSR/4]%8 != 0 || regs.r[RegECR/4]&(ECREtherEn|ECREN1588) != ECREtherEn|ECREN1588 ||
+			regs.r[RegRACC/4]&RACCShift16 == 0 {
 			t.Fatalf("RDSR %#x TDSR %#x ECR %#x", regs.r[RegRDSR/4], regs.r[RegTDSR/4], regs.r[RegECR/4])
 		}
 		posted := 0
@@ -608,8 +609,9 @@ func FuzzInit(f *testing.F) {
 			}
 			posted++
 			_, status := bd.Split(bd.Load(d.rx.desc, i*bd.Size))
-			if status&bd.E == 0 || (status&bd.W != 0) != (i == d.rx.n-1) {
-				t.Fatalf("rx descriptor %d status %#x", i, status)
+			esc := binary.LittleEndian.Uint32(d.rx.desc[i*bd.Size+bd.ESC:])
+			if status&bd.E == 0 || (status&bd.W != 0) != (i == d.rx.n-1) || esc != bd.RxInt {
+				t.Fatalf("rx descriptor %d status %#x ESC %#x", i, status, esc)
 			}
 		}
 		if want := min(d.rx.n, pool.Capacity()); posted != want || pool.InUse() != posted {
