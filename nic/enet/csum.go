@@ -142,13 +142,18 @@ func rxVouched(frame []byte, esc uint32) bool {
 	if esc&(bd.ICE|bd.PCR|bd.Frag) != 0 || len(frame) < ethHdr+ipv4MinHdr {
 		return false
 	}
+	// The IP length must fit the frame: a MAC that meets a length it
+	// cannot follow may not have checked anything.
 	ip := frame[ethHdr:]
 	switch binary.BigEndian.Uint16(frame[12:]) {
 	case etherTypeIPv4:
-		return ip[0]>>4 == 4 && ip[0]&0xf >= 5 && binary.BigEndian.Uint16(ip[6:])&0x3fff == 0 &&
-			(ip[9] == protoTCP || ip[9] == protoUDP)
+		hl, total := int(ip[0]&0xf)*4, int(binary.BigEndian.Uint16(ip[2:]))
+		return ip[0]>>4 == 4 && hl >= ipv4MinHdr && total >= hl+8 && total <= len(ip) &&
+			binary.BigEndian.Uint16(ip[6:])&0x3fff == 0 && (ip[9] == protoTCP || ip[9] == protoUDP)
 	case etherTypeIPv6:
-		return len(ip) >= ipv6Hdr && ip[0]>>4 == 6 && (ip[6] == protoTCP || ip[6] == protoUDP)
+		return len(ip) >= ipv6Hdr && ip[0]>>4 == 6 && (ip[6] == protoTCP || ip[6] == protoUDP) &&
+			binary.BigEndian.Uint16(ip[4:]) >= 8 &&
+			ipv6Hdr+int(binary.BigEndian.Uint16(ip[4:])) <= len(ip)
 	}
 	return false
 }
