@@ -2,8 +2,9 @@
 // (i.MX6ULL Reference Manual, chapter 22) as a nic.Device.
 //
 // The driver lays out enhanced buffer-descriptor rings (RM 22.6.14,
-// ECR.EN1588; the legacy 8-byte layout is not used) in DMA memory taken from an alloc.Arena and points every descriptor straight at a
-// pool buffer: a received frame goes up as the very buffer the MAC wrote it
+// ECR.EN1588; the legacy 8-byte layout is not used) in DMA memory taken
+// from an alloc.Arena and points every descriptor straight at a pool
+// buffer: a received frame goes up as the very buffer the MAC wrote it
 // into, and the descriptor gets a fresh one; a transmitted frame is posted
 // from the caller's buffer and the buffer returns to the pool at Reclaim.
 // Nothing is copied through fixed bounce buffers. RDAR and TDAR are written
@@ -23,8 +24,9 @@
 // NO, CR, OV, TR) is counted under its own nic.Cause, as are frames shorter
 // than 42 or longer than 1518 bytes and lengths the device should not have
 // written; a dropped frame's buffer goes back to the pool, never leaks.
-// Legacy transmit descriptors carry no error bits, so transmit errors are
-// counted from the event register (EIR: UN, LC, RL, BABT, EBERR).
+// Transmit errors are counted from the event register (EIR: UN, LC, RL,
+// BABT, EBERR), once per Reclaim: QEMU never writes the enhanced transmit
+// descriptor's error bits, and EIR serves both.
 //
 // Completions are trusted only for what the driver posted. Every posting
 // marks its descriptor with a generation (1, 2, 3, 1, … per slot) in the
@@ -490,8 +492,9 @@ func (d *Driver) initMAC() {
 	regs.Write32(RegTFWR, TFWRStrFwd)
 	regs.Write32(RegMRBR, uint32(d.mrbr))
 	// Truncate at the buffer size, so a frame never spans descriptors
-	// on the real MAC (QEMU ignores FTRL with legacy descriptors and
-	// splits frames over 2032 bytes; Receive discards those).
+	// on the real MAC and on QEMU, which truncates at FTRL with
+	// enhanced descriptors (Receive discards a frame that spans them
+	// all the same).
 	regs.Write32(RegFTRL, uint32(d.mrbr))
 	// Deliver frames with receive errors (they are counted); with
 	// RxChecksum, discard those whose IPv4 header or TCP/UDP checksum is

@@ -64,9 +64,9 @@ const (
 	EventRL    = 1 << 20 // collision retry limit
 	EventUN    = 1 << 19 // transmit FIFO underrun
 
-	// EventTxErrors are the transmit errors a legacy descriptor cannot
-	// report (its status has no error bits): the driver counts them from
-	// EIR as nic.TxError.
+	// EventTxErrors are the transmit errors the driver counts from EIR
+	// as nic.TxError (QEMU writes no error bits into a transmit
+	// descriptor, enhanced or legacy).
 	EventTxErrors = EventBABT | EventLC | EventRL | EventUN | EventEBERR
 )
 
