@@ -134,7 +134,7 @@ const (
 	rcrProm = 1 << 3
 )
 
-// Receive error bits of a legacy descriptor (RM Table 22-35), for
+// Receive error bits of a receive descriptor (RM Table 22-35), for
 // Faults.RxErrorBits and tests.
 const (
 	ErrLG = bd.LG // frame length violation
