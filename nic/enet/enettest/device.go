@@ -51,7 +51,8 @@
 // arrive while no receive descriptor is empty wait in a bounded backlog.
 //
 // Faults are injected from a seeded generator: dropped, duplicated,
-// corrupted, reordered frames, bad lengths, receive error bits (LG, NO, CR,
+// corrupted, reordered frames, bad lengths, checksum error flags (ICE/PCR)
+// on good frames, receive error bits (LG, NO, CR,
 // OV, TR), transmit errors in EIR, and a stalled MAC. Faults that need a
 // reset to clear are injected on demand: a wedged transmit ring (WedgeTx),
 // a receive pointer that loses its place (SkipRx), a receive side that
