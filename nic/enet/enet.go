@@ -499,7 +499,8 @@ func (d *Driver) initMAC() {
 	// Deliver frames with receive errors (they are counted); with
 	// RxChecksum, discard those whose IPv4 header or TCP/UDP checksum is
 	// wrong, so that a frame the MAC checked reaches the driver only
-	// when it is right.
+	// when it is right. Discard needs store-and-forward receive (RSFL
+	// 0, its reset value, which the driver never changes).
 	racc := uint32(RACCShift16)
 	if d.rxCsum {
 		racc |= RACCIPDis | RACCProDis
