@@ -35,6 +35,11 @@ type Spec struct {
 	FixPHY func(d *enet.Driver) error
 	// Info holds board facts for the firmware's index page and /stats.
 	Info map[string]string
+	// RxChecksum and TxChecksum6 say what the MAC's checksum accelerator
+	// really does (enet.Config): true on silicon, which checks receive
+	// checksums and inserts IPv6 ones; false under QEMU, whose imx.enet
+	// checks nothing on receive and inserts IPv4 checksums only.
+	RxChecksum, TxChecksum6 bool
 }
 
 // Board is an i.MX6UL board as the firmware uses it: its DMA memory and
@@ -120,7 +125,8 @@ func (b *Board) newENET(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (*ene
 	ctrl.MAC = net.HardwareAddr(mac[:])
 	ctrl.Init()
 
-	cfg := enet.Config{MAC: mac, PHYAddr: b.spec.PHYAddr, RMII: ctrl.RMII}
+	cfg := enet.Config{MAC: mac, PHYAddr: b.spec.PHYAddr, RMII: ctrl.RMII,
+		RxChecksum: b.spec.RxChecksum, TxChecksum6: b.spec.TxChecksum6}
 	// Descriptors live in non-cacheable normal memory that the MAC reads
 	// while it runs: order them against its DMA with a full barrier.
 	cfg.Barrier = dsb

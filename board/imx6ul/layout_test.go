@@ -39,7 +39,7 @@ func TestArenaHoldsFirmware(t *testing.T) {
 		t.Fatalf("pool: %v", err)
 	}
 	for _, ring := range []string{"rx", "tx"} {
-		if _, _, err := a.Alloc(enet.MaxRing*8, 64); err != nil {
+		if _, _, err := a.Alloc(enet.MaxRing*enet.DescSize, 64); err != nil {
 			t.Fatalf("%s ring of %d descriptors: %v", ring, enet.MaxRing, err)
 		}
 	}

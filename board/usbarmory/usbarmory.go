@@ -41,6 +41,10 @@ func New() *imx6ul.Board {
 		PHYAddr: PHYAddr,
 		FixPHY:  func(d *enet.Driver) error { return fixPHY(d, model) },
 		Info:    map[string]string{"model": model},
+		// The i.MX6UL's ENET checks receive checksums (with discard)
+		// and inserts IPv6 ones (RM 22.4.x).
+		RxChecksum:  true,
+		TxChecksum6: true,
 	})
 }
 

@@ -1,20 +1,32 @@
 // Package enet drives the NXP ENET 10/100 Ethernet MAC of the i.MX6UL/6ULL
 // (i.MX6ULL Reference Manual, chapter 22) as a nic.Device.
 //
-// The driver lays out legacy buffer-descriptor rings (RM 22.6.13) in DMA
-// memory taken from an alloc.Arena and points every descriptor straight at a
-// pool buffer: a received frame goes up as the very buffer the MAC wrote it
+// The driver lays out enhanced buffer-descriptor rings (RM 22.6.14,
+// ECR.EN1588; the legacy 8-byte layout is not used) in DMA memory taken
+// from an alloc.Arena and points every descriptor straight at a pool
+// buffer: a received frame goes up as the very buffer the MAC wrote it
 // into, and the descriptor gets a fresh one; a transmitted frame is posted
 // from the caller's buffer and the buffer returns to the pool at Reclaim.
 // Nothing is copied through fixed bounce buffers. RDAR and TDAR are written
 // once per batch (RxKick, TxKick).
 //
+// The MAC's accelerator (RM 22.4.x, TACC and RACC) does the checksum work
+// the stack would: TransmitPacket (nic.Offloader) asks it, per frame, to
+// insert the IPv4 header and TCP/UDP checksums (PINS, IINS); receive runs
+// with RACC.SHIFT16, so a frame starts two bytes into its buffer and the IP
+// header is 4-byte aligned without a copy; and where the board says the MAC
+// really checks receive checksums (Config.RxChecksum: RACC.IPDIS/PRODIS
+// discard a wrong one, the descriptor's ICE/PCR flag it), ReceivePacket
+// vouches for the IPv4 and IPv6 TCP and UDP frames the MAC checked. See
+// csum.go.
+//
 // Every receive error the MAC reports in the last descriptor of a frame (LG,
 // NO, CR, OV, TR) is counted under its own nic.Cause, as are frames shorter
 // than 42 or longer than 1518 bytes and lengths the device should not have
 // written; a dropped frame's buffer goes back to the pool, never leaks.
-// Legacy transmit descriptors carry no error bits, so transmit errors are
-// counted from the event register (EIR: UN, LC, RL, BABT, EBERR).
+// Transmit errors are counted from the event register (EIR: UN, LC, RL,
+// BABT, EBERR), once per Reclaim: QEMU never writes the enhanced transmit
+// descriptor's error bits, and EIR serves both.
 //
 // Completions are trusted only for what the driver posted. Every posting
 // marks its descriptor with a generation (1, 2, 3, 1, … per slot) in the
@@ -41,8 +53,11 @@
 // nothing per packet.
 //
 // The driver behaves the same on the real MAC and on QEMU's imx.enet, which
-// implements the legacy descriptors the driver uses (ECR.EN1588 clear), a
-// LAN9118-style PHY on MDIO, and RDAR/TDAR as described above.
+// implements the enhanced descriptors (with ECR.EN1588), SHIFT16, a
+// LAN9118-style PHY on MDIO, and RDAR/TDAR as described above. QEMU
+// differs in the accelerator: it inserts IPv4 checksums only (none in IPv6
+// frames) and checks none on receive; Config says which MAC the driver
+// runs on.
 package enet
 
 import (
@@ -65,6 +80,9 @@ const (
 	// MaxRing bounds a ring: QEMU's imx.enet walks at most 1024
 	// descriptors per transmit kick.
 	MaxRing = 1024
+	// DescSize is the size of one (enhanced) buffer descriptor, RM
+	// 22.6.14: a ring takes DescSize bytes per descriptor.
+	DescSize = bd.Size
 	// MinFrame is the shortest frame (without FCS) Receive passes up: an
 	// Ethernet header and an ARP packet or IPv4 header with 8 bytes.
 	MinFrame = 42
@@ -88,6 +106,11 @@ const (
 	// rxAlign: receive buffer pointers must be divisible by 16, and MRBR
 	// is a multiple of 16 (RM 22.6.13, 22.5 ENETx_MRBR).
 	rxAlign = 16
+	// rxShift is what RACC.SHIFT16 writes in front of every received
+	// frame (RM 22.5 ENETx_RACC): two bytes, counted in the descriptor's
+	// length, that put the IP header after the 14-byte Ethernet header
+	// on a 4-byte boundary.
+	rxShift = 2
 	// ringAlign: RDSR/TDSR need 8-byte alignment; a cache line is used.
 	ringAlign = 64
 	// mdcHz is the highest MDC frequency 802.3 22.2.2.13 allows.
@@ -134,6 +157,21 @@ type Config struct {
 	// runs must pass a full barrier (DSB SY on i.MX6UL), as Linux's fec
 	// driver does with dma_wmb/dma_rmb. Nil (host tests) means none.
 	Barrier func()
+	// RxChecksum: the MAC checks the IPv4 header and TCP/UDP checksums
+	// of received frames (RACC.IPDIS/PRODIS discard a wrong one, ICE/PCR
+	// flag it), so ReceivePacket may vouch for them. True for the real
+	// i.MX6UL; false under QEMU, whose imx.enet checks nothing and
+	// leaves ICE/PCR clear whatever the frame holds.
+	RxChecksum bool
+	// TxChecksum6: the MAC inserts TCP/UDP checksums in IPv6 frames
+	// too (the real MAC). QEMU's imx.enet inserts IPv4 checksums only;
+	// without TxChecksum6 the driver computes an IPv6 frame's checksum
+	// itself.
+	TxChecksum6 bool
+	// NoOffloads turns the checksum accelerator off (A/B runs, a MAC
+	// that gets it wrong): Offloads reports none, and the stack
+	// computes and verifies every checksum.
+	NoOffloads bool
 }
 
 // Extra are driver counters beyond nic.Stats.
@@ -207,8 +245,12 @@ type Driver struct {
 	groupTable atomic.Uint64 // GAUR:GALR, see filter.go
 
 	rx, tx ring
-	rxOff  int // where rx data starts in a pool buffer
+	rxOff  int // where the MAC writes rx data in a pool buffer (RxBD pointer)
 	mrbr   int // bytes the MAC may write per rx descriptor
+
+	offloads nic.Offloads
+	rxCsum   bool // Config.RxChecksum and offloads on
+	txCsum6  bool // Config.TxChecksum6
 
 	// Receive side, owned by the poll goroutine.
 	rxHead    int       // next descriptor to complete
@@ -262,6 +304,7 @@ var (
 	_ nic.Device     = (*Driver)(nil)
 	_ nic.Maintainer = (*Driver)(nil)
 	_ nic.LinkPoller = (*Driver)(nil)
+	_ nic.Offloader  = (*Driver)(nil)
 )
 
 // New resets and initialises the MAC behind regs (ECR.RESET, RM 22.5.5),
@@ -313,10 +356,18 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	if d.mrbr > MaxMRBR {
 		d.mrbr = MaxMRBR
 	}
-	if d.mrbr < MaxFL {
+	if d.mrbr < rxShift+MaxFL {
 		return nil, fmt.Errorf("%w: pool buffers of %d bytes with %d headroom leave %d bytes, less than a %d-byte frame",
-			ErrConfig, pool.BufferSize(), d.rxOff, d.mrbr, MaxFL)
+			ErrConfig, pool.BufferSize(), d.rxOff, d.mrbr, rxShift+MaxFL)
 	}
+	if !cfg.NoOffloads {
+		d.offloads = nic.Offloads{TxChecksum: true, RxChecksum: cfg.RxChecksum}
+		d.rxCsum, d.txCsum6 = cfg.RxChecksum, cfg.TxChecksum6
+	}
+	// One frame in one buffer each way: ENET has no segmentation, and
+	// a frame fits a pool buffer (mrbr above).
+	d.offloads.MaxTxPacket, d.offloads.MaxTxBuffers = MaxFrame, 1
+	d.offloads.MaxRxPacket, d.offloads.MaxRxBuffers = MaxFrame, 1
 
 	if !d.resetMAC() {
 		return nil, ErrReset
@@ -441,10 +492,25 @@ func (d *Driver) initMAC() {
 	regs.Write32(RegTFWR, TFWRStrFwd)
 	regs.Write32(RegMRBR, uint32(d.mrbr))
 	// Truncate at the buffer size, so a frame never spans descriptors
-	// on the real MAC (QEMU ignores FTRL with legacy descriptors and
-	// splits frames over 2032 bytes; Receive discards those).
+	// on the real MAC and on QEMU, which truncates at FTRL with
+	// enhanced descriptors (Receive discards a frame that spans them
+	// all the same).
 	regs.Write32(RegFTRL, uint32(d.mrbr))
-	regs.Write32(RegRACC, 0) // deliver errored frames: they are counted
+	// Deliver frames with receive errors (they are counted); with
+	// RxChecksum, discard those whose IPv4 header or TCP/UDP checksum is
+	// wrong, so that a frame the MAC checked reaches the driver only
+	// when it is right. Discard needs store-and-forward receive (RSFL
+	// 0, its reset value, which the driver never changes).
+	racc := uint32(RACCShift16)
+	if d.rxCsum {
+		racc |= RACCIPDis | RACCProDis
+	}
+	regs.Write32(RegRACC, racc)
+	var tacc uint32
+	if d.offloads.TxChecksum {
+		tacc = TACCIPChk | TACCProChk
+	}
+	regs.Write32(RegTACC, tacc)
 	regs.Write32(RegRDSR, uint32(d.rx.addr))
 	regs.Write32(RegTDSR, uint32(d.tx.addr))
 }
@@ -454,15 +520,31 @@ func (d *Driver) initMAC() {
 // generation.
 func (r *ring) reset() {
 	for i := 0; i < r.n; i++ {
-		binary.LittleEndian.PutUint32(r.desc[i*bd.Size+bd.Addr:], 0)
+		clear(r.desc[i*bd.Size+bd.Addr : (i+1)*bd.Size])
 		bd.Store(r.desc, i*bd.Size, bd.Word(0, r.wrap(i)))
 	}
 }
 
+// post writes every field of the descriptor at off but the control word:
+// the buffer address, the extended status/control word esc, and zero in
+// the words the MAC writes back (receive protocol information, BDU), so
+// that nothing of an earlier posting is read as this one's.
+func (r *ring) post(off int, addr uintptr, esc uint32) {
+	d := r.desc[off : off+bd.Size]
+	binary.LittleEndian.PutUint32(d[bd.Addr:], uint32(addr))
+	binary.LittleEndian.PutUint32(d[bd.ESC:], esc)
+	binary.LittleEndian.PutUint32(d[bd.Prot:], 0)
+	binary.LittleEndian.PutUint32(d[bd.BDU:], 0)
+}
+
 // program writes RCR and TCR for the programmed speed and duplex. ETHEREN
 // must be clear (RM 22.5.10: FDEN changes only while the MAC is disabled).
+//
+// MAX_FL leaves room for the SHIFT16 bytes: QEMU counts them in the frame
+// length it checks against MAX_FL, and would flag a full-sized VLAN frame
+// LG. Receive itself drops frames longer than MaxFrame.
 func (d *Driver) program() {
-	rcr := uint32(MaxFL)<<RCRMaxFLSh | RCRMIIMode | RCRFCE
+	rcr := uint32(rxShift+MaxFL)<<RCRMaxFLSh | RCRMIIMode | RCRFCE
 	if d.rmii {
 		rcr |= RCRRMIIMode
 		if d.progMbps == 10 {
@@ -479,11 +561,11 @@ func (d *Driver) program() {
 	d.regs.Write32(RegTCR, tcr)
 }
 
-// enable sets little-endian legacy descriptors and ETHEREN (RM 22.5.5).
+// enable sets little-endian enhanced descriptors and ETHEREN (RM 22.5.5).
 func (d *Driver) enable() {
 	ecr := d.regs.Read32(RegECR)
-	ecr &^= ECREN1588 | ECRSpeed | ECRReset
-	d.regs.Write32(RegECR, ecr|ECRDBSWP|ECREtherEn)
+	ecr &^= ECRSpeed | ECRReset
+	d.regs.Write32(RegECR, ecr|ECREN1588|ECRDBSWP|ECREtherEn)
 }
 
 // disable stops the MAC gracefully: transmit stop (TCR.GTS, wait for
@@ -660,22 +742,29 @@ func (d *Driver) PollLink() {
 // Receive returns the next received frame, or nil when none is complete.
 // The caller owns the returned buffer; its body is the frame without FCS.
 func (d *Driver) Receive() *alloc.Buffer {
+	b, _ := d.receive()
+	return b
+}
+
+// receive is Receive, and returns the frame's last descriptor's extended
+// status (ICE, PCR, ...) as well.
+func (d *Driver) receive() (*alloc.Buffer, uint32) {
 	r := &d.rx
 	for range r.n {
 		i := d.rxHead
 		b := r.buf[i]
 		if b == nil {
-			return nil // not posted (pool was empty): the MAC stops here
+			return nil, 0 // not posted (pool was empty): the MAC stops here
 		}
 		off := i * bd.Size
 		length, status := bd.Split(bd.Load(r.desc, off))
 		if status&bd.E != 0 {
-			return nil
+			return nil, 0
 		}
 		want := r.want[i]
 		if (status^want)&genMask != 0 {
 			d.rearm(i, status)
-			return nil
+			return nil, 0
 		}
 		d.barrier() // the frame's bytes after the status that covers them
 		// A completion of this posting: the MAC is done with the
@@ -725,7 +814,9 @@ func (d *Driver) Receive() *alloc.Buffer {
 			b.Free()
 			continue
 		}
-		n := int(length) - 4 // the MAC leaves the FCS in the buffer
+		// The MAC counts the SHIFT16 bytes and leaves the FCS in
+		// the buffer.
+		n := int(length) - rxShift - 4
 		switch {
 		case int(length) > d.mrbr || n < 0:
 			d.rxc.Drop(nic.BadLength)
@@ -734,13 +825,13 @@ func (d *Driver) Receive() *alloc.Buffer {
 		case n > MaxFrame:
 			d.rxc.Drop(nic.Oversize)
 		default:
-			b.SetBody(d.rxOff, n) // within mrbr: cannot fail
+			b.SetBody(d.rxOff+rxShift, n) // within mrbr: cannot fail
 			d.rxc.Count(n)
-			return b
+			return b, binary.LittleEndian.Uint32(r.desc[off+bd.ESC:])
 		}
 		b.Free()
 	}
-	return nil
+	return nil, 0
 }
 
 // rearm hands rx slot i back to the MAC as posted after a completion (its
@@ -752,7 +843,7 @@ func (d *Driver) rearm(i int, status uint16) {
 	r := &d.rx
 	d.rxc.Drop(untrusted(status))
 	off := i * bd.Size
-	binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(r.buf[i].Addr()+uintptr(d.rxOff)))
+	r.post(off, r.buf[i].Addr()+uintptr(d.rxOff), bd.RxInt)
 	d.barrier()
 	bd.Store(r.desc, off, bd.Word(0, bd.E|r.want[i]))
 	d.regs.Write32(RegRDAR, DescriptorActive) // a MAC stopped at the slot resumes
@@ -808,7 +899,9 @@ func (d *Driver) Refill() int {
 		w := nextPosting(r.want[i])
 		r.want[i] = w
 		r.buf[i] = b // owned by the MAC from the store below until a completion of this posting
-		binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(b.Addr()+uintptr(d.rxOff)))
+		// RxInt: with enhanced descriptors the MAC raises RXB/RXF
+		// only for descriptors that ask (RM 22.6.14; QEMU likewise).
+		r.post(off, b.Addr()+uintptr(d.rxOff), bd.RxInt)
 		d.barrier() // address before E
 		bd.Store(r.desc, off, bd.Word(0, bd.E|w))
 		d.rxFill++
@@ -840,12 +933,14 @@ func (d *Driver) Transmit(b *alloc.Buffer) error {
 	if !d.gate.CompareAndSwap(0, 1) {
 		return nic.ErrLinkDown // the MAC is being re-initialised
 	}
-	err := d.transmit(b)
+	err := d.transmit(b, nil)
 	d.gate.And(^uint32(1))
 	return err
 }
 
-func (d *Driver) transmit(b *alloc.Buffer) error {
+// transmit posts b, asking the accelerator for what meta says (nil:
+// nothing).
+func (d *Driver) transmit(b *alloc.Buffer, meta *nic.TxMeta) error {
 	if !d.linkUp.Load() {
 		return nic.ErrLinkDown
 	}
@@ -859,6 +954,16 @@ func (d *Driver) transmit(b *alloc.Buffer) error {
 	if d.txUsed == d.tx.n {
 		d.txc.Full.Add(1) // back-pressure: the caller keeps b
 		return nic.ErrRingFull
+	}
+	// TxInt: the MAC raises TXB/TXF only for descriptors that ask (RM
+	// 22.6.14), as the legacy descriptors always did.
+	esc := uint32(bd.TxInt)
+	if meta != nil && (meta.NeedsCsum || meta.GSO != nic.GSONone) {
+		x, err := d.txChecksum(b.Bytes(), meta)
+		if err != nil {
+			return err
+		}
+		esc |= x
 	}
 	if mis := int(b.BodyAddr() % uintptr(d.txAlign)); mis != 0 {
 		// Move the frame down to the aligned offset in front of it,
@@ -875,7 +980,7 @@ func (d *Driver) transmit(b *alloc.Buffer) error {
 	w := nextPosting(r.want[i])
 	r.want[i] = w
 	r.buf[i] = b // owned by the MAC from the store below until a completion of this posting
-	binary.LittleEndian.PutUint32(r.desc[off+bd.Addr:], uint32(b.BodyAddr()))
+	r.post(off, b.BodyAddr(), esc)
 	d.barrier() // frame and address before R
 	bd.Store(r.desc, off, bd.Word(uint16(n), bd.R|bd.L|bd.TC|w))
 	d.txTail++
@@ -943,6 +1048,42 @@ func (d *Driver) Reclaim() int {
 	}
 	d.gate.And(^uint32(1))
 	return freed
+}
+
+// Offloads implements nic.Offloader: checksum insertion (TxChecksum, the
+// MAC computes the whole checksum), receive checksums where the MAC checks
+// them (RxChecksum, Config.RxChecksum), one frame in one buffer each way.
+func (d *Driver) Offloads() nic.Offloads { return d.offloads }
+
+// TransmitPacket implements nic.Offloader: it posts bufs[0], one Ethernet
+// frame, as Transmit does, and with meta.NeedsCsum has the MAC insert its
+// TCP or UDP checksum (and an IPv4 header's) on the way out (txChecksum).
+// It refuses more than one buffer, segmentation (the ENET has no TSO) and
+// a meta that does not fit the frame.
+func (d *Driver) TransmitPacket(bufs []*alloc.Buffer, meta *nic.TxMeta) error {
+	if len(bufs) != 1 {
+		return errMeta
+	}
+	if !d.gate.CompareAndSwap(0, 1) {
+		return nic.ErrLinkDown // the MAC is being re-initialised
+	}
+	err := d.transmit(bufs[0], meta)
+	d.gate.And(^uint32(1))
+	return err
+}
+
+// ReceivePacket implements nic.Offloader: Receive, and whether the MAC
+// vouches for the frame's checksums (rxVouched).
+func (d *Driver) ReceivePacket(bufs []*alloc.Buffer) (int, nic.RxMeta) {
+	if len(bufs) == 0 {
+		return 0, nic.RxMeta{}
+	}
+	b, esc := d.receive()
+	if b == nil {
+		return 0, nic.RxMeta{}
+	}
+	bufs[0] = b
+	return 1, nic.RxMeta{Verified: d.rxCsum && rxVouched(b.Bytes(), esc)}
 }
 
 // TxKick writes TDAR if frames were posted since the last kick (RM 22.5.4).

@@ -123,12 +123,16 @@ func TestInit(t *testing.T) {
 	r := newRig(t, enettest.Options{}, enet.Config{MAC: mac, RxRing: 16, TxRing: 8})
 	d := r.dev
 	ecr := d.Reg(enet.RegECR)
-	if ecr&enet.ECREtherEn == 0 || ecr&enet.ECRDBSWP == 0 || ecr&enet.ECREN1588 != 0 {
-		t.Errorf("ECR %#x: want ETHEREN and DBSWP, legacy descriptors", ecr)
+	if ecr&enet.ECREtherEn == 0 || ecr&enet.ECRDBSWP == 0 || ecr&enet.ECREN1588 == 0 {
+		t.Errorf("ECR %#x: want ETHEREN and DBSWP, enhanced descriptors", ecr)
 	}
 	rcr := d.Reg(enet.RegRCR)
-	if fl := rcr >> 16 & 0x3fff; fl != enet.MaxFL {
-		t.Errorf("RCR.MAX_FL %d, want %d", fl, enet.MaxFL)
+	// MAX_FL leaves room for the two SHIFT16 bytes QEMU counts in.
+	if fl := rcr >> 16 & 0x3fff; fl != enet.MaxFL+2 {
+		t.Errorf("RCR.MAX_FL %d, want %d", fl, enet.MaxFL+2)
+	}
+	if racc, tacc := d.Reg(enet.RegRACC), d.Reg(enet.RegTACC); racc != enet.RACCShift16 || tacc != enet.TACCIPChk|enet.TACCProChk {
+		t.Errorf("RACC %#x TACC %#x: want SHIFT16 and no discard (Config.RxChecksum off), checksum insertion on", racc, tacc)
 	}
 	if rcr&enet.RCRMIIMode == 0 || rcr&enet.RCRRMIIMode != 0 || rcr&enet.RCRLoop != 0 {
 		t.Errorf("RCR %#x: want MII mode, no loopback", rcr)
@@ -136,7 +140,7 @@ func TestInit(t *testing.T) {
 	if d.Reg(enet.RegTCR)&enet.TCRFDEN == 0 {
 		t.Error("TCR.FDEN clear")
 	}
-	if m := d.Reg(enet.RegMRBR); m%16 != 0 || m < enet.MaxFL {
+	if m := d.Reg(enet.RegMRBR); m%16 != 0 || m < enet.MaxFL+2 {
 		t.Errorf("MRBR %d", m)
 	}
 	if d.Reg(enet.RegPALR) != 0x02112233 || d.Reg(enet.RegPAUR)>>16 != 0x4455 {

@@ -255,6 +255,47 @@ func (s *fzSlot) forge(desc []byte, i int, kind byte, own uint16, in *fzReader, 
 	}
 }
 
+// fzFrames are frame beginnings the fuzzer's MAC writes into a receive
+// buffer: IPv4 TCP, an IPv4 UDP fragment, IPv6 UDP, ARP.
+var fzFrames = [][]byte{
+	{12: 0x08, 0, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 53: 0},
+	{12: 0x08, 0, 0x45, 0, 0, 40, 0, 0, 0x20, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 53: 0},
+	{12: 0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 17, 64, 61: 0},
+	{12: 0x08, 0x06, 41: 0},
+}
+
+// fzVouched checks a frame ReceivePacket vouched for: the board said the
+// MAC checks, its descriptor (still in the ring, not yet refilled) carries
+// no checksum error or fragment mark, and the frame is IPv4 or IPv6 TCP or
+// UDP that fits the frame.
+func fzVouched(t *testing.T, d *Driver, cfg Config, before []*alloc.Buffer, b *alloc.Buffer) {
+	t.Helper()
+	i := 0
+	for i < len(before) && before[i] != b {
+		i++
+	}
+	if i == len(before) {
+		t.Fatal("vouched-for buffer not from the ring")
+	}
+	esc := binary.LittleEndian.Uint32(d.rx.desc[i*bd.Size+bd.ESC:])
+	f := b.Bytes()
+	ok := cfg.RxChecksum && !cfg.NoOffloads && esc&(bd.ICE|bd.PCR|bd.Frag) == 0 && len(f) >= 54
+	if ok {
+		switch binary.BigEndian.Uint16(f[12:]) {
+		case 0x0800:
+			ok = (f[23] == 6 || f[23] == 17) && f[20]&0x3f|f[21] == 0 &&
+				14+int(binary.BigEndian.Uint16(f[16:])) <= len(f)
+		case 0x86dd:
+			ok = (f[20] == 6 || f[20] == 17) && 54+int(binary.BigEndian.Uint16(f[18:])) <= len(f)
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		t.Fatalf("vouched for a frame (ESC %#x, config %v): % x", esc, cfg.RxChecksum, f[:min(len(f), 60)])
+	}
+}
+
 // macRxBits are the status bits a MAC writes in a receive descriptor it
 // completes (RM Table 22-35); it keeps the others as the driver wrote them.
 const macRxBits = bd.L | bd.M | bd.BC | bd.MC | bd.RxErrors
@@ -293,6 +334,14 @@ func FuzzRxDescriptors(f *testing.F) {
 	f.Add(seed([]byte{30, 4, 0, 0}, []byte{5, 60, 0, 0, 6, 0, 8, 5, 60, 0, 0, 5, 60, 0, 0, 7, 0, 1, 6, 0, 8, 0x82})) // tx: duplicate completion
 	f.Add(seed(h, []byte{5, 60, 0, 0, 0x82, 0x82, 0x82}))                                                            // tx never completes: TDAR again, then reset
 	f.Add(seed(h, []byte{0x48}, rx(64, bd.L), recv, []byte{0x82, 0x82}, recv))                                       // rx: completion past an empty head: reset
+	// The accelerator: a checked IPv4 TCP frame (vouched for with
+	// RxChecksum), one flagged ICE, an ARP frame, each taken by
+	// ReceivePacket.
+	acc := func(esc, kind byte) []byte {
+		return append(append(append([]byte{36}, le(70)...), le(bd.L)...), esc, kind, 0, 0)
+	}
+	f.Add(seed([]byte{30, 4, 4, 0x80}, acc(0, 0), []byte{26}, acc(0x20, 0), []byte{26}, acc(0, 3), []byte{26, 3, 4}))
+	f.Add(seed([]byte{30, 4, 4, 0}, acc(0, 0), []byte{26}, acc(0, 2), []byte{26, 3, 4}))
 	// A bus error and a speed change in one link poll: two rebuilds the
 	// oracle does not see one by one (see fzSlot.forge).
 	f.Add([]byte("0001000001002900#009A0\"12120"))
@@ -323,6 +372,10 @@ func FuzzRxDescriptors(f *testing.F) {
 			// The second Maintain that sees no transmit progress
 			// resets.
 			TxTimeout: time.Nanosecond,
+			// The accelerator: whether the driver trusts the
+			// MAC's receive checks.
+			RxChecksum:  flags&0x80 != 0,
+			TxChecksum6: flags&0x40 != 0,
 		}
 		d, err := New(regs, arena, pool, cfg)
 		if err != nil {
@@ -364,6 +417,18 @@ func FuzzRxDescriptors(f *testing.F) {
 				if op&0x80 != 0 {
 					w ^= bd.W // a MAC that lies about the wrap bit
 				}
+				if op&0x20 != 0 {
+					// What the accelerator says (ICE, PCR,
+					// IPv6, FRAG, any) and a frame for it to
+					// say it of, one byte changed.
+					o := macRx*bd.Size + bd.ESC
+					binary.LittleEndian.PutUint32(d.rx.desc[o:], bd.RxInt|uint32(in.u8())&0x3f)
+					if b := d.rx.buf[macRx]; b != nil {
+						body := b.Raw()[d.rxOff+rxShift:]
+						n := copy(body, fzFrames[in.u8()%byte(len(fzFrames))])
+						body[int(in.u8())%n] ^= in.u8()
+					}
+				}
 				o.rx[macRx].complete(d.rx.desc, macRx, bd.Word(length, w), d.restarts.Load())
 				if macRx++; macRx == rxN || status&bd.W != 0 {
 					macRx = 0
@@ -374,12 +439,23 @@ func FuzzRxDescriptors(f *testing.F) {
 			case 2: // receive everything
 				copy(before, d.rx.buf)
 				for {
-					b := d.Receive()
-					if b == nil {
+					var b *alloc.Buffer
+					var m nic.RxMeta
+					if op&0x10 != 0 {
+						var bufs [1]*alloc.Buffer
+						n, mm := d.ReceivePacket(bufs[:])
+						if n == 0 {
+							break
+						}
+						b, m = bufs[0], mm
+					} else if b = d.Receive(); b == nil {
 						break
 					}
+					if m.Verified {
+						fzVouched(t, d, cfg, before, b)
+					}
 					held.HandOut(t, b)
-					if b.Len() < MinFrame || b.Len() > MaxFrame || b.Offset() != d.rxOff || b.Offset()+b.Len() > b.Cap() {
+					if b.Len() < MinFrame || b.Len() > MaxFrame || b.Offset() != d.rxOff+rxShift || b.Offset()+b.Len() > b.Cap() {
 						t.Fatalf("frame at %d+%d in a buffer of %d", b.Offset(), b.Len(), b.Cap())
 					}
 					o.handOut(t, b)
@@ -396,7 +472,7 @@ func FuzzRxDescriptors(f *testing.F) {
 					if status&bd.L != 0 {
 						lastConsumed++
 					}
-					if held.Holds(b) && (status&(bd.L|bd.RxErrors) != bd.L || int(length)-4 != b.Len()) {
+					if held.Holds(b) && (status&(bd.L|bd.RxErrors) != bd.L || int(length)-rxShift-4 != b.Len()) {
 						t.Fatalf("delivered %d bytes from a descriptor with length %d status %#x", b.Len(), length, status)
 					}
 				}
@@ -595,10 +671,11 @@ func FuzzInit(f *testing.F) {
 			regs.r[RegPAUR/4]>>16 != uint32(mac[4])<<8|uint32(mac[5]) {
 			t.Fatalf("PALR/PAUR %#x/%#x for %x", regs.r[RegPALR/4], regs.r[RegPAUR/4], mac)
 		}
-		if m := int(regs.r[RegMRBR/4]); m%16 != 0 || m < MaxFL || m > pool.BufferSize()-d.rxOff || m != d.mrbr {
+		if m := int(regs.r[RegMRBR/4]); m%16 != 0 || m < rxShift+MaxFL || m > pool.BufferSize()-d.rxOff || m != d.mrbr {
 			t.Fatalf("MRBR %d, driver %d, buffer %d - %d", m, d.mrbr, pool.BufferSize(), d.rxOff)
 		}
-		if regs.r[RegRDSR/4]%8 != 0 || regs.r[RegTDSR/4]%8 != 0 || regs.r[RegECR/4]&(ECREtherEn|ECREN1588) != ECREtherEn {
+		if regs.r[RegRDSR/4]%8 != 0 || regs.r[RegTDSR/4]%8 != 0 || regs.r[RegECR/4]&(ECREtherEn|ECREN1588) != ECREtherEn|ECREN1588 ||
+			regs.r[RegRACC/4]&RACCShift16 == 0 {
 			t.Fatalf("RDSR %#x TDSR %#x ECR %#x", regs.r[RegRDSR/4], regs.r[RegTDSR/4], regs.r[RegECR/4])
 		}
 		posted := 0
@@ -608,8 +685,9 @@ func FuzzInit(f *testing.F) {
 			}
 			posted++
 			_, status := bd.Split(bd.Load(d.rx.desc, i*bd.Size))
-			if status&bd.E == 0 || (status&bd.W != 0) != (i == d.rx.n-1) {
-				t.Fatalf("rx descriptor %d status %#x", i, status)
+			esc := binary.LittleEndian.Uint32(d.rx.desc[i*bd.Size+bd.ESC:])
+			if status&bd.E == 0 || (status&bd.W != 0) != (i == d.rx.n-1) || esc != bd.RxInt {
+				t.Fatalf("rx descriptor %d status %#x ESC %#x", i, status, esc)
 			}
 		}
 		if want := min(d.rx.n, pool.Capacity()); posted != want || pool.InUse() != posted {
@@ -622,5 +700,43 @@ func FuzzInit(f *testing.F) {
 		}
 		d.Close()
 		nictest.CheckEmpty(t, pool, "after Close")
+	})
+}
+
+// FuzzChecksum feeds txChecksum any frame and checksum request, and
+// rxVouched any frame and descriptor ESC: neither panics, txChecksum
+// either refuses with the frame untouched or accepts a request whose
+// field lies inside the frame's IP packet (PINS set, or computed here),
+// and rxVouched vouches only for IPv4/IPv6 TCP/UDP without ICE/PCR/FRAG.
+func FuzzChecksum(f *testing.F) {
+	v4 := append([]byte{12: 0x08, 0, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}, make([]byte, 20)...)
+	v6 := append([]byte{12: 0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 17, 64}, make([]byte, 40)...)
+	f.Add(v4, uint16(34), uint16(16), uint32(0), true)
+	f.Add(v6, uint16(54), uint16(6), uint32(0), false)
+	f.Add(v6, uint16(54), uint16(6), uint32(bd.PCR), true)
+	f.Fuzz(func(t *testing.T, frame []byte, start, off uint16, esc uint32, v6hw bool) {
+		d := &Driver{offloads: nic.Offloads{TxChecksum: true}, txCsum6: v6hw}
+		before := append([]byte(nil), frame...)
+		x, err := d.txChecksum(frame, &nic.TxMeta{NeedsCsum: true, CsumStart: start, CsumOffset: off})
+		if err != nil {
+			if string(before) != string(frame) {
+				t.Fatal("refused frame changed")
+			}
+		} else if int(start)+int(off)+2 > len(frame) || (off != 6 && off != 16) || x&^(bd.PINS|bd.IINS) != 0 {
+			t.Fatalf("accepted start %d offset %d in %d bytes, ESC %#x", start, off, len(frame), x)
+		}
+		if rxVouched(frame, esc) {
+			ok := esc&(bd.ICE|bd.PCR|bd.Frag) == 0 && len(frame) >= 42
+			if ok && frame[12] == 0x08 && frame[13] == 0 {
+				ok = frame[23] == 6 || frame[23] == 17
+			} else if ok && frame[12] == 0x86 && frame[13] == 0xdd {
+				ok = frame[20] == 6 || frame[20] == 17
+			} else {
+				ok = false
+			}
+			if !ok {
+				t.Fatalf("vouched for ESC %#x, % x", esc, frame)
+			}
+		}
 	})
 }

@@ -32,7 +32,22 @@ const (
 	RegTDSR = 0x184 // Transmit Buffer Descriptor Ring Start Register
 	RegMRBR = 0x188 // Maximum Receive Buffer Size Register
 	RegFTRL = 0x1b0 // Frame Truncation Length Register
+	RegTACC = 0x1c0 // Transmit Accelerator Function Configuration
 	RegRACC = 0x1c4 // Receive Accelerator Function Configuration
+)
+
+// TACC bits (i.MX6ULL RM 22.5, ENETx_TACC). Checksum insertion needs
+// store-and-forward transmit (TFWR.STRFWD), which initMAC sets.
+const (
+	TACCIPChk  = 1 << 3 // insert the IPv4 header checksum where a descriptor asks (IINS)
+	TACCProChk = 1 << 4 // insert the TCP/UDP/ICMP checksum where a descriptor asks (PINS)
+)
+
+// RACC bits (i.MX6ULL RM 22.5, ENETx_RACC).
+const (
+	RACCIPDis   = 1 << 1 // discard frames with a wrong IPv4 header checksum
+	RACCProDis  = 1 << 2 // discard frames with a wrong TCP/UDP/ICMP checksum
+	RACCShift16 = 1 << 7 // write two bytes before each frame: the IP header lands 4-byte aligned
 )
 
 // EIR / EIMR event bits (i.MX6ULL RM 22.5.1, 22.5.2).
@@ -49,9 +64,9 @@ const (
 	EventRL    = 1 << 20 // collision retry limit
 	EventUN    = 1 << 19 // transmit FIFO underrun
 
-	// EventTxErrors are the transmit errors a legacy descriptor cannot
-	// report (its status has no error bits): the driver counts them from
-	// EIR as nic.TxError.
+	// EventTxErrors are the transmit errors the driver counts from EIR
+	// as nic.TxError (QEMU writes no error bits into a transmit
+	// descriptor, enhanced or legacy).
 	EventTxErrors = EventBABT | EventLC | EventRL | EventUN | EventEBERR
 )
 
@@ -63,7 +78,7 @@ const DescriptorActive = 1 << 24
 const (
 	ECRReset   = 1 << 0 // self-clearing MAC reset
 	ECREtherEn = 1 << 1 // enable; clearing it resets the BD pointers to RDSR/TDSR
-	ECREN1588  = 1 << 4 // enhanced (1588) descriptors; kept clear: legacy BDs
+	ECREN1588  = 1 << 4 // enhanced 32-byte descriptors (RM 22.6.14); set
 	ECRSpeed   = 1 << 5 // 1000 Mbit/s select; must stay 0 on the 10/100 i.MX6UL ENET
 	ECRDBSWP   = 1 << 8 // descriptor byte swap: little-endian descriptors
 )

@@ -1,10 +1,27 @@
 // Package enettest is an NXP ENET device model for host tests: it plays the
-// MAC side of the ENET registers (i.MX6ULL RM 22.5), the legacy buffer
-// descriptor rings (RM 22.6.13) and a clause 22 PHY on MDIO, over the same
-// memory the driver lays its rings and buffers in.
+// MAC side of the ENET registers (i.MX6ULL RM 22.5), the enhanced buffer
+// descriptor rings (RM 22.6.14, ECR.EN1588; the legacy 8-byte layout is a
+// device error) and a clause 22 PHY on MDIO, over the same memory the
+// driver lays its rings and buffers in.
+//
+// The accelerator (RM 22.4.x, TACC/RACC): on transmit, PINS and IINS in a
+// frame's descriptors insert the TCP/UDP and IPv4 header checksums into
+// the frame on the wire, and the model checks what the manual asks of the
+// driver (TACC enables, the checksum fields cleared, an IP frame the MAC
+// can parse), counting a violation in Stats.DeviceErrors and sending what
+// the real MAC would (a wrong checksum). Options.TxChecksumIPv4 makes it
+// insert IPv4 checksums only, as QEMU does. On receive, RACC.SHIFT16
+// writes two zero bytes before the frame, counted in the length, as QEMU
+// does. With Options.RxChecksum the model checks IPv4 header and TCP/UDP
+// checksums as the real MAC does: ICE/PCR (and IPv6, FRAG) in the last
+// descriptor's ESC, and with RACC.IPDIS/PRODIS a wrong frame is discarded
+// (Stats.ChecksumDiscards); without it the model checks nothing, as QEMU.
+// Descriptors raise RXB/RXF and TXB/TXF only with their INT bit, and the
+// last one of a frame gets BDU, as QEMU has it. Every register access is
+// counted (Stats.RegReads, RegWrites).
 //
 // A Device implements enet.Regs. It follows what QEMU's imx.enet does with
-// legacy descriptors: RDAR makes the MAC look at the current receive
+// enhanced descriptors: RDAR makes the MAC look at the current receive
 // descriptor and it stays active while the next one is empty; TDAR sends
 // every ready transmit descriptor at once, in the writer's goroutine; the
 // MAC writes the frame plus its 4-byte FCS and sets LG/TR when a frame is
@@ -34,7 +51,8 @@
 // arrive while no receive descriptor is empty wait in a bounded backlog.
 //
 // Faults are injected from a seeded generator: dropped, duplicated,
-// corrupted, reordered frames, bad lengths, receive error bits (LG, NO, CR,
+// corrupted, reordered frames, bad lengths, checksum error flags (ICE/PCR)
+// on good frames, receive error bits (LG, NO, CR,
 // OV, TR), transmit errors in EIR, and a stalled MAC. Faults that need a
 // reset to clear are injected on demand: a wedged transmit ring (WedgeTx),
 // a receive pointer that loses its place (SkipRx), a receive side that
@@ -82,7 +100,16 @@ const (
 	regTDSR = 0x184
 	regMRBR = 0x188
 	regFTRL = 0x1b0
+	regTACC = 0x1c0
+	regRACC = 0x1c4
 	regSize = 0x400
+
+	taccIPChk  = 1 << 3
+	taccProChk = 1 << 4
+
+	raccIPDis   = 1 << 1
+	raccProDis  = 1 << 2
+	raccShift16 = 1 << 7
 
 	eirBABT  = 1 << 29
 	eirGRA   = 1 << 28
@@ -108,7 +135,7 @@ const (
 	rcrProm = 1 << 3
 )
 
-// Receive error bits of a legacy descriptor (RM Table 22-35), for
+// Receive error bits of a receive descriptor (RM Table 22-35), for
 // Faults.RxErrorBits and tests.
 const (
 	ErrLG = bd.LG // frame length violation
@@ -157,6 +184,13 @@ type Options struct {
 	// TxAlign, when set, is the alignment the model demands of transmit
 	// buffers; a misaligned one is counted in Stats.DeviceErrors.
 	TxAlign int
+	// RxChecksum makes the model check receive checksums as the real
+	// MAC does (ICE/PCR, discard with RACC.IPDIS/PRODIS). Without it the
+	// model checks nothing and leaves ESC as posted, as QEMU does.
+	RxChecksum bool
+	// TxChecksumIPv4 makes PINS insert checksums in IPv4 frames only,
+	// as QEMU's imx.enet does; an IPv6 frame goes out as posted.
+	TxChecksumIPv4 bool
 }
 
 // Faults configures fault injection. Rates are probabilities in [0, 1]
@@ -174,6 +208,10 @@ type Faults struct {
 	// RxErrorBits at random per frame.
 	RxErrorBits uint16
 	TxError     float64 // raise one of EIR LC, RL, UN, BABT after a frame
+	// ChecksumFlags sets ICE and PCR in the last descriptor of a frame
+	// the model delivers, whatever its checksums: a MAC that flags
+	// without discarding.
+	ChecksumFlags float64
 }
 
 // Stats counts what the model did and what it injected. The embedded
@@ -200,6 +238,16 @@ type Stats struct {
 	TxWedges, RxSkips, RxStops, LostKicks, Forged uint64
 	// Filtered counts multicast frames the group hash filter dropped.
 	Filtered uint64
+
+	// RegReads and RegWrites count register accesses (each an exit into
+	// QEMU on the emulated board).
+	RegReads, RegWrites uint64
+	// ChecksumsInserted counts checksums the model inserted on transmit
+	// (PINS and IINS each); ChecksumErrors counts received frames it
+	// found a wrong checksum in (Options.RxChecksum), ChecksumDiscards
+	// those it discarded for it (RACC.IPDIS/PRODIS), ChecksumFlagged the
+	// frames Faults.ChecksumFlags marked.
+	ChecksumsInserted, ChecksumErrors, ChecksumDiscards, ChecksumFlagged uint64
 }
 
 // phy is a clause 22 PHY: BMCR, BMSR, ID, ANAR, ANLPAR.
@@ -464,6 +512,7 @@ func (d *Device) raiseLocked(ev uint32) {
 func (d *Device) Read32(off uint32) uint32 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.stats.RegReads++
 	if off >= regSize || off&3 != 0 {
 		d.stats.DeviceErrors++
 		return 0
@@ -475,6 +524,7 @@ func (d *Device) Read32(off uint32) uint32 {
 func (d *Device) Write32(off, v uint32) {
 	if off == regTDAR {
 		d.mu.Lock()
+		d.stats.RegWrites++
 		d.stats.TDARWrites++
 		on := d.get(regECR)&ecrEtherEn != 0
 		if d.lostKicks > 0 {
@@ -489,6 +539,7 @@ func (d *Device) Write32(off, v uint32) {
 		return
 	}
 	d.mu.Lock()
+	d.stats.RegWrites++
 	d.writeLocked(off, v)
 	irq := d.w.TakeIRQLocked()
 	d.mu.Unlock()
@@ -529,9 +580,10 @@ func (d *Device) writeLocked(off, v uint32) {
 			d.txPos = d.get(regTDSR)
 			d.halted = false
 			d.txWedged, d.rxSkip = false, 0
-		} else if v&ecrDBSWP == 0 || v&ecrEN1588 != 0 {
+		} else if v&ecrDBSWP == 0 || v&ecrEN1588 == 0 {
 			// Without DBSWP the real MAC reads descriptors
-			// big-endian; EN1588 selects 32-byte descriptors.
+			// big-endian; without EN1588 it uses the legacy 8-byte
+			// descriptors, which the model does not implement.
 			d.stats.DeviceErrors++
 		}
 	case regMMFR:
@@ -557,6 +609,10 @@ func (d *Device) writeLocked(off, v uint32) {
 		d.reg(off, v&0x7f0)
 	case regFTRL:
 		d.reg(off, v&0x3fff)
+	case regTACC:
+		d.reg(off, v&0x19) // SHIFT16, IPCHK, PROCHK
+	case regRACC:
+		d.reg(off, v&0xc7) // PADREM, IPDIS, PRODIS, LINEDIS, SHIFT16
 	default:
 		d.reg(off, v)
 	}

@@ -55,9 +55,27 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 		d.stats.DeviceErrors++ // RM: MRBR must be set before ETHEREN
 		return true
 	}
+	var esc uint32 // ICE, PCR, IPv6, FRAG for the last descriptor
+	if d.opt.RxChecksum {
+		var discard bool
+		if esc, discard = d.checkCsumLocked(frame); discard {
+			d.stats.ChecksumDiscards++
+			return true
+		}
+	}
+	if f := d.faults.ChecksumFlags; f > 0 && d.rng.Float64() < f {
+		esc |= bd.ICE | bd.PCR
+		d.stats.ChecksumFlagged++
+	}
 	var crc [4]byte
 	tail := fcs(frame, &crc)
-	size := len(frame) + 4
+	// SHIFT16 (RM 22.5 RACC): two bytes before the frame, counted in
+	// the length and, as QEMU has it, against FTRL and MAX_FL.
+	shift := 0
+	if d.get(regRACC)&raccShift16 != 0 {
+		shift = 2
+	}
+	size := shift + len(frame) + 4
 	var flags uint16
 	if ftrl := int(d.get(regFTRL)); size > ftrl {
 		size = ftrl
@@ -101,17 +119,12 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 			d.busErrorLocked()
 			return true
 		}
-		// Copy bytes [done, done+n) of frame||FCS.
-		dst := d.mem[boff : boff+n]
-		if done < len(frame) {
-			c := copy(dst, frame[done:])
-			copy(dst[c:], tail)
-		} else {
-			copy(dst, tail[done-len(frame):])
-		}
+		// Copy bytes [done, done+n) of shift||frame||FCS.
+		streamCopy(d.mem[boff:boff+n], done, shift, frame, tail)
 		done += n
 		length := uint16(n)
 		st &^= bd.E | bd.L | bd.RxErrors
+		posted := binary.LittleEndian.Uint32(d.mem[off+bd.ESC:])
 		if done == size {
 			st |= bd.L | flags
 			if badLen {
@@ -122,8 +135,15 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 					length = uint16(mrbr + 1 + d.rng.IntN(64)) // beyond the buffer
 				}
 			}
-			d.raiseLocked(eirRXF)
-		} else {
+			if d.opt.RxChecksum {
+				posted &^= bd.ICE | bd.PCR | bd.IPv6 | bd.Frag | bd.VLAN
+			}
+			binary.LittleEndian.PutUint32(d.mem[off+bd.ESC:], posted|esc)
+			binary.LittleEndian.PutUint32(d.mem[off+bd.BDU:], bd.BDUDone)
+			if posted&bd.RxInt != 0 {
+				d.raiseLocked(eirRXF)
+			}
+		} else if posted&bd.RxInt != 0 {
 			d.raiseLocked(eirRXB)
 		}
 		bd.Store(d.mem, off, bd.Word(length, st))
@@ -144,6 +164,7 @@ func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) 
 		return 0, false
 	}
 	frameN := 0
+	var frameESC uint32 // PINS, IINS of the frame's descriptors
 	addr := d.txPos
 	for range maxDesc {
 		if k == len(stage) {
@@ -172,22 +193,33 @@ func (d *Device) fillTxLocked(stage [][]byte, stageN []int) (k int, again bool) 
 			d.stats.DeviceErrors++
 		}
 		frameN += copy(stage[k][frameN:frameN+n], d.mem[boff:boff+n])
+		esc := binary.LittleEndian.Uint32(d.mem[off+bd.ESC:])
+		frameESC |= esc
 		if st&bd.L != 0 {
 			if st&bd.TC == 0 {
 				d.stats.DeviceErrors++ // the frame would go out without FCS
 			}
+			// The accelerator works on the frame on its way out;
+			// the buffer in memory stays as the driver wrote it.
+			d.insertLocked(stage[k][:frameN], frameESC)
+			frameESC = 0
+			binary.LittleEndian.PutUint32(d.mem[off+bd.BDU:], bd.BDUDone)
 			stageN[k] = frameN
 			d.stats.TxFrames++
 			d.stats.TxBytes += uint64(frameN)
 			k++
 			frameN = 0
-			d.raiseLocked(eirTXF)
+			if esc&bd.TxInt != 0 {
+				d.raiseLocked(eirTXF)
+			}
 			if f := &d.faults; f.TxError > 0 && d.rng.Float64() < f.TxError {
 				d.stats.TxErrors++
 				d.raiseLocked(txErrorBits[d.rng.IntN(len(txErrorBits))])
 			}
 		}
-		d.raiseLocked(eirTXB)
+		if esc&bd.TxInt != 0 {
+			d.raiseLocked(eirTXB)
+		}
 		bd.Store(d.mem, off, bd.Word(length, st&^bd.R))
 		addr = d.next(addr, st, regTDSR)
 	}
@@ -211,4 +243,21 @@ func (d *Device) acceptLocked(frame []byte) bool {
 	h := ^crc32.ChecksumIEEE(frame[:6]) >> 26
 	table := uint64(d.get(regGAUR))<<32 | uint64(d.get(regGALR))
 	return table>>h&1 != 0
+}
+
+// streamCopy fills dst with the bytes from pos on of the receive stream:
+// shift zero bytes (SHIFT16), the frame, its FCS.
+func streamCopy(dst []byte, pos, shift int, frame, tail []byte) {
+	for len(dst) > 0 {
+		var c int
+		switch {
+		case pos < shift:
+			dst[0], c = 0, 1
+		case pos < shift+len(frame):
+			c = copy(dst, frame[pos-shift:])
+		default:
+			c = copy(dst, tail[pos-shift-len(frame):])
+		}
+		dst, pos = dst[c:], pos+c
+	}
 }

@@ -1,13 +1,19 @@
-// Package bd is the layout of the ENET legacy buffer descriptor (i.MX6ULL RM
-// 22.6.13, "Legacy buffer descriptors") shared by the driver and the device
-// model, and the atomic access to its control word.
+// Package bd is the layout of the ENET enhanced buffer descriptor (i.MX6ULL
+// RM 22.6.14, "Enhanced buffer descriptors", selected by ECR.EN1588) shared
+// by the driver and the device model, and the atomic access to its control
+// word.
 //
-// A legacy descriptor is 8 bytes; with ECR.DBSWP set the MAC reads and writes
-// it little-endian:
+// An enhanced descriptor is 32 bytes; with ECR.DBSWP set the MAC reads and
+// writes it little-endian. Its first 8 bytes are the legacy descriptor (RM
+// 22.6.13):
 //
-//	offset 0: data length (16 bits)
-//	offset 2: status / control (16 bits)
-//	offset 4: data buffer pointer (32 bits)
+//	offset  0: data length (16 bits)
+//	offset  2: status / control (16 bits)
+//	offset  4: data buffer pointer (32 bits)
+//	offset  8: extended status / control (ESC, 32 bits)
+//	offset 12: receive: payload checksum, header length, protocol type
+//	offset 16: BDU: the MAC set bit 31 when it updated the descriptor
+//	offset 20: 1588 timestamp; 24..31 reserved
 //
 // Length and status together form the control word at offset 0. Whoever
 // hands a descriptor to the other side (the driver setting E/R, the device
@@ -22,12 +28,16 @@ import (
 	"unsafe"
 )
 
-// Layout (i.MX6ULL RM 22.6.13, legacy receive and transmit descriptors):
-// the descriptor's size and the offset of its buffer pointer. Length and
+// Layout (i.MX6ULL RM 22.6.14, enhanced receive and transmit descriptors):
+// the descriptor's size and the offsets of its buffer pointer, extended
+// status/control word, receive protocol word and BDU word. Length and
 // status are read and written together as the control word (Load, Store).
 const (
-	Size = 8
+	Size = 32
 	Addr = 4
+	ESC  = 8
+	Prot = 12
+	BDU  = 16
 )
 
 // Status bits common to rx and tx descriptors.
@@ -54,8 +64,8 @@ const (
 	RxErrors = LG | NO | CR | OV | TR
 )
 
-// Transmit status bits (i.MX6ULL RM 22.6.13, legacy transmit descriptor
-// field definitions; the legacy descriptor has no transmit error bits).
+// Transmit status bits (i.MX6ULL RM 22.6.13/22.6.14 transmit descriptor
+// field definitions).
 const (
 	R  = 1 << 15 // ready: owned by the MAC
 	TC = 1 << 10 // append the CRC
@@ -69,6 +79,30 @@ const (
 	Soft1 = RO1
 	Soft2 = RO2
 )
+
+// Receive ESC bits (RM 22.6.14, enhanced receive descriptor). The MAC
+// writes them in the last descriptor of a frame; the driver sets RxInt when
+// it posts.
+const (
+	RxInt = 1 << 23 // raise EIR.RXB/RXF for this descriptor
+	ICE   = 1 << 5  // IP header checksum error
+	PCR   = 1 << 4  // protocol (TCP, UDP, ICMP) checksum error
+	VLAN  = 1 << 2  // the frame has a VLAN tag
+	IPv6  = 1 << 1  // the frame is IPv6
+	Frag  = 1 << 0  // the frame is an IPv4 fragment
+)
+
+// Transmit ESC bits (RM 22.6.14, enhanced transmit descriptor), set by the
+// driver in the first descriptor of a frame.
+const (
+	TxInt = 1 << 30 // raise EIR.TXB/TXF for this descriptor
+	TS    = 1 << 29 // timestamp the frame (unused)
+	PINS  = 1 << 28 // insert the protocol checksum (needs TACC.PROCHK)
+	IINS  = 1 << 27 // insert the IPv4 header checksum (needs TACC.IPCHK)
+)
+
+// BDUDone is the BDU word's bit 31: the MAC has updated the descriptor.
+const BDUDone = 1 << 31
 
 // Word builds the control word from a length and a status.
 func Word(length, status uint16) uint32 { return uint32(length) | uint32(status)<<16 }
