@@ -422,11 +422,11 @@ func mustStat(t *testing.T, m map[string]float64, path string) float64 {
 
 // leftOut selects the tests the static guest's run leaves out rather
 // than reporting them skipped: the DHCP phase's (dhcpPhase runs them
-// against guests of their own), the comparison's (TestCompare boots its
-// own guests, with -compare and no -target) and, without -bench, the
-// system benchmark (make bench runs it).
+// against guests of their own), the comparisons' (TestCompare and
+// TestLinuxCompare boot their own guests, with -compare or -linux and no
+// -target) and, without -bench, the system benchmark (make bench runs it).
 func leftOut() string {
-	p := "^(TestDHCP|TestDHCPBootFallback|TestCompare|TestCompareMeasure"
+	p := "^(TestDHCP|TestDHCPBootFallback|TestCompare|TestCompareMeasure|TestLinuxCompare"
 	if !*benchFlag {
 		p += "|TestSystemBenchmark"
 	}

@@ -55,6 +55,8 @@ type Options struct {
 	// QEMU overrides the emulator binary (tests use a stand-in); ""
 	// means the target's qemu-system-*.
 	QEMU string
+	// Linux, if set, boots Image as a Linux kernel (LinuxArgs).
+	Linux *Linux
 }
 
 // VM is one running QEMU guest in its namespace.
@@ -118,7 +120,11 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	}
 	v := &VM{console: o.Console, readyCh: make(chan struct{}), done: make(chan struct{})}
 	v.accel, v.accelNote = ResolveAccel(o.Target, o.Accel)
-	v.args = append([]string{qemu}, Args(o.Target, o.Image, v.accel, o.Tap)...)
+	if o.Linux != nil {
+		v.args = append([]string{qemu}, LinuxArgs(o.Target, o.Image, v.accel, o.Tap, *o.Linux)...)
+	} else {
+		v.args = append([]string{qemu}, Args(o.Target, o.Image, v.accel, o.Tap)...)
+	}
 
 	name := o.Netns
 	if name == "" {
