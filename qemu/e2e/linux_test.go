@@ -92,7 +92,7 @@ func TestLinuxCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	linux := &vm.Linux{Initrd: g.Initrd, Append: g.Append, DTB: g.DTB}
+	linux := &vm.Linux{Initrd: g.Initrd, Append: g.Append, DTB: g.DTB, SecondENET: g.SecondNIC}
 	linuxNIC := "linux-virtio_net"
 	if target == vm.MX6ULLEVK {
 		linuxNIC = "linux-fec"

@@ -41,6 +41,12 @@ type Spec struct {
 	DTB string
 	// Console is the kernel's console= for the first serial port.
 	Console string
+	// DTBNoPhySupply lists nodes (path suffixes) whose phy-supply
+	// property Build deletes from the DTB (DeleteProps).
+	DTBNoPhySupply []string
+	// SecondNIC: the guest drives the SoC's second NIC, so QEMU must put
+	// the tap there (vm.Linux.SecondENET).
+	SecondNIC bool
 	// IfDevice is a substring of the NIC's /sys/class/net/IF/device link
 	// (its bus address), to pick the interface QEMU connects to the tap
 	// when the device tree has several.
@@ -54,8 +60,18 @@ var Specs = map[string]Spec{
 		Modules: []string{"virtio_mmio", "virtio_net"}, Console: "ttyS0", IfDevice: ""},
 	// mcimx6ul-evk: ENET1 at 0x02188000 (RM 2.2, memory map) is fec1 in
 	// imx6ul.dtsi; its driver is fec.
+	//
+	// Linux cannot use ENET1 there: the EVK's device tree puts ENET1's
+	// PHY (address 2) on ENET2's MDIO bus, and QEMU 7.2's ENET2 answers
+	// only for its own PHY (address 1), so Linux drives ENET2 (fec2,
+	// 0x020b4000, RM 2.2 memory map), whose PHY is where the tree says,
+	// and QEMU gets the tap on its second NIC. The EVK's PHY supply
+	// switches through a 74HC595 on GPIO-driven SPI, whose driver
+	// Debian's kernel lacks, so both fec nodes lose phy-supply, or the
+	// driver waits for the regulator for ever.
 	"mx6ullevk": {DebArch: "armhf", KernelPkg: "linux-image-armmp", GOARCH: "arm", GOARM: "7",
-		Modules: []string{"fec"}, DTB: "imx6ul-14x14-evk.dtb", Console: "ttymxc0,115200", IfDevice: "2188000.ethernet"},
+		Modules: []string{"fec"}, DTB: "imx6ul-14x14-evk.dtb", Console: "ttymxc0,115200",
+		DTBNoPhySupply: []string{"ethernet@2188000", "ethernet@20b4000"}, SecondNIC: true, IfDevice: "20b4000.ethernet"},
 }
 
 // Net is the interface configuration, the firmware's defaults.
@@ -94,6 +110,8 @@ type Guest struct {
 	Append string
 	// Version is the kernel's (6.1.0-57-amd64).
 	Version string
+	// SecondNIC: the tap belongs on the machine's second NIC (Spec).
+	SecondNIC bool
 }
 
 // DefaultCache returns ~/.cache/tamanet/linuxguest (or under
@@ -180,13 +198,26 @@ func Build(ctx context.Context, o Options) (*Guest, error) {
 			return nil, err
 		}
 	}
-	g := &Guest{Version: version, Kernel: filepath.Join(rootfs, "boot", "vmlinuz-"+version)}
-	if spec.DTB != "" {
-		g.DTB = filepath.Join(rootfs, "usr", "lib", "linux-image-"+version, spec.DTB)
+	g := &Guest{Version: version, Kernel: filepath.Join(rootfs, "boot", "vmlinuz-"+version), SecondNIC: spec.SecondNIC}
+	if _, err := os.Stat(g.Kernel); err != nil {
+		return nil, fmt.Errorf("linuxguest: %w (remove %s to download again)", err, dir)
 	}
-	for _, f := range []string{g.Kernel, g.DTB} {
-		if _, err := os.Stat(f); f != "" && err != nil {
+	if spec.DTB != "" {
+		src := filepath.Join(rootfs, "usr", "lib", "linux-image-"+version, spec.DTB)
+		dtb, err := os.ReadFile(src)
+		if err != nil {
 			return nil, fmt.Errorf("linuxguest: %w (remove %s to download again)", err, dir)
+		}
+		if len(spec.DTBNoPhySupply) > 0 {
+			var n int
+			if dtb, n, err = DeleteProps(dtb, "phy-supply", spec.DTBNoPhySupply...); err != nil {
+				return nil, fmt.Errorf("linuxguest: %s: %w", src, err)
+			}
+			logf("%s: deleted %d phy-supply properties (%s)", spec.DTB, n, strings.Join(spec.DTBNoPhySupply, ", "))
+		}
+		g.DTB = filepath.Join(dir, strings.TrimSuffix(spec.DTB, ".dtb")+"-tamanet.dtb")
+		if err := os.WriteFile(g.DTB, dtb, 0o644); err != nil {
+			return nil, err
 		}
 	}
 

@@ -66,8 +66,6 @@ func readNewc(t *testing.T, b []byte) []entry {
 	}
 }
 
-func align4(n int) int { return (n + 3) &^ 3 }
-
 func TestCPIO(t *testing.T) {
 	var buf bytes.Buffer
 	c := NewCPIO(&buf)

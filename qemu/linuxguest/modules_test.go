@@ -86,7 +86,7 @@ func TestInitScriptAndCmdline(t *testing.T) {
 	for _, want := range []string{
 		"#!/bin/busybox sh\n",
 		"mount -t devtmpfs dev /dev",
-		`want="2188000.ethernet"`,
+		`want="20b4000.ethernet"`,
 		"ip link set dev $if address 02:00:00:00:00:01",
 		"ip addr add 10.0.0.1/24 dev $if",
 		"ip route add default via 10.0.0.2",

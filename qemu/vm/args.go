@@ -92,6 +92,9 @@ type Linux struct {
 	// NICOptions are appended to the NIC's options (microvm: properties of
 	// virtio-net-device such as csum=off), "" for none.
 	NICOptions string
+	// SecondENET puts the tap on the i.MX6UL's ENET2 (the second -net
+	// nic) instead of ENET1, which keeps a NIC without a backend.
+	SecondENET bool
 }
 
 // LinuxArgs returns QEMU's arguments for booting kernel with l on target:
@@ -102,6 +105,14 @@ func LinuxArgs(target Target, kernel string, accel Accel, tap string, l Linux) [
 		for i, s := range a {
 			if i > 0 && (a[i-1] == "-device" || a[i-1] == "-net") && strings.HasSuffix(s, ",netdev=net0") {
 				a[i] = s + "," + l.NICOptions
+			}
+		}
+	}
+	if l.SecondENET && target == MX6ULLEVK {
+		for i, s := range a {
+			if s == "-net" {
+				a = append(a[:i], append([]string{"-net", "nic,model=imx.enet"}, a[i:]...)...)
+				break
 			}
 		}
 	}

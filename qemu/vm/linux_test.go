@@ -32,6 +32,19 @@ func TestLinuxArgs(t *testing.T) {
 	if j := strings.Join(arm, " "); !strings.HasSuffix(j, "-kernel vmlinuz -initrd i -append console=ttymxc0,115200 -dtb evk.dtb") || !strings.HasPrefix(j, "-machine mcimx6ul-evk ") {
 		t.Errorf("mx6ullevk:\n%s", j)
 	}
+
+	// Linux on mcimx6ul-evk drives ENET2: the tap moves to the second
+	// -net nic, the first keeps no backend.
+	two := strings.Join(LinuxArgs(MX6ULLEVK, "vmlinuz", TCG, "tap0", Linux{Initrd: "i", Append: "a", SecondENET: true}), " ")
+	if !strings.Contains(two, "-serial null -net nic,model=imx.enet -net nic,model=imx.enet,netdev=net0 -netdev tap,id=net0,") {
+		t.Errorf("mx6ullevk, second ENET:\n%s", two)
+	}
+	if strings.Count(two, "-net nic") != 2 {
+		t.Errorf("mx6ullevk, second ENET: %d NICs:\n%s", strings.Count(two, "-net nic"), two)
+	}
+	if vmx := strings.Join(LinuxArgs(Microvm, "vmlinuz", TCG, "tap0", Linux{Initrd: "i", Append: "a", SecondENET: true}), " "); strings.Count(vmx, " -device ") != 1 || strings.Contains(vmx, "imx.enet") {
+		t.Errorf("microvm with SecondENET:\n%s", vmx)
+	}
 }
 
 func indexOf(a []string, s string) int {
