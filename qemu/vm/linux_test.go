@@ -1,8 +1,12 @@
 package vm
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tamanet/tamanet/internal/netns"
 )
 
 func TestLinuxArgs(t *testing.T) {
@@ -54,4 +58,34 @@ func indexOf(a []string, s string) int {
 		}
 	}
 	return -1
+}
+
+// Start with Options.Linux runs LinuxArgs' command line.
+func TestStartLinux(t *testing.T) {
+	netns.Require(t)
+	q := fakeQEMU(t, `while [ $# -gt 0 ]; do [ "$1" = -initrd ] && i=$2; [ "$1" = -append ] && a=$2; shift; done
+echo "initrd $i append $a"
+echo "tamanet: ready ip=10.0.0.1/24 mac=02:00:00:00:00:01 nic=linux-virtio_net"
+exec sleep 60`)
+	img := fakeImage(t)
+	name, _ := netns.FreeName("tamanet-unit")
+	v, err := Start(context.Background(), Options{Target: Microvm, Image: img, Accel: TCG, Netns: name, QEMU: q,
+		Linux: &Linux{Initrd: "/x/initrd.cpio", Append: "console=ttyS0 rdinit=/init"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	r, err := v.WaitReady(context.Background(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.NIC != "linux-virtio_net" {
+		t.Errorf("ready %+v", r)
+	}
+	if !strings.Contains(v.Serial(), "initrd /x/initrd.cpio append console=ttyS0 rdinit=/init") {
+		t.Errorf("serial %q", v.Serial())
+	}
+	if !strings.Contains(v.CommandLine(), "-kernel "+img+" ") {
+		t.Errorf("command line %s", v.CommandLine())
+	}
 }
