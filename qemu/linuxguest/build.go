@@ -61,11 +61,12 @@ var Specs = map[string]Spec{
 	// mcimx6ul-evk: ENET1 at 0x02188000 (RM 2.2, memory map) is fec1 in
 	// imx6ul.dtsi; its driver is fec.
 	//
-	// Linux cannot use ENET1 there: the EVK's device tree puts ENET1's
-	// PHY (address 2) on ENET2's MDIO bus, and QEMU 7.2's ENET2 answers
-	// only for its own PHY (address 1), so Linux drives ENET2 (fec2,
-	// 0x020b4000, RM 2.2 memory map), whose PHY is where the tree says,
-	// and QEMU gets the tap on its second NIC. The EVK's PHY supply
+	// Linux drives ENET2 (fec2, 0x020b4000), and QEMU gets the tap on
+	// its second NIC: the EVK's device tree puts ENET1's PHY (address 2)
+	// on ENET2's MDIO bus, and with the tap on ENET1, QEMU 7.2 and this
+	// tree, Linux attached that PHY and configured eth1 but no frame got
+	// through ("no route to host" from the client); on ENET2, whose PHY
+	// is on its own bus, everything works. The EVK's PHY supply
 	// switches through a 74HC595 on GPIO-driven SPI, whose driver
 	// Debian's kernel lacks, so both fec nodes lose phy-supply, or the
 	// driver waits for the regulator for ever.
