@@ -174,3 +174,30 @@ func TestDeletePropsRefuses(t *testing.T) {
 		return b
 	})
 }
+
+// FuzzDeleteProps: any blob is refused or edited in place, never a panic;
+// an edited blob keeps its size, and a second pass finds nothing left to
+// delete.
+func FuzzDeleteProps(f *testing.F) {
+	f.Add(evkTree())
+	var empty fdtBuilder
+	empty.begin("")
+	empty.end()
+	f.Add(empty.blob())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, n, err := DeleteProps(b, "phy-supply", "ethernet@2188000")
+		if err != nil {
+			return
+		}
+		if len(out) != len(b) {
+			t.Fatalf("size %d -> %d", len(b), len(out))
+		}
+		again, n2, err := DeleteProps(out, "phy-supply", "ethernet@2188000")
+		if err != nil || n2 != 0 {
+			t.Fatalf("second pass: %d deleted, %v (first: %d)", n2, err, n)
+		}
+		if string(again) != string(out) {
+			t.Fatal("second pass changed the blob")
+		}
+	})
+}
