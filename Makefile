@@ -7,7 +7,10 @@
 #                        fails when it cannot build or boot the firmware
 #   make test-host       the host tests only, for machines without the
 #                        TamaGo distribution, QEMU, root or /dev/net/tun
-#   make bench           per-packet benchmarks and the QEMU system benchmark
+#   make bench           per-packet benchmarks, the QEMU system benchmark and
+#                        tamanet against a Linux guest on the same QEMU
+#   make linuxguest      assemble the Linux guests from Debian's packages
+#                        (downloaded once, cached in ~/.cache/tamanet)
 #   make ab A=IMAGE      the system benchmark on image A and on this tree's
 #                        image (or B=IMAGE), alternately, medians of each
 #   make soak            mixed traffic for DURATION (default 30m) under QEMU
@@ -89,7 +92,7 @@ LDFLAGS := -s -w -T $(TEXT) -R 0x1000 $(CONFIG_LDFLAGS)
 SYMLDFLAGS := $(filter-out -s -w,$(LDFLAGS))
 SYMIMAGE := $(IMAGE).sym
 
-.PHONY: all build image imx qemu e2e soak test test-host bench ab profile deps check-config fuzz vet clean FORCE
+.PHONY: all build image imx qemu e2e soak test test-host bench linux-bench linuxguest ab profile deps check-config fuzz vet clean FORCE
 
 all: build
 
@@ -177,6 +180,32 @@ bench: deps
 	$(GO) run ./internal/benchsummary < $(BUILD)/bench-host.txt
 	$(GO) test -count=1 -timeout 30m -v -run '^TestSystemBenchmark$$' ./qemu/e2e -args -target $(TARGET) -accel $(ACCEL) -bench
 	$(GO) test -count=1 -timeout 30m -v -run '^TestCompare$$' ./qemu/e2e -args -compare -accel $(ACCEL)
+	$(MAKE) --no-print-directory linux-bench
+
+# tamanet against a Linux guest on the same QEMU machine and NIC (qemu/e2e
+# TestLinuxCompare), on each of LINUXTARGETS: the images boot alternately,
+# LINUXROUNDS times, LINUXRUNS measurements per boot; medians and ratios
+# tamanet/Linux, and an offloads on/off A/B: Linux with QEMU's virtio-net
+# offloads off (microvm) and, where the tree has the OFFLOADS switch, the
+# tamanet image built with OFFLOADS=off. The ARM kernel takes about 25 s to
+# boot under TCG, more on a busy host: hence the longer boot timeout.
+LINUXTARGETS ?= microvm mx6ullevk
+LINUXROUNDS  ?= 3
+LINUXRUNS    ?= 2
+HAVE_OFFLOADS := $(shell grep -qs defaultOffloads internal/config/*.go && echo yes)
+linux-bench: deps linuxguest
+	for t in $(LINUXTARGETS); do \
+	  $(if $(HAVE_OFFLOADS),$(MAKE) --no-print-directory build TARGET=$$t OFFLOADS=off IMAGE=$(BUILD)/tamanet-$$t-offloads-off || exit 1;) \
+	  $(GO) test -count=1 -timeout 120m -v -run '^TestLinuxCompare$$' ./qemu/e2e -args -linux -linux-target $$t \
+	    -linux-rounds $(LINUXROUNDS) -compare-runs $(LINUXRUNS) -accel $(ACCEL) -boot-timeout 3m \
+	    $(if $(HAVE_OFFLOADS),-image-b $(CURDIR)/$(BUILD)/tamanet-$$t-offloads-off -label-b 'tamanet OFFLOADS=off') || exit 1; \
+	done
+
+# The Linux guests (qemu/linuxguest): Debian's kernel, busybox-static and
+# cmd/linuxguest; the packages are downloaded on first use (as root, armhf
+# is added to dpkg's architectures for mx6ullevk) and cached.
+linuxguest:
+	for t in $(LINUXTARGETS); do $(GO) run ./qemu/cmd/linuxguest -target $$t >/dev/null || exit 1; done
 
 # A/B of two firmware images for TARGET in one run: TestSystemBenchmark boots
 # image A, then B, ROUNDS times (five measurements per boot), so both see the

@@ -16,6 +16,8 @@ declare -A pkgs=(
 	[ping]=iputils-ping
 	[nc]=netcat-openbsd
 	[curl]=curl
+	# make bench's Linux guest (qemu/linuxguest) unpacks Debian packages.
+	[dpkg-deb]=dpkg
 	[iperf3]=iperf3
 	[hping3]=hping3
 	[nping]=nmap

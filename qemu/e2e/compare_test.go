@@ -178,6 +178,15 @@ func signalContext(t *testing.T) (context.Context, func()) {
 // TestCompareMeasure inside it and returns its samples.
 func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic string) samples {
 	t.Helper()
+	return measureVM(t, ctx, vm.Options{Target: vm.MX6ULLEVK, Image: image, Accel: accel}, nic, true)
+}
+
+// measureVM boots o (Netns and Console are its own) and measures it as
+// measureImage does; idle says whether to measure the idle guest's host
+// CPU first.
+func measureVM(t *testing.T, ctx context.Context, o vm.Options, nic string, idle bool) samples {
+	t.Helper()
+	image := o.Image
 	dir := t.TempDir()
 	serial, err := os.Create(filepath.Join(dir, "serial.log"))
 	if err != nil {
@@ -188,7 +197,8 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vm.Start(ctx, vm.Options{Target: vm.MX6ULLEVK, Image: image, Accel: accel, Netns: ns, Console: serial})
+	o.Netns, o.Console = ns, serial
+	v, err := vm.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,10 +219,13 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 
 	// Idle CPU once boot has settled (the first ARP and neighbour
 	// exchanges), over long enough that a few wake-ups a second show.
-	time.Sleep(2 * time.Second)
-	idle, idleErr := idleCPU(image, 5*time.Second)
-	if idleErr != nil {
-		t.Logf("%s: idle CPU not measured: %v", image, idleErr)
+	var idleCPUPct float64
+	if idle {
+		time.Sleep(2 * time.Second)
+		var idleErr error
+		if idleCPUPct, idleErr = idleCPU(image, 5*time.Second); idleErr != nil {
+			t.Logf("%s: idle CPU not measured: %v", image, idleErr)
+		}
 	}
 
 	out := filepath.Join(dir, "samples.json")
@@ -239,7 +252,7 @@ func measureImage(t *testing.T, ctx context.Context, accel vm.Accel, image, nic 
 	if len(s.Up) == 0 {
 		t.Fatalf("%s: no samples", image)
 	}
-	s.IdleCPU = idle
+	s.IdleCPU = idleCPUPct
 	return s
 }
 

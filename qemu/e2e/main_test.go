@@ -210,6 +210,9 @@ func outer(m *testing.M) int {
 	if c := dhcpPhase(ctx, runCtx, target, accel); c != 0 {
 		code = c
 	}
+	if c := linuxPhase(ctx, runCtx, target, accel); c != 0 {
+		code = c
+	}
 	return code
 }
 
@@ -421,12 +424,13 @@ func mustStat(t *testing.T, m map[string]float64, path string) float64 {
 }
 
 // leftOut selects the tests the static guest's run leaves out rather
-// than reporting them skipped: the DHCP phase's (dhcpPhase runs them
-// against guests of their own), the comparison's (TestCompare boots its
-// own guests, with -compare and no -target) and, without -bench, the
-// system benchmark (make bench runs it).
+// than reporting them skipped: the DHCP and Linux phases' (dhcpPhase and
+// linuxPhase run them against guests of their own), the comparisons'
+// (TestCompare and TestLinuxCompare boot their own guests, with -compare or
+// -linux and no -target) and, without -bench, the system benchmark (make
+// bench runs it).
 func leftOut() string {
-	p := "^(TestDHCP|TestDHCPBootFallback|TestCompare|TestCompareMeasure"
+	p := "^(TestDHCP|TestDHCPBootFallback|TestCompare|TestCompareMeasure|TestLinuxCompare|TestLinuxSmoke"
 	if !*benchFlag {
 		p += "|TestSystemBenchmark"
 	}

@@ -1,6 +1,9 @@
 package vm
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Target is a board the image is built for.
 type Target string
@@ -78,4 +81,44 @@ func Args(target Target, image string, accel Accel, tap string) []string {
 		"-netdev", netdev,
 		"-kernel", image,
 	}
+}
+
+// Linux says how to boot a Linux kernel (the Options.Image) instead of a
+// tamanet image, on the same machine and NIC as tamanet: the initramfs,
+// the kernel command line and, on ARM, the device tree QEMU passes it
+// (mcimx6ul-evk makes none of its own).
+type Linux struct {
+	Initrd, Append, DTB string
+	// NICOptions are appended to the NIC's options (microvm: properties of
+	// virtio-net-device such as csum=off), "" for none.
+	NICOptions string
+	// SecondENET puts the tap on the i.MX6UL's ENET2 (the second -net
+	// nic) instead of ENET1, which keeps a NIC without a backend.
+	SecondENET bool
+}
+
+// LinuxArgs returns QEMU's arguments for booting kernel with l on target:
+// Args' command line with l's files and NIC options added.
+func LinuxArgs(target Target, kernel string, accel Accel, tap string, l Linux) []string {
+	a := Args(target, kernel, accel, tap)
+	if l.NICOptions != "" {
+		for i, s := range a {
+			if i > 0 && (a[i-1] == "-device" || a[i-1] == "-net") && strings.HasSuffix(s, ",netdev=net0") {
+				a[i] = s + "," + l.NICOptions
+			}
+		}
+	}
+	if l.SecondENET && target == MX6ULLEVK {
+		for i, s := range a {
+			if s == "-net" {
+				a = append(a[:i], append([]string{"-net", "nic,model=imx.enet"}, a[i:]...)...)
+				break
+			}
+		}
+	}
+	a = append(a, "-initrd", l.Initrd, "-append", l.Append)
+	if l.DTB != "" {
+		a = append(a, "-dtb", l.DTB)
+	}
+	return a
 }

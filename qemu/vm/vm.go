@@ -59,6 +59,8 @@ type Options struct {
 	// samples the guest through it). A unix socket, not TCP: QEMU runs
 	// inside the namespace, whose loopback the host cannot reach.
 	GDB string
+	// Linux, if set, boots Image as a Linux kernel (LinuxArgs).
+	Linux *Linux
 }
 
 // VM is one running QEMU guest in its namespace.
@@ -122,7 +124,11 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	}
 	v := &VM{console: o.Console, readyCh: make(chan struct{}), done: make(chan struct{})}
 	v.accel, v.accelNote = ResolveAccel(o.Target, o.Accel)
-	v.args = append([]string{qemu}, Args(o.Target, o.Image, v.accel, o.Tap)...)
+	if o.Linux != nil {
+		v.args = append([]string{qemu}, LinuxArgs(o.Target, o.Image, v.accel, o.Tap, *o.Linux)...)
+	} else {
+		v.args = append([]string{qemu}, Args(o.Target, o.Image, v.accel, o.Tap)...)
+	}
 	if o.GDB != "" {
 		v.args = append(v.args, "-gdb", "unix:"+o.GDB+",server=on,wait=off")
 	}
