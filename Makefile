@@ -186,19 +186,17 @@ bench: deps
 # TestLinuxCompare), on each of LINUXTARGETS: the images boot alternately,
 # LINUXROUNDS times, LINUXRUNS measurements per boot; medians and ratios
 # tamanet/Linux, and an offloads on/off A/B: Linux with QEMU's virtio-net
-# offloads off (microvm) and, where the tree has the OFFLOADS switch, the
-# tamanet image built with OFFLOADS=off. The ARM kernel takes about 25 s to
+# offloads off (microvm) and the tamanet image built with OFFLOADS=off. The ARM kernel takes about 25 s to
 # boot under TCG, more on a busy host: hence the longer boot timeout.
 LINUXTARGETS ?= microvm mx6ullevk
 LINUXROUNDS  ?= 3
 LINUXRUNS    ?= 2
-HAVE_OFFLOADS := $(shell grep -qs defaultOffloads internal/config/*.go && echo yes)
 linux-bench: deps linuxguest
 	for t in $(LINUXTARGETS); do \
-	  $(if $(HAVE_OFFLOADS),$(MAKE) --no-print-directory build TARGET=$$t OFFLOADS=off IMAGE=$(BUILD)/tamanet-$$t-offloads-off || exit 1;) \
+	  $(MAKE) --no-print-directory build TARGET=$$t OFFLOADS=off IMAGE=$(BUILD)/tamanet-$$t-offloads-off || exit 1; \
 	  $(GO) test -count=1 -timeout 120m -v -run '^TestLinuxCompare$$' ./qemu/e2e -args -linux -linux-target $$t \
 	    -linux-rounds $(LINUXROUNDS) -compare-runs $(LINUXRUNS) -accel $(ACCEL) -boot-timeout 3m \
-	    $(if $(HAVE_OFFLOADS),-image-b $(CURDIR)/$(BUILD)/tamanet-$$t-offloads-off -label-b 'tamanet OFFLOADS=off') || exit 1; \
+	    -image-b $(CURDIR)/$(BUILD)/tamanet-$$t-offloads-off -label-b 'tamanet OFFLOADS=off' || exit 1; \
 	done
 
 # The Linux guests (qemu/linuxguest): Debian's kernel, busybox-static and
