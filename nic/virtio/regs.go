@@ -70,6 +70,48 @@ const (
 	FeatureVersion1 = 1 << 32 // VIRTIO_F_VERSION_1
 )
 
+// Offload feature bits (virtio 1.2 §5.1.3). Their dependencies (§5.1.3.1):
+// GUEST_TSO4/6 and GUEST_ECN need GUEST_CSUM, GUEST_ECN needs a GUEST_TSO,
+// and likewise HOST_TSO4/6 and HOST_ECN need CSUM and a HOST_TSO.
+const (
+	FeatureCSUM      = 1 << 0  // VIRTIO_NET_F_CSUM: device completes partial tx checksums
+	FeatureGuestCSUM = 1 << 1  // VIRTIO_NET_F_GUEST_CSUM: rx packets may be partial or DATA_VALID
+	FeatureGuestTSO4 = 1 << 7  // VIRTIO_NET_F_GUEST_TSO4: rx TCPv4 segments joined
+	FeatureGuestTSO6 = 1 << 8  // VIRTIO_NET_F_GUEST_TSO6: rx TCPv6 segments joined
+	FeatureGuestECN  = 1 << 9  // VIRTIO_NET_F_GUEST_ECN: joined segments may carry ECN
+	FeatureHostTSO4  = 1 << 11 // VIRTIO_NET_F_HOST_TSO4
+	FeatureHostTSO6  = 1 << 12 // VIRTIO_NET_F_HOST_TSO6
+	FeatureHostECN   = 1 << 13 // VIRTIO_NET_F_HOST_ECN
+	FeatureMrgRxBuf  = 1 << 15 // VIRTIO_NET_F_MRG_RXBUF: a packet spans num_buffers rx buffers
+)
+
+// struct virtio_net_hdr fields (virtio 1.2 §5.1.6): offsets, flags and
+// gso_type values.
+const (
+	hdrFlags      = 0  // u8 flags
+	hdrGSOType    = 1  // u8 gso_type
+	hdrHdrLen     = 2  // le16 hdr_len
+	hdrGSOSize    = 4  // le16 gso_size
+	hdrCsumStart  = 6  // le16 csum_start
+	hdrCsumOffset = 8  // le16 csum_offset
+	hdrNumBuffers = 10 // le16 num_buffers
+
+	HdrFNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	HdrFDataValid = 2 // VIRTIO_NET_HDR_F_DATA_VALID
+	HdrFRSCInfo   = 4 // VIRTIO_NET_HDR_F_RSC_INFO (needs RSC_EXT, never negotiated)
+
+	GSONone  = 0    // VIRTIO_NET_HDR_GSO_NONE
+	GSOTCPv4 = 1    // VIRTIO_NET_HDR_GSO_TCPV4
+	GSOUDP   = 3    // VIRTIO_NET_HDR_GSO_UDP
+	GSOTCPv6 = 4    // VIRTIO_NET_HDR_GSO_TCPV6
+	GSOECN   = 0x80 // VIRTIO_NET_HDR_GSO_ECN
+
+	// MaxGSOPacket is the longest packet, without the virtio-net header,
+	// a device joins: the 65562-byte buffer §5.1.6.3.1 asks for with
+	// GUEST_TSO and no MRG_RXBUF, less the 12-byte header.
+	MaxGSOPacket = 65550
+)
+
 // Net device configuration layout, struct virtio_net_config (§5.1.4).
 const (
 	cfgMAC    = 0  // u8 mac[6]

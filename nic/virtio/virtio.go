@@ -55,6 +55,9 @@ type Config struct {
 	MAC [6]byte
 	// NoEventIdx refuses VIRTIO_F_EVENT_IDX even when offered (tests).
 	NoEventIdx bool
+	// NoOffloads refuses every offload feature even when offered: the
+	// driver then works as without them (A/B runs, broken backends).
+	NoOffloads bool
 }
 
 // Errors returned by New.
@@ -67,9 +70,29 @@ var (
 	ErrConfig   = errors.New("virtio: bad configuration")
 )
 
-// Wanted is the feature set the driver negotiates when offered. Checksum and
-// GSO offloads stay off; the header layout already has room for them.
+// Wanted is the feature set the driver negotiates when offered, offloads
+// left out (RxOffloads).
 const Wanted = FeatureVersion1 | FeatureMAC | FeatureStatus | FeatureMTU | FeatureEventIdx
+
+// RxOffloads are the receive offloads the driver negotiates when offered,
+// each optional: GUEST_CSUM (packets arrive vouched for, DATA_VALID, or with
+// a partial checksum, NEEDS_CSUM), MRG_RXBUF (a packet spans several
+// buffers) and, only with both of those (deps), GUEST_TSO4/6 and GUEST_ECN.
+const RxOffloads = FeatureGuestCSUM | FeatureMrgRxBuf | FeatureGuestTSO4 | FeatureGuestTSO6 | FeatureGuestECN
+
+// deps drops from f every feature whose prerequisites f lacks (virtio 1.2
+// §5.1.3.1: GUEST_TSO4/6 need GUEST_CSUM, GUEST_ECN a GUEST_TSO). GUEST_TSO
+// is also dropped without MRG_RXBUF: joined segments would then need
+// 65562-byte buffers (§5.1.6.3.1), and the pool's are 2 KiB.
+func deps(f uint64) uint64 {
+	if f&FeatureGuestCSUM == 0 || f&FeatureMrgRxBuf == 0 {
+		f &^= FeatureGuestTSO4 | FeatureGuestTSO6
+	}
+	if f&(FeatureGuestTSO4|FeatureGuestTSO6) == 0 {
+		f &^= FeatureGuestECN
+	}
+	return f
+}
 
 // queue is one split virtqueue. It is owned by one goroutine at a time (the
 // poll loop for rx, the transmitting goroutine for tx).
@@ -129,6 +152,12 @@ type Driver struct {
 	rx, tx   queue
 	rxc, txc nic.RingCounters
 	rxOff    int // offset in a pool buffer where rx data (header) starts
+	off      nic.Offloads
+	mrg      bool // MRG_RXBUF: num_buffers is meaningful (§5.1.6.4)
+	// one holds the single buffer Receive takes through ReceivePacket
+	// when MRG_RXBUF is on; multi is its scratch for the rest.
+	one   [1]*alloc.Buffer
+	multi []*alloc.Buffer
 
 	resets atomic.Uint64 // recoveries (Maintain)
 	reason atomic.Uint32 // resetReason of the latest one
@@ -140,6 +169,7 @@ type Driver struct {
 var (
 	_ nic.Device     = (*Driver)(nil)
 	_ nic.Maintainer = (*Driver)(nil)
+	_ nic.Offloader  = (*Driver)(nil)
 )
 
 // Why Maintain reset the device, as shown in nic.Stats.ResetReason.
@@ -200,9 +230,12 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 		return nil, fmt.Errorf("%w: device id %d", ErrDevice, id)
 	}
 
-	want := uint64(Wanted)
+	want := uint64(Wanted | RxOffloads)
 	if cfg.NoEventIdx {
 		want &^= FeatureEventIdx
+	}
+	if cfg.NoOffloads {
+		want &^= RxOffloads
 	}
 	var err error
 	if d.features, err = d.negotiate(want, false); err != nil {
@@ -256,6 +289,10 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	}
 	// Never more than alloc.MaxFrame: the MTU is at most 1500.
 	d.info.MaxFrame = d.info.MTU + nic.FrameOverhead
+	if err := d.setOffloads(); err != nil {
+		d.fail()
+		return nil, err
+	}
 
 	// Post rx buffers before DRIVER_OK so the device can receive at once
 	// (§3.1.1 allows buffers to be made available before step 8).
@@ -298,7 +335,7 @@ func (d *Driver) negotiate(want uint64, again bool) (uint64, error) {
 		d.fail()
 		return 0, fmt.Errorf("%w: device no longer offers %#x (features %#x)", ErrFeatures, want&^offered, offered)
 	}
-	features := offered & want
+	features := deps(offered & want)
 	regs.Write32(regDriverFeatSel, 0)
 	regs.Write32(regDriverFeatures, uint32(features))
 	regs.Write32(regDriverFeatSel, 1)
@@ -627,7 +664,15 @@ func (q *queue) armInterrupt(eventIdx bool) {
 
 // Receive returns the next received frame, or nil when none is pending. The
 // caller owns the returned buffer; its body is the Ethernet frame.
+//
+// With receive offloads negotiated (GUEST_CSUM, MRG_RXBUF) Receive is
+// ReceivePacket that gives up packets it cannot return as one frame: one
+// spanning buffers is dropped as nic.Oversize, one with a partial checksum
+// (NEEDS_CSUM) as nic.Malformed. Use ReceivePacket, or Config.NoOffloads.
 func (d *Driver) Receive() *alloc.Buffer {
+	if d.mrg || d.off.RxChecksum {
+		return d.receiveOne()
+	}
 	q := &d.rx
 	armed := false
 	for {
