@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tamanet/tamanet/alloc"
 	"github.com/tamanet/tamanet/nic"
@@ -63,6 +64,15 @@ type Endpoint struct {
 	txMu sync.Mutex
 
 	rx, tx nic.RingCounters
+
+	// offl is the device as a nic.Offloader, nil if it is not one; off
+	// is what it negotiated. rxBufs holds one received packet's buffers
+	// (Offloads.MaxRxBuffers). rxVouched is set while a packet the
+	// device vouched for is delivered (rxoffload.go).
+	offl      nic.Offloader
+	off       nic.Offloads
+	rxBufs    []*alloc.Buffer
+	rxVouched atomic.Bool
 }
 
 // Compile-time checks.
@@ -90,6 +100,10 @@ func New(opts *Options) (*Endpoint, error) {
 	// The largest frame plus the driver's headroom must fit one buffer.
 	if need := e.txHeadroom + info.MaxFrame; need > e.pool.BufferSize() {
 		return nil, fmt.Errorf("link: pool buffers of %d bytes cannot hold %d-byte headroom + %d-byte frame", e.pool.BufferSize(), e.txHeadroom, info.MaxFrame)
+	}
+	if o, ok := opts.Device.(nic.Offloader); ok {
+		e.offl, e.off = o, o.Offloads()
+		e.rxBufs = make([]*alloc.Buffer, max(1, e.off.MaxRxBuffers))
 	}
 	// The station address is the one the driver uses: configuration
 	// reaches it through the driver's own Config.
@@ -144,10 +158,11 @@ func (e *Endpoint) SetLinkAddress(addr tcpip.LinkAddress) {
 	e.mu.Unlock()
 }
 
-// Capabilities implements stack.LinkEndpoint. Checksums are neither
-// offloaded nor trusted: gVisor computes and verifies them.
+// Capabilities implements stack.LinkEndpoint. gVisor computes checksums,
+// and verifies them on every received packet but those the device vouched
+// for (rxCaps, rxoffload.go).
 func (e *Endpoint) Capabilities() stack.LinkEndpointCapabilities {
-	return stack.CapabilityResolutionRequired
+	return stack.CapabilityResolutionRequired | e.rxCaps()
 }
 
 // Attach implements stack.LinkEndpoint. A nil dispatcher detaches; frames
@@ -281,6 +296,9 @@ func (e *Endpoint) Receive(budget int) int {
 	e.mu.RLock()
 	d, mac, mtu := e.dispatcher, e.mac, e.mtu
 	e.mu.RUnlock()
+	if e.offl != nil {
+		return e.receivePackets(d, &mac, mtu, budget)
+	}
 	n := 0
 	for n < budget {
 		b := e.dev.Receive()
