@@ -71,8 +71,10 @@ func (d *Driver) TransmitPacket(bufs []*alloc.Buffer, meta *nic.TxMeta) error {
 //     a buffer after the first: BadLength;
 //   - num_buffers 0, above MaxRxBuffers, or more than the used entries
 //     published (a conforming device publishes all of a packet's buffers
-//     together, §5.1.6.4, so the rest will not come): Malformed. The
-//     published entries it claims are dropped with it;
+//     together, §5.1.6.4, so the rest will not come): Malformed;
+//   - after a bad first entry (length or num_buffers) of a packet that
+//     may span buffers, every entry published with it is dropped too
+//     (resync), uncounted: where the next packet starts is unknown;
 //   - flags or gso_type the negotiated features do not allow, a GSO
 //     packet without gso_size, a partial checksum outside the packet:
 //     Malformed;
@@ -103,6 +105,7 @@ func (d *Driver) ReceivePacket(bufs []*alloc.Buffer) (int, nic.RxMeta) {
 		if n < HeaderSize || n > q.blen[id] {
 			d.rxc.Drop(nic.BadLength)
 			b.Free()
+			d.resync(visible)
 			continue
 		}
 		b.SetBody(d.rxOff, int(n)) // cannot fail: n <= posted length
@@ -114,10 +117,7 @@ func (d *Driver) ReceivePacket(bufs []*alloc.Buffer) (int, nic.RxMeta) {
 		if nb < 1 || nb > d.off.MaxRxBuffers || nb > len(bufs) || nb > visible {
 			d.rxc.Drop(nic.Malformed)
 			b.Free()
-			if nb > visible {
-				nb = visible
-			}
-			d.discard(nb - 1)
+			d.resync(visible)
 			continue
 		}
 		meta, cause := d.parseHeader(hdr)
@@ -167,6 +167,16 @@ func (d *Driver) ReceivePacket(bufs []*alloc.Buffer) (int, nic.RxMeta) {
 		b.SetBody(d.rxOff+HeaderSize, int(n)-HeaderSize)
 		d.rxc.Count(total)
 		return nb, meta
+	}
+}
+
+// resync drops, after a bad first entry, the other visible-1 entries
+// published with it when packets span buffers: where the next packet starts
+// is unknown, and a buffer in the middle of one must never be read as a
+// header. They go uncounted: the bad entry was counted for all of them.
+func (d *Driver) resync(visible int) {
+	if d.mrg {
+		d.discard(visible - 1)
 	}
 }
 

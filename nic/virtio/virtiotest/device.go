@@ -239,6 +239,8 @@ type Device struct {
 	cfgGen                 uint32
 	q                      [2]vq
 
+	raw    []byte // DeliverRaw's header for the next frame written, or nil
+	rawHdr [hdrSize]byte
 	w      wire.Port // backends, backlog, frame faults, interrupt hook
 	faults Faults
 	rng    *rand.Rand // w.Rand()
@@ -350,6 +352,18 @@ func (d *Device) Backlog() int { return d.w.Backlog() }
 // apply, then it goes into a posted receive buffer or waits in the backlog.
 // The frame is copied; the caller keeps it.
 func (d *Device) Deliver(frame []byte) { d.w.Deliver(frame) }
+
+// DeliverRaw is Deliver with the virtio-net header the test chooses, written
+// as is but for num_buffers, which the model sets (and Faults.NumBuffers
+// falsifies) with MRG_RXBUF. Frame faults should be off, and a buffer
+// posted: the header goes with the next frame written.
+func (d *Device) DeliverRaw(hdr, frame []byte) {
+	d.mu.Lock()
+	copy(d.rawHdr[:], hdr)
+	d.raw = d.rawHdr[:]
+	d.mu.Unlock()
+	d.w.Deliver(frame)
+}
 
 // AttachTap makes the tap f the device's wire: a goroutine reads frames from
 // f into the receive ring, transmitted frames are written to f. The device

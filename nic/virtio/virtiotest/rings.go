@@ -68,7 +68,14 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 	// struct virtio_net_hdr_v1 (§5.1.6.4): num_buffers 1 unless merged.
 	var hdr [hdrSize]byte
 	binary.LittleEndian.PutUint16(hdr[10:], 1)
-	csum, ok := d.rxHeader(hdr[:], frame)
+	csum, ok := partial{at: -1}, true
+	if d.raw != nil {
+		copy(hdr[:], d.raw)
+		binary.LittleEndian.PutUint16(hdr[10:], 1)
+		d.raw = nil
+	} else {
+		csum, ok = d.rxHeader(hdr[:], frame)
+	}
 	if !ok {
 		d.stats.Oversize++
 		return true
