@@ -150,7 +150,7 @@ func (e *Endpoint) deliverPacket(d stack.NetworkDispatcher, mac *[6]byte, mtu ui
 	}
 	freeAll(bufs)
 
-	vouched, cause := e.vouch(v.AsSlice()[header.EthernetMinimumSize:], proto, meta)
+	vouched, cause := e.vouch(v.AsSlice()[header.EthernetMinimumSize:], total-header.EthernetMinimumSize, proto, meta)
 	if cause != nic.NumCauses {
 		e.rx.Drop(cause)
 		v.Release()
@@ -179,14 +179,15 @@ func (e *Endpoint) deliverPacket(d stack.NetworkDispatcher, mac *[6]byte, mtu ui
 }
 
 // vouch decides whether gVisor may skip checksums for the packet whose
-// network header starts at ip (see the comment at the top of the file). It
+// network header starts at ip, size bytes long (ip may hold only the first
+// part; see the comment at the top of the file). It
 // returns a cause other than nic.NumCauses for a packet to drop: a partial
 // checksum or joined segment that does not fit it.
-func (e *Endpoint) vouch(ip []byte, proto tcpip.NetworkProtocolNumber, meta *nic.RxMeta) (bool, nic.Cause) {
+func (e *Endpoint) vouch(ip []byte, size int, proto tcpip.NetworkProtocolNumber, meta *nic.RxMeta) (bool, nic.Cause) {
 	if !meta.Verified && meta.GSO == nic.GSONone {
 		return false, nic.NumCauses
 	}
-	l4, tproto, ok := transport(ip, proto)
+	l4, tproto, ok := transport(ip, size, proto)
 	switch meta.GSO {
 	case nic.GSONone:
 	case nic.GSOTCPv4, nic.GSOTCPv6:
@@ -213,11 +214,11 @@ func (e *Endpoint) vouch(ip []byte, proto tcpip.NetworkProtocolNumber, meta *nic
 	return vouched, nic.NumCauses
 }
 
-// transport finds the transport header of an IPv4 or IPv6 packet: its
-// offset in ip and protocol, or -1 for a fragment, an IPv6 extension header
+// transport finds the transport header of an IPv4 or IPv6 packet of size
+// bytes whose first len(ip) bytes are ip: its offset and protocol, or -1 for a fragment, an IPv6 extension header
 // or a header that does not parse. ok also says that the IPv4 header
 // checksum is right.
-func transport(ip []byte, proto tcpip.NetworkProtocolNumber) (l4 int, tproto tcpip.TransportProtocolNumber, ok bool) {
+func transport(ip []byte, size int, proto tcpip.NetworkProtocolNumber) (l4 int, tproto tcpip.TransportProtocolNumber, ok bool) {
 	switch proto {
 	case header.IPv4ProtocolNumber:
 		if len(ip) < header.IPv4MinimumSize {
@@ -225,12 +226,12 @@ func transport(ip []byte, proto tcpip.NetworkProtocolNumber) (l4 int, tproto tcp
 		}
 		h := header.IPv4(ip)
 		hl := int(h.HeaderLength())
-		if h.IsValid(len(ip)) && !h.More() && h.FragmentOffset() == 0 {
+		if h.IsValid(size) && int(h.HeaderLength()) <= len(ip) && !h.More() && h.FragmentOffset() == 0 {
 			return hl, h.TransportProtocol(), h.IsChecksumValid()
 		}
 	case header.IPv6ProtocolNumber:
 		h := header.IPv6(ip)
-		if h.IsValid(len(ip)) {
+		if len(ip) >= header.IPv6MinimumSize && h.IsValid(size) {
 			switch t := h.TransportProtocol(); t {
 			case header.TCPProtocolNumber, header.UDPProtocolNumber:
 				return header.IPv6MinimumSize, t, true

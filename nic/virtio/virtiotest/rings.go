@@ -101,6 +101,9 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 	d.complete(q, uint32(head), uint32(hdrSize+len(frame)))
 	d.stats.RxFrames++
 	d.stats.RxBytes += uint64(len(frame))
+	if hdr[1] != 0 {
+		d.stats.Joined++
+	}
 	return true
 }
 
@@ -174,6 +177,9 @@ func (d *Device) writeMergedLocked(q *vq, hdr, frame []byte, csum partial) bool 
 	}
 	d.stats.RxFrames++
 	d.stats.RxBytes += uint64(len(frame))
+	if hdr[1] != 0 {
+		d.stats.Joined++
+	}
 	return true
 }
 
@@ -310,7 +316,6 @@ func (d *Device) rxHeader(hdr, frame []byte) (partial, bool) {
 		hl := t.l4 + t.l4hdr
 		binary.LittleEndian.PutUint16(hdr[2:], uint16(hl))                     // hdr_len
 		binary.LittleEndian.PutUint16(hdr[4:], uint16(int(d.opt.MTU)-(hl-14))) // gso_size
-		d.stats.Joined++
 	}
 	if f&FeatureGuestCSUM == 0 {
 		return c, true
