@@ -40,7 +40,13 @@ func (d *Device) finishRxLocked() {
 		if d.w.Stalled() || !d.live(q) || d.pending(q) <= 0 || !q.canComplete() {
 			return
 		}
+		n := d.w.Backlogged()
 		d.w.DrainLocked()
+		if d.w.Backlogged() == n {
+			// The next frame needs more buffers than are posted
+			// (MRG_RXBUF): the kick asked for above brings them.
+			return
+		}
 	}
 }
 
