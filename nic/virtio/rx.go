@@ -87,8 +87,6 @@ func (d *Driver) ReceivePacket(bufs []*alloc.Buffer) (int, nic.RxMeta) {
 	q := &d.rx
 	armed := false
 	for {
-		// Entries published so far, this packet's first among them.
-		visible := int(vring.Load16(q.used, vring.UsedIdx) - q.lastUsed())
 		b, id, n, ok := q.next(&d.rxc)
 		if !ok {
 			if armed || q.badIndex {
@@ -102,6 +100,10 @@ func (d *Driver) ReceivePacket(bufs []*alloc.Buffer) (int, nic.RxMeta) {
 		if b == nil {
 			continue // bad id, counted
 		}
+		// Entries published so far, this packet's first among them:
+		// read after next, whose own read of the index it extends (the
+		// device may publish more meanwhile, never fewer).
+		visible := int(vring.Load16(q.used, vring.UsedIdx)-q.lastUsed()) + 1
 		if n < HeaderSize || n > q.blen[id] {
 			d.rxc.Drop(nic.BadLength)
 			b.Free()
