@@ -335,3 +335,38 @@ func TestAllocsRxMerged(t *testing.T) {
 		t.Fatalf("received %d of %d packets, pool in use %d (baseline %d)", got, allocRuns+1, s.pool.InUse(), base)
 	}
 }
+
+// TestReceiveWithOffloads: Receive, for callers that want one frame per
+// buffer, still returns one-buffer frames with offloads negotiated, and
+// drops (counted) a joined packet (Oversize) and one with a partial
+// checksum it cannot return as a plain frame (Malformed).
+func TestReceiveWithOffloads(t *testing.T) {
+	s := mustSide(t, virtiotest.Options{Features: virtiotest.Features | virtiotest.RxOffloads,
+		MaxPacket: virtiotest.MaxGSOPacket, Backlog: 4, Partial: true}, Config{})
+	base := s.pool.InUse()
+	small := tcpFrame(false, 60, 1)
+	small[23] = 17 // UDP: with Partial, NEEDS_CSUM
+	plain := append([]byte(nil), frame64...)
+	for _, c := range []struct {
+		f     []byte
+		ok    bool
+		cause nic.Cause
+	}{{plain, true, 0}, {tcpFrame(false, 9000, 2), false, nic.Oversize}, {small, false, nic.Malformed}} {
+		var before, after nic.Stats
+		s.drv.Stats(&before)
+		s.dev.Deliver(c.f)
+		b := s.drv.Receive()
+		s.drv.Stats(&after)
+		switch {
+		case c.ok && (b == nil || !bytes.Equal(b.Bytes(), c.f)):
+			t.Fatalf("%d-byte frame not returned whole", len(c.f))
+		case !c.ok && (b != nil || after.Rx.Drops[c.cause] != before.Rx.Drops[c.cause]+1):
+			t.Fatalf("%d-byte packet: returned %v, drops %v, want one more %v", len(c.f), b != nil, after.Rx.Drops, c.cause)
+		}
+		if b != nil {
+			b.Free()
+		}
+		refill(s)
+		nictest.CheckBaseline(t, s.pool, base, "after Receive")
+	}
+}
