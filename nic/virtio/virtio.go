@@ -9,6 +9,11 @@
 // posts them as one descriptor. Notifications are batched (RxKick, TxKick)
 // and suppressed with VIRTIO_F_EVENT_IDX when the device offers it.
 //
+// Receive offloads (GUEST_CSUM, MRG_RXBUF, GUEST_TSO4/6, GUEST_ECN) are
+// negotiated when offered, unless Config.NoOffloads: Driver is a
+// nic.Offloader, and ReceivePacket returns packets that span buffers with
+// what the device said of their checksums (rx.go).
+//
 // Every value the device writes into the used rings (index, id, length) is
 // checked; a bad one is counted under its nic.Cause and dropped, never a
 // panic, and no buffer is lost. A completion is accepted only for a

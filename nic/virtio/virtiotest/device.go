@@ -13,8 +13,9 @@
 // bounded backlog.
 //
 // Faults can be injected at run time from a seeded generator: dropped,
-// duplicated, corrupted and reordered frames, bad used lengths, bad used ids
-// and a stalled ring. A test can also make the device ask for a reset
+// duplicated, corrupted and reordered frames, bad used lengths, bad used ids,
+// lying num_buffers and a stalled ring. The receive offloads (GUEST_CSUM,
+// GUEST_TSO4/6, MRG_RXBUF) are offered when Options.Features has them. A test can also make the device ask for a reset
 // (RaiseNeedsReset) or forge its used index, once or for good (ForgeUsed).
 // Every injection is counted in Stats.
 //
