@@ -71,6 +71,14 @@ type RxMeta struct {
 	// GSO is GSONone for one frame, or the TCP type of a segment the
 	// device joined from several frames (longer than Info.MaxFrame).
 	GSO uint8
+	// NeedsCsum: the packet came from a local sender that left its
+	// transport checksum to be filled: the field at CsumStart+CsumOffset
+	// holds only the pseudo-header sum (virtio-net NEEDS_CSUM,
+	// virtio 1.2 §5.1.6.4). Verified is set too. The driver checked that
+	// the field lies inside the packet; the stack checks that it is the
+	// TCP or UDP checksum.
+	NeedsCsum             bool
+	CsumStart, CsumOffset uint16
 }
 
 // Offloader is implemented by drivers whose device can compute checksums,

@@ -798,3 +798,152 @@ func (o *fzOracle) handOut(t *testing.T, b *alloc.Buffer) {
 	}
 	t.Fatalf("queue %d: buffer %d handed out without a completion of the descriptor it was posted under", o.q.index, b.Index())
 }
+
+// FuzzRxPacket plays a device with every receive offload negotiated
+// (GUEST_CSUM, MRG_RXBUF, GUEST_TSO4/6, GUEST_ECN) that writes any header
+// (flags, gso_type, gso_size, csum_start, csum_offset, num_buffers) into
+// the first buffer of a packet, completes any number of buffers with any
+// used length, and publishes them at once or one by one, while the driver
+// takes packets with ReceivePacket. Every packet returned must agree with
+// its header and the negotiated limits, consist of buffers the device
+// completed, in the order it completed them, and no buffer may be lost or
+// handed out twice (nictest.Ledger after every step).
+func FuzzRxPacket(f *testing.F) {
+	hdr := func(flags, gso byte, gsoSize, start, off, nb uint16) []byte {
+		return []byte{flags, gso, 0, 0, byte(gsoSize), byte(gsoSize >> 8), byte(start), byte(start >> 8), byte(off), byte(off >> 8), byte(nb), byte(nb >> 8)}
+	}
+	pkt := func(k byte, publish byte, h []byte, lens ...uint16) []byte {
+		b := append([]byte{0, k, publish}, h...)
+		for _, n := range lens {
+			b = append(b, byte(n), byte(n>>8))
+		}
+		return append(b, 1) // receive
+	}
+	// One small packet; a 3-buffer joined TCPv4 packet with a partial
+	// checksum; num_buffers 0, beyond the buffers, beyond the published;
+	// a bad length in the middle.
+	f.Add(pkt(1, 0, hdr(0, 0, 0, 0, 0, 1), 72))
+	f.Add(pkt(3, 0, hdr(1, 1, 1448, 34, 16, 3), 1984, 1984, 500))
+	f.Add(pkt(1, 0, hdr(2, 0, 0, 0, 0, 0), 100))
+	f.Add(pkt(2, 0, hdr(0, 4, 1000, 0, 0, 40), 1984, 1984))
+	f.Add(pkt(2, 1, hdr(0, 1, 1000, 0, 0, 3), 1984, 1984))
+	f.Add(pkt(3, 0, hdr(2, 1, 1000, 0, 0, 3), 1984, 0, 100))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &fzReader{b: data}
+		arena := alloc.NewArena(make([]byte, 80*2048+64*1024))
+		pool, err := arena.Pool(alloc.Config{Count: 72})
+		if err != nil {
+			t.Fatal(err)
+		}
+		regs := fzGood(64)
+		regs.features[0] |= uint32(RxOffloads)
+		d, err := New(regs, arena, pool, Config{RxRing: 64, TxRing: 2})
+		if err != nil {
+			t.Fatalf("New on a good device: %v", err)
+		}
+		o := d.Offloads()
+		if d.Features()&RxOffloads != RxOffloads || o.MaxRxBuffers < 34 || o.MaxRxPacket != MaxGSOPacket {
+			t.Fatalf("features %#x, offloads %+v", d.Features(), o)
+		}
+		rx := fzRingOf(t, arena.Memory(), &regs.q[queueRx])
+		mem := arena.Memory()
+		base := uint64(alloc.AddrOf(mem))
+		held := nictest.NewLedger(pool)
+		bufs := make([]*alloc.Buffer, o.MaxRxBuffers)
+		// The buffers the device completed, in order, not yet returned.
+		var done []uintptr
+		for steps := 0; len(in.b) > 0 && steps < 64; steps++ {
+			switch in.u8() % 4 {
+			case 0: // the device writes a packet over k buffers
+				k := 1 + int(in.u8()%40)
+				oneByOne := in.u8()&1 != 0
+				var h [HeaderSize]byte
+				for i := range h {
+					h[i] = in.u8()
+				}
+				for j := 0; j < k; j++ {
+					head, ok := rx.takeAvail()
+					if !ok {
+						break
+					}
+					if int(head) >= rx.num {
+						t.Fatalf("driver posted id %d", head)
+					}
+					desc := rx.desc[int(head)*vring.DescSize:]
+					addr := binary.LittleEndian.Uint64(desc[vring.DescAddr:])
+					n := binary.LittleEndian.Uint32(desc[vring.DescLen:])
+					off := int(addr - base)
+					buf := mem[off : off+int(n)]
+					for i := range buf {
+						buf[i] = byte(i + j)
+					}
+					if j == 0 {
+						copy(buf, h[:])
+					}
+					done = append(done, uintptr(addr))
+					s := vring.UsedSlot(rx.usedIdx, uint16(rx.num-1))
+					binary.LittleEndian.PutUint32(rx.used[s+vring.UsedElemID:], uint32(head))
+					binary.LittleEndian.PutUint32(rx.used[s+vring.UsedElemLen:], uint32(in.u16()))
+					rx.usedIdx++
+					if oneByOne {
+						vring.Store16(rx.used, vring.UsedIdx, rx.usedIdx)
+					}
+				}
+				vring.Store16(rx.used, vring.UsedIdx, rx.usedIdx)
+			case 1: // the driver takes what it can
+				for i := 0; i < 64; i++ {
+					n, meta := d.ReceivePacket(bufs)
+					if n == 0 {
+						break
+					}
+					if n > o.MaxRxBuffers {
+						t.Fatalf("%d buffers, most %d", n, o.MaxRxBuffers)
+					}
+					total := 0
+					for j, b := range bufs[:n] {
+						total += b.Len()
+						want := uintptr(0)
+						// The buffer must be one the device
+						// completed, after any before it.
+						for len(done) > 0 {
+							want, done = done[0], done[1:]
+							if j == 0 && b.BodyAddr() == want+HeaderSize || j > 0 && b.BodyAddr() == want {
+								break
+							}
+							if j > 0 {
+								t.Fatalf("buffer %d of a packet is not the next one completed", j)
+							}
+							want = 0
+						}
+						if want == 0 {
+							t.Fatal("a buffer the device did not complete")
+						}
+						held.HandOut(t, b)
+					}
+					switch {
+					case total < 14:
+						t.Fatalf("%d-byte packet", total)
+					case meta.GSO == nic.GSONone && total > d.Info().MaxFrame, total > o.MaxRxPacket:
+						t.Fatalf("%d-byte packet, GSO %d", total, meta.GSO)
+					case meta.NeedsCsum && (meta.CsumStart < 14 || int(meta.CsumStart)+int(meta.CsumOffset)+2 > total):
+						t.Fatalf("partial checksum at %d+%d in %d bytes", meta.CsumStart, meta.CsumOffset, total)
+					case meta.NeedsCsum && !meta.Verified:
+						t.Fatal("NEEDS_CSUM not reported as verified")
+					}
+					for j := range bufs[:n] {
+						bufs[j] = nil
+					}
+				}
+			case 2:
+				held.PutAll(t)
+			case 3:
+				d.Refill()
+				d.RxKick()
+			}
+			fzCheck(t, d, held)
+		}
+		held.PutAll(t)
+		d.Close()
+		held.CheckClosed(t)
+	})
+}

@@ -12,17 +12,16 @@ import (
 // offsets outside the packet, an offload not negotiated, a bad GSO size.
 var errMalformed = &nic.Refusal{Cause: nic.Malformed}
 
-// offloads derives what the negotiated features offer (New, once).
+// offloads derives what the negotiated transmit features offer (New, once,
+// through setOffloads).
 func (d *Driver) offloads() nic.Offloads {
 	f := d.features
 	o := nic.Offloads{
-		TxChecksum:   f&FeatureCSUM != 0,
-		TxPartial:    f&FeatureCSUM != 0, // §5.1.6.2: the device adds to the field's sum
-		TSO4:         f&FeatureHostTSO4 != 0,
-		TSO6:         f&FeatureHostTSO6 != 0,
-		MaxTxPacket:  d.info.MaxFrame,
-		MaxRxPacket:  d.info.MaxFrame,
-		MaxRxBuffers: 1,
+		TxChecksum:  f&FeatureCSUM != 0,
+		TxPartial:   f&FeatureCSUM != 0, // §5.1.6.2: the device adds to the field's sum
+		TSO4:        f&FeatureHostTSO4 != 0,
+		TSO6:        f&FeatureHostTSO6 != 0,
+		MaxTxPacket: d.info.MaxFrame,
 	}
 	if o.TSO4 || o.TSO6 {
 		o.MaxTxPacket = MaxTxPacket
@@ -179,21 +178,4 @@ func (q *queue) postChain(bufs []*alloc.Buffer, mark uint64) {
 	s := vring.AvailSlot(q.availIdx, q.mask)
 	binary.LittleEndian.PutUint16(q.avail[s:s+2], head)
 	q.availIdx++
-}
-
-// ReceivePacket implements nic.Offloader for a driver without receive
-// offloads: one frame in one buffer, never vouched for.
-//
-// Placeholder until the receive offloads (GUEST_CSUM, GUEST_TSO,
-// MRG_RXBUF) land: that work replaces this function.
-func (d *Driver) ReceivePacket(bufs []*alloc.Buffer) (int, nic.RxMeta) {
-	if len(bufs) == 0 {
-		return 0, nic.RxMeta{}
-	}
-	b := d.Receive()
-	if b == nil {
-		return 0, nic.RxMeta{}
-	}
-	bufs[0] = b
-	return 1, nic.RxMeta{}
 }

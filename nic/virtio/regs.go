@@ -84,19 +84,31 @@ const (
 		FeatureGuestECN | FeatureHostTSO4 | FeatureHostTSO6 | FeatureHostECN | FeatureMrgRxBuf
 )
 
-// struct virtio_net_hdr fields (§5.1.6): byte offsets and values.
+// struct virtio_net_hdr fields (virtio 1.2 §5.1.6): offsets, flags and
+// gso_type values.
 const (
-	hdrFlags      = 0 // u8 flags
-	hdrGSOType    = 1 // u8 gso_type
-	hdrHdrLen     = 2 // le16 hdr_len
-	hdrGSOSize    = 4 // le16 gso_size
-	hdrCsumStart  = 6 // le16 csum_start
-	hdrCsumOffset = 8 // le16 csum_offset
+	hdrFlags      = 0  // u8 flags
+	hdrGSOType    = 1  // u8 gso_type
+	hdrHdrLen     = 2  // le16 hdr_len
+	hdrGSOSize    = 4  // le16 gso_size
+	hdrCsumStart  = 6  // le16 csum_start
+	hdrCsumOffset = 8  // le16 csum_offset
+	hdrNumBuffers = 10 // le16 num_buffers
 
 	HdrFNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
-	GSONone       = 0 // VIRTIO_NET_HDR_GSO_NONE
-	GSOTCPv4      = 1 // VIRTIO_NET_HDR_GSO_TCPV4
-	GSOTCPv6      = 4 // VIRTIO_NET_HDR_GSO_TCPV6
+	HdrFDataValid = 2 // VIRTIO_NET_HDR_F_DATA_VALID
+	HdrFRSCInfo   = 4 // VIRTIO_NET_HDR_F_RSC_INFO (needs RSC_EXT, never negotiated)
+
+	GSONone  = 0    // VIRTIO_NET_HDR_GSO_NONE
+	GSOTCPv4 = 1    // VIRTIO_NET_HDR_GSO_TCPV4
+	GSOUDP   = 3    // VIRTIO_NET_HDR_GSO_UDP
+	GSOTCPv6 = 4    // VIRTIO_NET_HDR_GSO_TCPV6
+	GSOECN   = 0x80 // VIRTIO_NET_HDR_GSO_ECN
+
+	// MaxGSOPacket is the longest packet, without the virtio-net header,
+	// a device joins: the 65562-byte buffer §5.1.6.3.1 asks for with
+	// GUEST_TSO and no MRG_RXBUF, less the 12-byte header.
+	MaxGSOPacket = 65550
 )
 
 // Net device configuration layout, struct virtio_net_config (§5.1.4).

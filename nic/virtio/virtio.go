@@ -15,6 +15,10 @@
 // as one descriptor chain (VIRTQ_DESC_F_NEXT, §2.7.6) behind a header that
 // asks for the checksum (NEEDS_CSUM) and segmentation (gso_type) the caller
 // wants, so a 64 KiB TCP segment crosses the ring once.
+// Receive offloads (GUEST_CSUM, MRG_RXBUF, GUEST_TSO4/6, GUEST_ECN) are
+// negotiated when offered, unless Config.NoOffloads: Driver is a
+// nic.Offloader, and ReceivePacket returns packets that span buffers with
+// what the device said of their checksums (rx.go).
 //
 // Every value the device writes into the used rings (index, id, length) is
 // checked; a bad one is counted under its nic.Cause and dropped, never a
@@ -79,23 +83,35 @@ var (
 )
 
 // Wanted is the feature set the driver negotiates when offered, each bit
-// optional but VERSION_1. HOST_ECN is not asked for: gVisor never hands
-// down an ECN-marked GSO segment, so there is nothing for it to carry.
+// optional but VERSION_1; RxOffloads joins it in New. HOST_ECN is not
+// asked for: gVisor never hands down an ECN-marked GSO segment, so there
+// is nothing for it to carry.
 const Wanted = FeatureVersion1 | FeatureMAC | FeatureStatus | FeatureMTU | FeatureEventIdx |
 	FeatureCSUM | FeatureHostTSO4 | FeatureHostTSO6
 
-// dependent drops from a feature set every feature whose prerequisite is
-// missing (virtio 1.2 §5.1.3.1: the driver MUST NOT negotiate HOST_TSO4/6
-// without CSUM, HOST_ECN without HOST_TSO4 or 6, GUEST_TSO4/6 without
-// GUEST_CSUM, GUEST_ECN without GUEST_TSO4 or 6).
-func dependent(f uint64) uint64 {
+// MaxTxPacket is the longest packet TransmitPacket takes with TSO: an
+// Ethernet header and a 64 KiB IP packet, as gVisor's GSO builds them.
+const MaxTxPacket = 14 + 1<<16
+
+// RxOffloads are the receive offloads the driver negotiates when offered,
+// each optional: GUEST_CSUM (packets arrive vouched for, DATA_VALID, or with
+// a partial checksum, NEEDS_CSUM), MRG_RXBUF (a packet spans several
+// buffers) and, only with both of those (deps), GUEST_TSO4/6 and GUEST_ECN.
+const RxOffloads = FeatureGuestCSUM | FeatureMrgRxBuf | FeatureGuestTSO4 | FeatureGuestTSO6 | FeatureGuestECN
+
+// deps drops from f every feature whose prerequisites f lacks (virtio 1.2
+// §5.1.3.1: HOST_TSO4/6 need CSUM, HOST_ECN a HOST_TSO, GUEST_TSO4/6 need
+// GUEST_CSUM, GUEST_ECN a GUEST_TSO). GUEST_TSO
+// is also dropped without MRG_RXBUF: joined segments would then need
+// 65562-byte buffers (§5.1.6.3.1), and the pool's are 2 KiB.
+func deps(f uint64) uint64 {
 	if f&FeatureCSUM == 0 {
 		f &^= FeatureHostTSO4 | FeatureHostTSO6
 	}
 	if f&(FeatureHostTSO4|FeatureHostTSO6) == 0 {
 		f &^= FeatureHostECN
 	}
-	if f&FeatureGuestCSUM == 0 {
+	if f&FeatureGuestCSUM == 0 || f&FeatureMrgRxBuf == 0 {
 		f &^= FeatureGuestTSO4 | FeatureGuestTSO6
 	}
 	if f&(FeatureGuestTSO4|FeatureGuestTSO6) == 0 {
@@ -103,10 +119,6 @@ func dependent(f uint64) uint64 {
 	}
 	return f
 }
-
-// MaxTxPacket is the longest packet TransmitPacket takes with TSO: an
-// Ethernet header and a 64 KiB IP packet, as gVisor's GSO builds them.
-const MaxTxPacket = 14 + 1<<16
 
 // queue is one split virtqueue. It is owned by one goroutine at a time (the
 // poll loop for rx, the transmitting goroutine for tx).
@@ -174,11 +186,16 @@ type Driver struct {
 	info     nic.Info
 	features uint64
 	eventIdx bool
-	off      nic.Offloads
 
 	rx, tx   queue
 	rxc, txc nic.RingCounters
 	rxOff    int // offset in a pool buffer where rx data (header) starts
+	off      nic.Offloads
+	mrg      bool // MRG_RXBUF: num_buffers is meaningful (§5.1.6.4)
+	// one holds the single buffer Receive takes through ReceivePacket
+	// when MRG_RXBUF is on; multi is its scratch for the rest.
+	one   [1]*alloc.Buffer
+	multi []*alloc.Buffer
 
 	resets atomic.Uint64 // recoveries (Maintain)
 	reason atomic.Uint32 // resetReason of the latest one
@@ -251,7 +268,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 		return nil, fmt.Errorf("%w: device id %d", ErrDevice, id)
 	}
 
-	want := uint64(Wanted)
+	want := uint64(Wanted | RxOffloads)
 	if cfg.NoEventIdx {
 		want &^= FeatureEventIdx
 	}
@@ -310,7 +327,10 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 	}
 	// Never more than alloc.MaxFrame: the MTU is at most 1500.
 	d.info.MaxFrame = d.info.MTU + nic.FrameOverhead
-	d.off = d.offloads()
+	if err := d.setOffloads(); err != nil {
+		d.fail()
+		return nil, err
+	}
 
 	// Post rx buffers before DRIVER_OK so the device can receive at once
 	// (§3.1.1 allows buffers to be made available before step 8).
@@ -353,7 +373,7 @@ func (d *Driver) negotiate(want uint64, again bool) (uint64, error) {
 		d.fail()
 		return 0, fmt.Errorf("%w: device no longer offers %#x (features %#x)", ErrFeatures, want&^offered, offered)
 	}
-	features := dependent(offered & want)
+	features := deps(offered & want)
 	regs.Write32(regDriverFeatSel, 0)
 	regs.Write32(regDriverFeatures, uint32(features))
 	regs.Write32(regDriverFeatSel, 1)
@@ -712,7 +732,15 @@ func (q *queue) armInterrupt(eventIdx bool) {
 
 // Receive returns the next received frame, or nil when none is pending. The
 // caller owns the returned buffer; its body is the Ethernet frame.
+//
+// With receive offloads negotiated (GUEST_CSUM, MRG_RXBUF) Receive is
+// ReceivePacket that gives up packets it cannot return as one frame: one
+// spanning buffers is dropped as nic.Oversize, one with a partial checksum
+// (NEEDS_CSUM) as nic.Malformed. Use ReceivePacket, or Config.NoOffloads.
 func (d *Driver) Receive() *alloc.Buffer {
+	if d.mrg || d.off.RxChecksum {
+		return d.receiveOne()
+	}
 	q := &d.rx
 	armed := false
 	for {

@@ -93,6 +93,12 @@ type Endpoint struct {
 	txMeta  nic.TxMeta // the packet's TxMeta, here so it does not escape
 
 	rx, tx nic.RingCounters
+
+	// rxBufs holds one received packet's buffers (Offloads.MaxRxBuffers;
+	// poll goroutine only). rxVouched is set while a packet the device
+	// vouched for is delivered (rxoffload.go).
+	rxBufs    []*alloc.Buffer
+	rxVouched atomic.Bool
 }
 
 // Compile-time checks.
@@ -178,10 +184,11 @@ func (e *Endpoint) SetLinkAddress(addr tcpip.LinkAddress) {
 	e.mu.Unlock()
 }
 
-// Capabilities implements stack.LinkEndpoint. Checksums are neither
-// offloaded nor trusted: gVisor computes and verifies them.
+// Capabilities implements stack.LinkEndpoint. gVisor computes checksums,
+// and verifies them on every received packet but those the device vouched
+// for (rxCaps, rxoffload.go).
 func (e *Endpoint) Capabilities() stack.LinkEndpointCapabilities {
-	return stack.CapabilityResolutionRequired
+	return stack.CapabilityResolutionRequired | e.rxCaps()
 }
 
 // Attach implements stack.LinkEndpoint. A nil dispatcher detaches; frames
@@ -403,6 +410,9 @@ func (e *Endpoint) Receive(budget int) int {
 	e.mu.RLock()
 	d, mac, mtu := e.dispatcher, e.mac, e.mtu
 	e.mu.RUnlock()
+	if e.ol != nil {
+		return e.receivePackets(d, &mac, mtu, budget)
+	}
 	n := 0
 	for n < budget {
 		b := e.dev.Receive()

@@ -35,6 +35,7 @@ func (e *Endpoint) initOffloads() {
 	e.hostGSO = e.off.TSO4 && e.off.TSO6 && e.off.TxChecksum && e.off.TxPartial &&
 		e.off.MaxTxPacket > header.EthernetMinimumSize+int(e.mtu)
 	e.txBufs = make([]*alloc.Buffer, 0, max(e.off.MaxTxBuffers, 1))
+	e.rxBufs = make([]*alloc.Buffer, max(e.off.MaxRxBuffers, 1))
 }
 
 // GSOMaxSize implements stack.GSOEndpoint: the longest IP packet gVisor
@@ -174,10 +175,4 @@ func (e *Endpoint) fill(pkt *stack.PacketBuffer, size int) ([]*alloc.Buffer, nic
 		return nil, nic.Malformed, false
 	}
 	return bufs, 0, true
-}
-
-func freeAll(bufs []*alloc.Buffer) {
-	for _, b := range bufs {
-		_ = b.Free()
-	}
 }

@@ -270,7 +270,7 @@ func UDPEcho(t *testing.T, a Node, c UDPCheck) {
 	}
 	defer conn.Close()
 	rng := rand.New(rand.NewPCG(7, 7))
-	buf := make([]byte, 2048)
+	buf := make([]byte, 1<<16)
 	resends := 0
 	for _, size := range c.Sizes {
 		msg := make([]byte, size)

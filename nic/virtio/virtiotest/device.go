@@ -13,8 +13,9 @@
 // bounded backlog.
 //
 // Faults can be injected at run time from a seeded generator: dropped,
-// duplicated, corrupted and reordered frames, bad used lengths, bad used ids
-// and a stalled ring. A test can also make the device ask for a reset
+// duplicated, corrupted and reordered frames, bad used lengths, bad used ids,
+// lying num_buffers and a stalled ring. The receive offloads (GUEST_CSUM,
+// GUEST_TSO4/6, MRG_RXBUF) are offered when Options.Features has them. A test can also make the device ask for a reset
 // (RaiseNeedsReset) or forge its used index, once or for good (ForgeUsed).
 // Every injection is counted in Stats.
 //
@@ -75,6 +76,20 @@ const (
 	featureEventIdx = 1 << 29
 	featureVersion1 = 1 << 32
 
+	// Receive offloads the model implements (§5.1.3), offered only when
+	// Options.Features has them: VIRTIO_NET_F_GUEST_CSUM (1),
+	// VIRTIO_NET_F_GUEST_TSO4 (7), VIRTIO_NET_F_GUEST_TSO6 (8),
+	// VIRTIO_NET_F_MRG_RXBUF (15). RxOffloads is all of them.
+	FeatureGuestCSUM = 1 << 1
+	FeatureGuestTSO4 = 1 << 7
+	FeatureGuestTSO6 = 1 << 8
+	FeatureMrgRxBuf  = 1 << 15
+	RxOffloads       = FeatureGuestCSUM | FeatureGuestTSO4 | FeatureGuestTSO6 | FeatureMrgRxBuf
+
+	// MaxGSOPacket is the longest joined packet the model writes: 65562
+	// bytes with the header (§5.1.6.3.1).
+	MaxGSOPacket = 65562 - hdrSize
+
 	hdrSize         = 12 // struct virtio_net_hdr, VERSION_1 (§5.1.6)
 	interruptUsed   = 1  // InterruptStatus bit 0: used buffer notification
 	interruptConfig = 2  // InterruptStatus bit 1: configuration change
@@ -102,6 +117,23 @@ type Options struct {
 	Magic, Version, DeviceID uint32
 	// LinkDown starts the device with VIRTIO_NET_S_LINK_UP clear.
 	LinkDown bool
+
+	// MaxPacket is the longest frame the wire carries. Default MaxFrame;
+	// up to MaxGSOPacket for joined TCP segments (GUEST_TSO4/6), which
+	// arrive with Deliver or from a peer as one long frame. Every
+	// backlog slot is this long: keep Backlog small with a large one.
+	MaxPacket int
+	// Vouch sets DATA_VALID on every frame written while GUEST_CSUM is
+	// negotiated, without checking it: a corrupted frame (Faults.Corrupt)
+	// is vouched for too. Checking is the device's responsibility, so
+	// this models a broken device. Partial takes precedence for TCP and
+	// UDP.
+	Vouch bool
+	// Partial writes TCP and UDP frames (not IP fragments) as a local
+	// sender leaves them while GUEST_CSUM is negotiated: NEEDS_CSUM, with
+	// csum_start and csum_offset naming the transport checksum, whose
+	// field then holds only the pseudo-header sum (§5.1.6.4).
+	Partial bool
 }
 
 // Faults configures fault injection. Rates are probabilities in [0, 1]
@@ -132,6 +164,9 @@ type Faults struct {
 	// reads it, as a buggy driver would write it: the model must count
 	// it in BadHeaders and drop it, and the driver get its buffers back.
 	TxHeaderLie float64
+	// NumBuffers lies in num_buffers (MRG_RXBUF only): 0, 0xffff, or
+	// one more than the buffers used, at random.
+	NumBuffers float64
 }
 
 // Stats counts what the model did and what it injected. The embedded
@@ -146,6 +181,9 @@ type Stats struct {
 	DeviceErrors      uint64 // bad addresses, descriptors or indices from the driver
 
 	BadLengths, BadIDs uint64
+	// NumBufferLies counts Faults.NumBuffers injections; Joined counts
+	// frames written as GSO packets (longer than the MTU).
+	NumBufferLies, Joined uint64
 
 	// Transmit offloads: TxChains counts packets posted as a chain of
 	// more than one descriptor, TxGSO packets the model segmented
@@ -198,6 +236,7 @@ type vq struct {
 
 	eventIdx bool // VIRTIO_F_EVENT_IDX negotiated: used_event is meaningful
 	segs     []seg
+	heads    []mrgHead // MRG_RXBUF: the buffers one packet takes
 }
 
 // Device is a virtio-net device model. Its methods are safe for concurrent
@@ -217,6 +256,8 @@ type Device struct {
 	cfgGen                 uint32
 	q                      [2]vq
 
+	raw    []byte // DeliverRaw's header for the next frame written, or nil
+	rawHdr [hdrSize]byte
 	w      wire.Port // backends, backlog, frame faults, interrupt hook
 	tx     txState   // transmit offloads (offload.go)
 	faults Faults
@@ -242,6 +283,9 @@ func New(mem []byte, opt Options) *Device {
 	if opt.Backlog == 0 {
 		opt.Backlog = 256
 	}
+	if opt.MaxPacket == 0 {
+		opt.MaxPacket = MaxFrame
+	}
 	if opt.Magic == 0 {
 		opt.Magic = 0x74726976
 	}
@@ -259,7 +303,7 @@ func New(mem []byte, opt Options) *Device {
 	d.cfg[8] = 1 // max_virtqueue_pairs
 	binary.LittleEndian.PutUint16(d.cfg[10:], opt.MTU)
 	d.w.Init(&d.mu, &d.stats.Stats, wire.Config{
-		MaxFrame: MaxFrame,
+		MaxFrame: opt.MaxPacket,
 		Backlog:  opt.Backlog,
 		WriteRx:  d.writeRxLocked,
 		RxDone:   d.finishRxLocked,
@@ -327,6 +371,18 @@ func (d *Device) Backlog() int { return d.w.Backlog() }
 // apply, then it goes into a posted receive buffer or waits in the backlog.
 // The frame is copied; the caller keeps it.
 func (d *Device) Deliver(frame []byte) { d.w.Deliver(frame) }
+
+// DeliverRaw is Deliver with the virtio-net header the test chooses, written
+// as is but for num_buffers, which the model sets (and Faults.NumBuffers
+// falsifies) with MRG_RXBUF. Frame faults should be off, and a buffer
+// posted: the header goes with the next frame written.
+func (d *Device) DeliverRaw(hdr, frame []byte) {
+	d.mu.Lock()
+	copy(d.rawHdr[:], hdr)
+	d.raw = d.rawHdr[:]
+	d.mu.Unlock()
+	d.w.Deliver(frame)
+}
 
 // AttachTap makes the tap f the device's wire: a goroutine reads frames from
 // f into the receive ring, transmitted frames are written to f. The device
@@ -533,6 +589,7 @@ func (d *Device) setupLocked(q *vq) {
 	q.bad = make([]uint64, 0, n)
 	q.eventIdx = d.eventIdx()
 	q.segs = make([]seg, 0, n)
+	q.heads = make([]mrgHead, 0, n)
 	q.ready = true
 }
 
@@ -780,7 +837,12 @@ func (q *vq) canComplete() bool {
 }
 
 // complete writes one used entry (slot first, index after).
-func (d *Device) complete(q *vq, id uint32, n uint32) {
+func (d *Device) complete(q *vq, id uint32, n uint32) { d.completeN(q, id, n, true) }
+
+// completeN is complete for one buffer of a packet: first is the one with
+// the header. An injected bad length for a later buffer is 0 or too long,
+// never hdrSize-1, which is a valid length there.
+func (d *Device) completeN(q *vq, id uint32, n uint32, first bool) {
 	f := &d.faults
 	if f.BadLength > 0 && d.rng.Float64() < f.BadLength {
 		d.stats.BadLengths++
@@ -789,6 +851,9 @@ func (d *Device) complete(q *vq, id uint32, n uint32) {
 			n = 0
 		case 1:
 			n = hdrSize - 1
+			if !first {
+				n = 0
+			}
 		default:
 			n = 1 << 20
 		}
