@@ -8,7 +8,6 @@ import (
 	"context"
 	"io"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,13 +25,6 @@ type bulkResult struct {
 	clock   uint64 // reads of the time by both stacks' clocks
 	elapsed time.Duration
 	cpu     time.Duration // process CPU time (user and system): robust to a loaded host
-}
-
-// cpuTime is the process's CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (r bulkResult) perPacket() float64 { return float64(r.mallocs) / float64(r.packets) }

@@ -46,6 +46,10 @@ type Spec struct {
 // its ENET controller. The console, the clock and the idle hook are the
 // runtime's and are set up when the packages are imported.
 type Board struct {
+	// NoOffloads makes NIC refuse the ENET's checksum accelerator
+	// (enet.Config.NoOffloads): the OFFLOADS=off build.
+	NoOffloads bool
+
 	spec Spec
 	dma  []byte
 	nic  *NIC
@@ -126,7 +130,7 @@ func (b *Board) newENET(mac [6]byte, arena *alloc.Arena, pool *alloc.Pool) (*ene
 	ctrl.Init()
 
 	cfg := enet.Config{MAC: mac, PHYAddr: b.spec.PHYAddr, RMII: ctrl.RMII,
-		RxChecksum: b.spec.RxChecksum, TxChecksum6: b.spec.TxChecksum6}
+		RxChecksum: b.spec.RxChecksum, TxChecksum6: b.spec.TxChecksum6, NoOffloads: b.NoOffloads}
 	// Descriptors live in non-cacheable normal memory that the MAC reads
 	// while it runs: order them against its DMA with a full barrier.
 	cfg.Barrier = dsb
