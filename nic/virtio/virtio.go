@@ -83,11 +83,11 @@ var (
 )
 
 // Wanted is the feature set the driver negotiates when offered, each bit
-// optional but VERSION_1; RxOffloads joins it in New. HOST_ECN is not
-// asked for: gVisor never hands down an ECN-marked GSO segment, so there
-// is nothing for it to carry.
+// optional but VERSION_1, the receive offloads (RxOffloads) included.
+// HOST_ECN is not asked for: gVisor never hands down an ECN-marked GSO
+// segment, so there is nothing for it to carry.
 const Wanted = FeatureVersion1 | FeatureMAC | FeatureStatus | FeatureMTU | FeatureEventIdx |
-	FeatureCSUM | FeatureHostTSO4 | FeatureHostTSO6
+	FeatureCSUM | FeatureHostTSO4 | FeatureHostTSO6 | RxOffloads
 
 // MaxTxPacket is the longest packet TransmitPacket takes with TSO: an
 // Ethernet header and a 64 KiB IP packet, as gVisor's GSO builds them.
@@ -268,7 +268,7 @@ func New(regs Regs, arena *alloc.Arena, pool *alloc.Pool, cfg Config) (*Driver, 
 		return nil, fmt.Errorf("%w: device id %d", ErrDevice, id)
 	}
 
-	want := uint64(Wanted | RxOffloads)
+	want := uint64(Wanted)
 	if cfg.NoEventIdx {
 		want &^= FeatureEventIdx
 	}
