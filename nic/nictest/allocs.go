@@ -46,23 +46,7 @@ func NoAllocs(t testing.TB, runs int, what string, f func()) {
 		t.Fatalf("%s: %d runs: allocation checks need at least %d", what, runs, MinRuns)
 		return
 	}
-	// Allocs counts the whole process: a goroutine that runs between two
-	// calls of f (a device model's wire, a timer of an earlier test's
-	// stack, the testing package) and allocates once is counted too. So
-	// a count that is not zero is taken again, up to Attempts times in
-	// all, and the check fails only if every count is: an allocation on
-	// f's own path shows in every count (at least runs/2 for one every
-	// second packet), a stray one from elsewhere does not.
-	var counts []uint64
-	for range Attempts {
-		n := Allocs(runs, f)
-		if n == 0 {
-			return
-		}
-		counts = append(counts, n)
+	if n := Allocs(runs, f); n != 0 {
+		t.Errorf("%s: %d heap allocations in %d runs, want none", what, n, runs)
 	}
-	t.Errorf("%s: heap allocations in %d runs, counted %d times: %v, want none", what, runs, Attempts, counts)
 }
-
-// Attempts is how many times NoAllocs counts before it fails.
-const Attempts = 3

@@ -82,6 +82,13 @@ type Endpoint struct {
 	// nothing else; Maintain and PollLink reset it.
 	inflight int
 
+	// held is the packets Post held back while the transmit ring was
+	// full (hold.go); guarded by txMu. nheld mirrors its length for
+	// Flush's lock-free check; heldTotal counts every packet held.
+	held      holdQueue
+	nheld     atomic.Int32
+	heldTotal atomic.Uint64
+
 	// ol is the driver's nic.Offloader, nil when it has none; off its
 	// Offloads, hostGSO whether gVisor is asked for host GSO. txBufs
 	// is the scratch chain of one packet (under txMu), so a packet of
@@ -232,8 +239,13 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 	return true
 }
 
-// Close implements stack.LinkEndpoint.
-func (e *Endpoint) Close() {}
+// Close implements stack.LinkEndpoint. Packets still held back are
+// released.
+func (e *Endpoint) Close() {
+	e.txMu.Lock()
+	e.releaseHeld()
+	e.txMu.Unlock()
+}
 
 // SetOnCloseAction implements stack.LinkEndpoint.
 func (e *Endpoint) SetOnCloseAction(func()) {}
@@ -363,9 +375,30 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 	maxFrame := e.overhead + int(e.mtu)
 	e.mu.RUnlock()
 	e.txMu.Lock()
+	if e.held.n > 0 {
+		// Packets held back go first, in order.
+		e.drainHeld(maxFrame)
+		if e.held.n > 0 {
+			ok := e.hold(pkt)
+			e.txMu.Unlock()
+			if !ok {
+				e.tx.Drop(nic.RingFull)
+				return false, txError(nic.RingFull)
+			}
+			return true, nil
+		}
+	}
 	idle := e.inflight == 0
 	full := false
 	cause, ok := e.writeOne(pkt, maxFrame, &full)
+	if !ok && cause == nic.RingFull && e.hold(pkt) {
+		// The ring stayed full after a kick and a reclaim: hold the
+		// packet for the next step rather than drop it, as a
+		// queueing discipline holds one for a stopped Linux queue.
+		// Dropping it would be a loss TCP has to recover from.
+		e.txMu.Unlock()
+		return true, nil
+	}
 	if ok {
 		e.inflight++
 		n := e.unkicked.Add(1)
@@ -383,14 +416,21 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 	return first, nil
 }
 
-// Flush kicks the device for the frames Post left unkicked, if any. It
-// takes the transmit lock only when there are some, so an idle poll step
-// writes no register and takes no lock.
+// Flush posts the packets Post held back while the ring was full, as far
+// as the ring takes them, and kicks the device for the frames Post left
+// unkicked, if any. It takes the transmit lock only when there are some,
+// so an idle poll step writes no register and takes no lock.
 func (e *Endpoint) Flush() {
-	if e.unkicked.Load() == 0 {
+	if e.unkicked.Load() == 0 && e.nheld.Load() == 0 {
 		return
 	}
+	e.mu.RLock()
+	maxFrame := e.overhead + int(e.mtu)
+	e.mu.RUnlock()
 	e.txMu.Lock()
+	if e.held.n > 0 {
+		e.drainHeld(maxFrame)
+	}
 	e.kickPosted()
 	e.txMu.Unlock()
 }
@@ -594,10 +634,15 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 type Stats struct {
 	Rx nic.RingStats `json:"rx"`
 	Tx nic.RingStats `json:"tx"`
+	// TxHeld counts packets Post held back because the transmit ring
+	// was full (posted later by Flush, or dropped as ring_full when
+	// MaxHeld were already waiting).
+	TxHeld uint64 `json:"tx_held"`
 }
 
 // Stats fills s.
 func (e *Endpoint) Stats(s *Stats) {
 	e.rx.Snapshot(&s.Rx)
 	e.tx.Snapshot(&s.Tx)
+	s.TxHeld = e.heldTotal.Load()
 }

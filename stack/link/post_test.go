@@ -1,6 +1,8 @@
 package link
 
 import (
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
 	"testing"
 
 	"github.com/tamanet/tamanet/nic"
@@ -129,3 +131,67 @@ func checkPostAllocs(t *testing.T, r *drvRig) {
 
 func TestVirtioPostAllocs(t *testing.T) { checkPostAllocs(t, newVirtioRig(t)) }
 func TestEnetPostAllocs(t *testing.T)   { checkPostAllocs(t, newEnetRig(t)) }
+
+// TestPostHoldsWhenFull: while the device completes nothing, Post puts as
+// many frames on the ring as it holds and keeps the rest back, without a
+// drop; once the device works again, poll steps post the held ones in
+// order and every frame leaves. Past MaxHeld waiting, a frame is dropped
+// and counted as ring_full.
+func TestPostHoldsWhenFull(t *testing.T) {
+	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC, QueueNumMax: 8})
+	r := newDrvRig(t, pool, model, drv)
+	base := pool.InUse()
+	var pkts []*stack.PacketBuffer
+	for i := range 20 {
+		p := outPacket(r.ep, 100+i) // the length tells the order
+		defer p.DecRef()
+		pkts = append(pkts, p)
+	}
+	var lens []int
+	model.SetOutput(func(f []byte) { lens = append(lens, len(f)) })
+	model.Stall()
+	for i, p := range pkts {
+		if _, err := r.ep.Post(p); err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+	}
+	var s Stats
+	r.ep.Stats(&s)
+	if s.TxHeld != 12 || s.Tx.Drops[nic.RingFull] != 0 {
+		t.Fatalf("ring of 8, 20 posted: held %d, ring_full drops %d; want 12, 0", s.TxHeld, s.Tx.Drops[nic.RingFull])
+	}
+	model.Unstall()
+	for range 10 {
+		r.ep.Poll(64)
+	}
+	r.ep.Stats(&s)
+	if len(lens) != 20 || s.Tx.Packets != 20 || s.Tx.Drops[nic.RingFull] != 0 {
+		t.Fatalf("after the device came back: %d frames out, %d sent, %d dropped; want 20, 20, 0", len(lens), s.Tx.Packets, s.Tx.Drops[nic.RingFull])
+	}
+	for i := 1; i < len(lens); i++ {
+		if lens[i] <= lens[i-1] {
+			t.Fatalf("frames out of order: lengths %v", lens)
+		}
+	}
+	nictest.CheckBaseline(t, pool, base, "after the held frames left")
+
+	// Overflow: the ring's 8, MaxHeld held, 5 dropped.
+	model.Stall()
+	for i := range 8 + MaxHeld + 5 {
+		if _, err := r.ep.Post(pkts[0]); err != nil && i < 8+MaxHeld {
+			t.Fatalf("post %d: %v", i, err)
+		}
+	}
+	r.ep.Stats(&s)
+	if s.Tx.Drops[nic.RingFull] != 5 {
+		t.Fatalf("ring_full drops %d past MaxHeld, want 5", s.Tx.Drops[nic.RingFull])
+	}
+	model.Unstall()
+	for range 100 {
+		r.ep.Poll(64)
+	}
+	if len(lens) != 20+8+MaxHeld {
+		t.Fatalf("%d frames out, want %d", len(lens), 20+8+MaxHeld)
+	}
+	nictest.CheckBaseline(t, pool, base, "after the overflow")
+}
