@@ -21,9 +21,10 @@ import (
 // round at once; on tamago's single processor it runs when the writer
 // yields, by which time the writer has posted its whole burst. Packets a
 // step's deliveries cause (replies, ACKs written in the poll goroutine) go
-// out with the same step's flush. Nothing is held: a packet is on the ring
-// when WritePacket returns, only its doorbell waits, and at most
-// link.MaxUnkicked frames wait for one.
+// out with the same step's flush. A packet is on the ring when WritePacket
+// returns and only its doorbell waits (at most link.MaxUnkicked frames
+// wait for one), unless the ring was full: then the endpoint holds it for
+// the next step (link.MaxHeld) rather than drop it.
 type batchQDisc struct {
 	ep   *link.Endpoint
 	wake func()
