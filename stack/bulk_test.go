@@ -102,8 +102,9 @@ func bulk(tb testing.TB, a, b *vnode, size int) bulkResult {
 	return r
 }
 
-// maxBulkAllocs is the issue 8 target: heap allocations per packet of a
-// bulk TCP transfer, gVisor's included.
+// maxBulkAllocs is the most heap allocations per packet a bulk TCP
+// transfer may cost, gVisor's included (about 0.11 measured; 1.1 with
+// gVisor's default queueing discipline).
 const maxBulkAllocs = 0.2
 
 // TestBulkTCPAllocs moves 16 MiB from one stack to the other and counts
