@@ -76,8 +76,9 @@ type Endpoint struct {
 	// Written under txMu; read without it by Flush, so an idle step
 	// takes no lock.
 	unkicked atomic.Uint32
-	// inflight estimates the frames on the transmit ring: posted and not
-	// yet reclaimed. Guarded by txMu. It only decides when Post kicks at
+	// inflight estimates the buffers on the transmit ring: posted (write,
+	// writeChain) and not yet reclaimed, counted as Reclaim counts them,
+	// one per buffer of a chain. Guarded by txMu. It only decides when Post kicks at
 	// once, so an estimate that is off costs a kick or a step of latency,
 	// nothing else; Maintain and PollLink reset it.
 	inflight int
@@ -400,7 +401,6 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 		return true, nil
 	}
 	if ok {
-		e.inflight++
 		n := e.unkicked.Add(1)
 		first = n == 1
 		if idle || n >= MaxUnkicked {
@@ -534,7 +534,6 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 		terr = txError(cause)
 	}
 	if sent > 0 {
-		e.inflight += sent
 		e.unkicked.Store(0) // this kick covers what Post left too
 		e.dev.TxKick()
 	}
@@ -625,6 +624,7 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 		_ = b.Free()
 		return nic.CauseOf(err), false
 	}
+	e.inflight++
 	e.tx.Count(size)
 	return 0, true
 }

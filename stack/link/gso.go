@@ -112,6 +112,7 @@ func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool)
 		freeAll(bufs)
 		return nic.CauseOf(err), false
 	}
+	e.inflight += len(bufs)
 	e.tx.Count(size)
 	return 0, true
 }

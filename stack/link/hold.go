@@ -50,7 +50,6 @@ func (e *Endpoint) drainHeld(maxFrame int) int {
 			break
 		}
 		if ok {
-			e.inflight++
 			e.unkicked.Add(1)
 			posted++
 		} else {
