@@ -19,12 +19,14 @@
 // Post leaves wait for the poll step's Flush, so one TxKick covers what
 // every writer posted between two steps.
 //
-// When the driver is a nic.Offloader whose device segments TCP over IPv4
-// and IPv6 (Offloads TSO4 and TSO6), the endpoint asks gVisor for host GSO
+// When the driver is a nic.Offloader whose device fills TCP checksums
+// (Offloads.TxChecksum), the endpoint asks gVisor for host GSO
 // (stack.GSOEndpoint): TCP hands down segments of up to 64 KiB with the
-// pseudo-header sum in place, and each goes to the driver as one chain of
-// pool buffers with TxMeta asking for the checksum and the segmentation
-// (gso.go). Otherwise gVisor's own GSO batches the segment work.
+// pseudo-header sum in place. A segment the device cuts (TSO4, TSO6) goes
+// to the driver as one chain of pool buffers with TxMeta asking for the
+// checksum and the segmentation (gso.go); the endpoint cuts any other
+// into frames whose checksums the device fills (segment.go). Otherwise
+// gVisor's own GSO batches the segment work.
 //
 // Drops are counted by cause (nic.Cause) in the endpoint's own counters,
 // apart from the driver's. A frame the driver refuses (nic.Refusal) is
@@ -89,14 +91,18 @@ type Endpoint struct {
 	held      holdQueue
 	nheld     atomic.Int32
 	heldTotal atomic.Uint64
+	// cutTotal counts the frames writeSegments cut (Stats.TxCut).
+	cutTotal atomic.Uint64
 
 	// ol is the driver's nic.Offloader, nil when it has none; off its
-	// Offloads, hostGSO whether gVisor is asked for host GSO. txBufs
+	// Offloads, hostGSO whether gVisor is asked for host GSO, tso
+	// whether the device cuts TCP over both IPv4 and IPv6. txBufs
 	// is the scratch chain of one packet (under txMu), so a packet of
 	// several buffers allocates nothing.
 	ol      nic.Offloader
 	off     nic.Offloads
 	hostGSO bool
+	tso     bool
 	txBufs  []*alloc.Buffer
 	txMeta  nic.TxMeta // the packet's TxMeta, here so it does not escape
 
@@ -380,7 +386,7 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 		// Packets held back go first, in order.
 		e.drainHeld(maxFrame)
 		if e.held.n > 0 {
-			ok := e.hold(pkt)
+			ok := e.hold(pkt, 0)
 			e.txMu.Unlock()
 			if !ok {
 				e.tx.Drop(nic.RingFull)
@@ -390,23 +396,25 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 		}
 	}
 	idle := e.inflight == 0
+	before := e.unkicked.Load()
 	full := false
-	cause, ok := e.writeOne(pkt, maxFrame, &full)
-	if !ok && cause == nic.RingFull && e.hold(pkt) {
-		// The ring stayed full after a kick and a reclaim: hold the
-		// packet for the next step rather than drop it, as a
-		// queueing discipline holds one for a stopped Linux queue.
-		// Dropping it would be a loss TCP has to recover from.
-		e.txMu.Unlock()
-		return true, nil
-	}
-	if ok {
-		n := e.unkicked.Add(1)
-		first = n == 1
-		if idle || n >= MaxUnkicked {
+	sent := 0
+	cause, ok := e.writeOne(pkt, maxFrame, &full, &sent)
+	if n := e.unkicked.Load(); n > 0 {
+		first = before == 0
+		if (ok && idle) || n >= MaxUnkicked {
 			e.kickPosted()
 			first = false
 		}
+	}
+	if !ok && cause == nic.RingFull && e.hold(pkt, sent) {
+		// The ring stayed full after a kick and a reclaim: hold the
+		// packet (or the part of it not yet cut into frames) for the
+		// next step rather than drop it, as a queueing discipline
+		// holds one for a stopped Linux queue. Dropping it would be a
+		// loss TCP has to recover from.
+		e.txMu.Unlock()
+		return true, nil
 	}
 	e.txMu.Unlock()
 	if !ok {
@@ -525,7 +533,8 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	full := false
 	var terr tcpip.Error
 	for _, pkt := range pkts.AsSlice() {
-		cause, ok := e.writeOne(pkt, maxFrame, &full)
+		cut := 0
+		cause, ok := e.writeOne(pkt, maxFrame, &full, &cut)
 		if ok {
 			sent++
 			continue
@@ -533,7 +542,7 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 		e.tx.Drop(cause)
 		terr = txError(cause)
 	}
-	if sent > 0 {
+	if e.unkicked.Load() > 0 {
 		e.unkicked.Store(0) // this kick covers what Post left too
 		e.dev.TxKick()
 	}
@@ -556,11 +565,14 @@ func txError(cause nic.Cause) tcpip.Error {
 }
 
 // writeOne posts pkt the way the device takes packets: as a chain with
-// offload requests when it is a nic.Offloader, otherwise as one frame in
-// one buffer. Caller holds txMu.
-func (e *Endpoint) writeOne(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic.Cause, bool) {
+// offload requests when it is a nic.Offloader (or as frames cut from it,
+// segment.go), otherwise as one frame in one buffer. Every frame posted
+// counts in unkicked. *sent is the TCP payload of pkt already posted as
+// frames by an earlier call that the ring stopped; writeOne advances it
+// when the ring stops it again. Caller holds txMu.
+func (e *Endpoint) writeOne(pkt *stack.PacketBuffer, maxFrame int, full *bool, sent *int) (nic.Cause, bool) {
 	if e.ol != nil {
-		return e.writeChain(pkt, maxFrame, full)
+		return e.writeChain(pkt, maxFrame, full, sent)
 	}
 	return e.write(pkt, maxFrame, full)
 }
@@ -625,6 +637,7 @@ func (e *Endpoint) write(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic
 		return nic.CauseOf(err), false
 	}
 	e.inflight++
+	e.unkicked.Add(1)
 	e.tx.Count(size)
 	return 0, true
 }
@@ -638,6 +651,9 @@ type Stats struct {
 	// was full (posted later by Flush, or dropped as ring_full when
 	// MaxHeld were already waiting).
 	TxHeld uint64 `json:"tx_held"`
+	// TxCut counts the frames the endpoint cut from TCP segments longer
+	// than one frame that the device could not cut itself (segment.go).
+	TxCut uint64 `json:"tx_cut"`
 }
 
 // Stats fills s.
@@ -645,4 +661,5 @@ func (e *Endpoint) Stats(s *Stats) {
 	e.rx.Snapshot(&s.Rx)
 	e.tx.Snapshot(&s.Tx)
 	s.TxHeld = e.heldTotal.Load()
+	s.TxCut = e.cutTotal.Load()
 }

@@ -10,10 +10,13 @@ import (
 
 // initOffloads takes the driver's offloads, if it has any (New).
 //
-// Host GSO is asked for only when the device cuts TCP over both IPv4 and
-// IPv6 and fills partial checksums: gVisor asks it of every TCP route
-// whatever its network, and hands down segments longer than the MTU with
-// only the pseudo-header sum in their checksum field.
+// Host GSO is asked for whenever the device fills TCP checksums: gVisor
+// then hands every TCP packet down with only the pseudo-header sum in its
+// checksum field (tcp/connect.go buildTCPHdr), segments longer than the
+// MTU included, whatever the route's network. The device cuts the
+// segments it can (TSO4, TSO6); the endpoint cuts the rest into frames and
+// leaves each frame's checksum to the device (segment.go). With gVisor's
+// own GSO instead, gVisor would cut them and sum every byte itself.
 //
 // The endpoint does not claim stack.CapabilityTXChecksumOffload, even when
 // the device fills checksums (Offloads.TxChecksum): with it, gVisor leaves
@@ -22,9 +25,8 @@ import (
 // WritePacket). No single frame holds the whole datagram, so neither this
 // endpoint nor the device can sum it: an IPv6 datagram would leave with
 // checksum 0, which receivers drop (RFC 8200 §8.1), an IPv4 one
-// unprotected. TCP, which never fragments, gets its checksum offloaded by
-// host GSO: gVisor marks every TCP packet NeedsCsum with the pseudo-header
-// sum in place (tcp/connect.go buildTCPHdr).
+// unprotected. TCP, which never fragments, gets its checksum offloaded
+// through host GSO as above; UDP is summed by gVisor.
 func (e *Endpoint) initOffloads() {
 	ol, ok := e.dev.(nic.Offloader)
 	if !ok {
@@ -32,25 +34,27 @@ func (e *Endpoint) initOffloads() {
 	}
 	e.ol = ol
 	e.off = ol.Offloads()
-	e.hostGSO = e.off.TSO4 && e.off.TSO6 && e.off.TxChecksum && e.off.TxPartial &&
+	e.tso = e.off.TSO4 && e.off.TSO6 && e.off.TxChecksum && e.off.TxPartial &&
 		e.off.MaxTxPacket > header.EthernetMinimumSize+int(e.mtu)
+	e.hostGSO = e.off.TxChecksum
 	e.txBufs = make([]*alloc.Buffer, 0, max(e.off.MaxTxBuffers, 1))
 	e.rxBufs = make([]*alloc.Buffer, max(e.off.MaxRxBuffers, 1))
 }
 
 // GSOMaxSize implements stack.GSOEndpoint: the longest IP packet gVisor
-// may hand down, at most 64 KiB.
+// may hand down, at most 64 KiB, or what the device cuts when it cuts
+// every TCP segment.
 func (e *Endpoint) GSOMaxSize() uint32 {
-	if e.hostGSO {
+	if e.tso {
 		return uint32(min(e.off.MaxTxPacket-header.EthernetMinimumSize, stack.GVisorGSOMaxSize))
 	}
 	return stack.GVisorGSOMaxSize
 }
 
-// SupportedGSO implements stack.GSOEndpoint: host GSO when the device cuts
-// segments (initOffloads), else gVisor's own, which builds a batch of MSS
-// segments at once (tcp/connect.go sendTCPBatch) and hands them down one by
-// one.
+// SupportedGSO implements stack.GSOEndpoint: host GSO when the device
+// fills TCP checksums (initOffloads), else gVisor's own, which builds a
+// batch of MSS segments at once (tcp/connect.go sendTCPBatch) and hands
+// them down one by one.
 func (e *Endpoint) SupportedGSO() stack.SupportedGSO {
 	if e.hostGSO {
 		return stack.HostGSOSupported
@@ -58,11 +62,20 @@ func (e *Endpoint) SupportedGSO() stack.SupportedGSO {
 	return stack.GVisorGSOSupported
 }
 
+// devCuts reports whether the device cuts a TCP segment of gVisor GSO type
+// typ and size bytes itself.
+func (e *Endpoint) devCuts(typ stack.GSOType, size int) bool {
+	if !e.off.TxPartial || size > e.off.MaxTxPacket {
+		return false
+	}
+	return typ == stack.GSOTCPv4 && e.off.TSO4 || typ == stack.GSOTCPv6 && e.off.TSO6
+}
+
 // writeChain copies pkt into a chain of pool buffers and posts it with
 // TransmitPacket, asking for the checksum and segmentation its GSO options
 // want. Caller holds txMu. Once the ring stays full after a reclaim, *full
 // is set and the rest of the batch is dropped without retrying.
-func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool) (nic.Cause, bool) {
+func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool, sent *int) (nic.Cause, bool) {
 	if *full {
 		return nic.RingFull, false
 	}
@@ -71,6 +84,9 @@ func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool)
 	*m = nic.TxMeta{}
 	limit := maxFrame
 	if g := &pkt.GSOOptions; e.hostGSO && g.NeedsCsum && (g.Type == stack.GSOTCPv4 || g.Type == stack.GSOTCPv6) {
+		if pkt.Data().Size() > int(g.MSS) && !e.devCuts(g.Type, size) {
+			return e.writeSegments(pkt, maxFrame, full, sent)
+		}
 		// The TCP checksum field holds the pseudo-header sum; the
 		// device sums from the TCP header to the end (virtio 1.2
 		// §5.1.6.2).
@@ -113,6 +129,7 @@ func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool)
 		return nic.CauseOf(err), false
 	}
 	e.inflight += len(bufs)
+	e.unkicked.Add(1)
 	e.tx.Count(size)
 	return 0, true
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/tamanet/tamanet/nic"
 	"github.com/tamanet/tamanet/nic/nictest"
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
 	"github.com/tamanet/tamanet/stack/stacktest"
@@ -54,9 +53,9 @@ func gsoPacket(ep *Endpoint, payload int, mss uint16) *stack.PacketBuffer {
 	return pkt
 }
 
-// TestSupportedGSO: host GSO only over a device that cuts TCP over IPv4 and
-// IPv6 (and so fills partial checksums), gVisor's GSO otherwise; never
-// CapabilityTXChecksumOffload (see initOffloads).
+// TestSupportedGSO: host GSO over a device that fills checksums, limited
+// to what the device cuts when it cuts TCP over IPv4 and IPv6; gVisor's
+// GSO otherwise; never CapabilityTXChecksumOffload (see initOffloads).
 func TestSupportedGSO(t *testing.T) {
 	for _, tc := range []struct {
 		features uint64
@@ -64,8 +63,8 @@ func TestSupportedGSO(t *testing.T) {
 		max      uint32
 	}{
 		{virtiotest.TxOffloads, stack.HostGSOSupported, 1 << 16},
-		{virtiotest.FeatureCSUM | virtiotest.FeatureHostTSO4, stack.GVisorGSOSupported, stack.GVisorGSOMaxSize},
-		{virtiotest.FeatureCSUM, stack.GVisorGSOSupported, stack.GVisorGSOMaxSize},
+		{virtiotest.FeatureCSUM | virtiotest.FeatureHostTSO4, stack.HostGSOSupported, stack.GVisorGSOMaxSize},
+		{virtiotest.FeatureCSUM, stack.HostGSOSupported, stack.GVisorGSOMaxSize},
 		{0, stack.GVisorGSOSupported, stack.GVisorGSOMaxSize},
 	} {
 		_, _, drv := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC, Features: virtiotest.Features | tc.features})
@@ -84,10 +83,45 @@ func TestSupportedGSO(t *testing.T) {
 	}
 }
 
+// checkCut checks that frames, taken off the wire, are segment pkt cut
+// into valid frames of at most mss payload: IPv4 header checksums, total
+// lengths and identifications counting up, TCP checksums, contiguous
+// sequence numbers, PSH on the last frame only, and payloads that join
+// into the segment's.
+func checkCut(t *testing.T, frames [][]byte, pkt *stack.PacketBuffer, mss int) {
+	t.Helper()
+	payload := pkt.Data().Size()
+	if len(frames) != (payload+mss-1)/mss {
+		t.Fatalf("%d frames out, want %d", len(frames), (payload+mss-1)/mss)
+	}
+	var got []byte
+	for i, f := range frames {
+		ip := header.IPv4(f[header.EthernetMinimumSize:])
+		if !ip.IsChecksumValid() || int(ip.TotalLength()) != len(ip) || ip.ID() != 0x100+uint16(i) {
+			t.Fatalf("frame %d: bad IPv4 header (id %#x)", i, ip.ID())
+		}
+		tcp := header.TCP(ip.Payload())
+		ps := header.PseudoHeaderChecksum(header.TCPProtocolNumber, srcIP, dstIP, uint16(len(tcp)))
+		if checksum.Checksum(tcp, ps) != 0xffff {
+			t.Fatalf("frame %d: bad TCP checksum", i)
+		}
+		if tcp.SequenceNumber() != 1000+uint32(len(got)) {
+			t.Fatalf("frame %d: seq %d", i, tcp.SequenceNumber())
+		}
+		if len(tcp.Payload()) > mss || (tcp.Flags()&header.TCPFlagPsh != 0) != (i == len(frames)-1) {
+			t.Fatalf("frame %d: %d bytes, flags %v", i, len(tcp.Payload()), tcp.Flags())
+		}
+		got = append(got, tcp.Payload()...)
+	}
+	if !bytes.Equal(got, pkt.Data().AsRange().ToSlice()) {
+		t.Fatal("frames do not join into the segment")
+	}
+}
+
 // TestWriteGSO: a 60000-byte host GSO segment leaves the endpoint as one
-// chain; the device cuts it into 42 valid frames whose payloads join into
-// the segment's. A GSO segment over a device without TSO is refused as
-// oversize and counted.
+// chain the device cuts into 42 valid frames. Over a device that fills
+// checksums but has no TSO, the endpoint cuts the same frames itself,
+// each with the device filling its checksum, and counts them as cut.
 func TestWriteGSO(t *testing.T) {
 	pool, model, drv := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC, Features: virtiotest.Features | virtiotest.TxOffloads})
 	r := newDrvRig(t, pool, model, drv)
@@ -103,50 +137,35 @@ func TestWriteGSO(t *testing.T) {
 		t.Fatalf("WritePackets: %d, %v", n, err)
 	}
 	r.ep.Reclaim()
-	if len(frames) != (payload+mss-1)/mss {
-		t.Fatalf("%d frames out", len(frames))
-	}
-	var got []byte
-	for i, f := range frames {
-		ip := header.IPv4(f[header.EthernetMinimumSize:])
-		if !ip.IsChecksumValid() || int(ip.TotalLength()) != len(ip) {
-			t.Fatalf("frame %d: bad IPv4 header", i)
-		}
-		tcp := header.TCP(ip.Payload())
-		ps := header.PseudoHeaderChecksum(header.TCPProtocolNumber, srcIP, dstIP, uint16(len(tcp)))
-		if checksum.Checksum(tcp, ps) != 0xffff {
-			t.Fatalf("frame %d: bad TCP checksum", i)
-		}
-		if tcp.SequenceNumber() != 1000+uint32(len(got)) {
-			t.Fatalf("frame %d: seq %d", i, tcp.SequenceNumber())
-		}
-		got = append(got, tcp.Payload()...)
-	}
-	want := pkt.Data().AsRange().ToSlice()
-	if !bytes.Equal(got, want) {
-		t.Fatal("frames do not join into the segment")
-	}
+	checkCut(t, frames, pkt, mss)
 	if st := model.Stats(); st.TxGSO != 1 || st.TxChains != 1 {
 		t.Fatalf("model: %d GSO packets, %d chains", st.TxGSO, st.TxChains)
 	}
 	nictest.CheckBaseline(t, pool, base, "after the segment")
 
-	// Without TSO the endpoint never asked for host GSO: such a segment
-	// is too long for a frame.
 	pool2, model2, drv2 := stacktest.Virtio(t, virtiotest.Options{MAC: ourMAC, Features: virtiotest.Features | virtiotest.FeatureCSUM})
 	r2 := newDrvRig(t, pool2, model2, drv2)
+	var frames2 [][]byte
+	model2.SetOutput(func(f []byte) { frames2 = append(frames2, bytes.Clone(f)) })
+	base2 := pool2.InUse()
 	p2 := gsoPacket(r2.ep, payload, mss)
 	defer p2.DecRef()
 	var l2 stack.PacketBufferList
 	l2.PushBack(p2)
-	if n, err := r2.ep.WritePackets(l2); n != 0 || err == nil {
+	if n, err := r2.ep.WritePackets(l2); n != 1 || err != nil {
 		t.Fatalf("segment over a device without TSO: %d sent, %v", n, err)
 	}
+	r2.ep.Reclaim()
+	checkCut(t, frames2, p2, mss)
 	var st Stats
 	r2.ep.Stats(&st)
-	if st.Tx.Drops[nic.Oversize] != 1 {
-		t.Fatalf("drops %v", st.Tx.Drops)
+	if st.TxCut != uint64(len(frames2)) || st.Tx.Packets != uint64(len(frames2)) {
+		t.Fatalf("endpoint: %d cut, %d sent, want %d", st.TxCut, st.Tx.Packets, len(frames2))
 	}
+	if ms := model2.Stats(); ms.TxGSO != 0 || ms.TxCsum != uint64(len(frames2)) {
+		t.Fatalf("model: %d GSO packets, %d checksums filled", ms.TxGSO, ms.TxCsum)
+	}
+	nictest.CheckBaseline(t, pool2, base2, "after the cut segment")
 }
 
 // TestGSOAllocs: host GSO segments of 64 KiB and single frames, through

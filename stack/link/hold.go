@@ -16,19 +16,26 @@ import (
 const MaxHeld = 256
 
 // holdQueue is a fixed ring of held packets: no allocation per packet.
+// sent is, per packet, the TCP payload already posted as frames cut from
+// it (writeSegments), so a packet the ring stopped halfway resumes where
+// it stopped.
 type holdQueue struct {
 	pkts    [MaxHeld]*stack.PacketBuffer
+	sent    [MaxHeld]int
 	head, n int
 }
 
-// hold keeps a reference to pkt at the queue's tail, or reports false when
-// MaxHeld are waiting already. Caller holds txMu.
-func (e *Endpoint) hold(pkt *stack.PacketBuffer) bool {
+// hold keeps a reference to pkt at the queue's tail, with sent bytes of
+// its payload already posted, or reports false when MaxHeld are waiting
+// already. Caller holds txMu.
+func (e *Endpoint) hold(pkt *stack.PacketBuffer, sent int) bool {
 	q := &e.held
 	if q.n == MaxHeld {
 		return false
 	}
-	q.pkts[(q.head+q.n)%MaxHeld] = pkt.IncRef()
+	i := (q.head + q.n) % MaxHeld
+	q.pkts[i] = pkt.IncRef()
+	q.sent[i] = sent
 	q.n++
 	e.nheld.Store(int32(q.n))
 	e.heldTotal.Add(1)
@@ -45,17 +52,17 @@ func (e *Endpoint) drainHeld(maxFrame int) int {
 	for q.n > 0 {
 		pkt := q.pkts[q.head]
 		full := false
-		cause, ok := e.writeOne(pkt, maxFrame, &full)
+		cause, ok := e.writeOne(pkt, maxFrame, &full, &q.sent[q.head])
 		if !ok && cause == nic.RingFull {
 			break
 		}
 		if ok {
-			e.unkicked.Add(1)
 			posted++
 		} else {
 			e.tx.Drop(cause)
 		}
 		q.pkts[q.head] = nil
+		q.sent[q.head] = 0
 		q.head = (q.head + 1) % MaxHeld
 		q.n--
 		pkt.DecRef()
