@@ -11,31 +11,32 @@ type Offloads struct {
 	// TxChecksum: the device fills the TCP and UDP checksum of a frame
 	// posted with TxMeta.NeedsCsum (virtio-net VIRTIO_NET_F_CSUM; ENET
 	// protocol checksum insertion).
-	TxChecksum bool
+	TxChecksum bool `json:"tx_checksum"`
 	// TxPartial: for NeedsCsum the checksum field must already hold the
 	// pseudo-header sum, and the device adds the rest from CsumStart
 	// (virtio 1.2 §5.1.6.2). Otherwise the device computes the whole
 	// checksum and the field must be zero (ENET, RM 22.6.5.3).
-	TxPartial bool
+	TxPartial bool `json:"tx_partial"`
 	// TSO4 and TSO6: the device cuts a TCP segment over IPv4 or IPv6
 	// longer than one frame into frames of TxMeta.GSOSize payload
 	// (virtio-net HOST_TSO4/HOST_TSO6).
-	TSO4, TSO6 bool
+	TSO4 bool `json:"tso4"`
+	TSO6 bool `json:"tso6"`
 	// MaxTxPacket is the longest packet TransmitPacket takes, without
 	// the driver's own header: an Ethernet frame, or with TSO a segment
 	// of up to 64 KiB. Info.MaxFrame when the device segments nothing.
-	MaxTxPacket int
+	MaxTxPacket int `json:"max_tx_packet"`
 	// MaxTxBuffers is the most buffers one TransmitPacket call takes.
-	MaxTxBuffers int
+	MaxTxBuffers int `json:"max_tx_buffers"`
 	// RxChecksum: ReceivePacket reports per packet whether the device
 	// vouched for its checksums (RxMeta.Verified).
-	RxChecksum bool
+	RxChecksum bool `json:"rx_checksum"`
 	// MaxRxPacket is the longest packet ReceivePacket returns (without
 	// the driver's header): more than Info.MaxFrame when the device joins
 	// received segments (virtio-net GUEST_TSO4/6 with MRG_RXBUF).
-	MaxRxPacket int
+	MaxRxPacket int `json:"max_rx_packet"`
 	// MaxRxBuffers is the most buffers one received packet spans.
-	MaxRxBuffers int
+	MaxRxBuffers int `json:"max_rx_buffers"`
 }
 
 // GSO types for TxMeta.GSO and RxMeta.GSO.

@@ -23,6 +23,10 @@ type Stats struct {
 	Pool alloc.Stats `json:"pool"`
 	// NIC is the driver's per-ring counters and drops by cause.
 	NIC nic.Stats `json:"nic"`
+	// Offloads is the work the device does in place of the stack, as
+	// negotiated (all false for a driver without offloads, or with them
+	// turned off).
+	Offloads nic.Offloads `json:"offloads"`
 	// Endpoint is the link endpoint's counters: frames delivered to and
 	// taken from gVisor, and what it dropped (filtered, runt, no buffer,
 	// ring full, ...).
@@ -91,6 +95,9 @@ func (s *Stack) Stats() Stats {
 		st.IPv6 = append(st.IPv6, a.String())
 	}
 	s.dev.Stats(&st.NIC)
+	if ol, ok := s.dev.(nic.Offloader); ok {
+		st.Offloads = ol.Offloads()
+	}
 	s.ep.Stats(&st.Endpoint)
 	m := counters(reflect.ValueOf(s.gv.Stats()))
 	if m == nil {
