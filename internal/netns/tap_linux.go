@@ -62,8 +62,9 @@ func OpenTap(netns, name string) (*os.File, error) { return openIn(netns, name, 
 // OpenTapVnet is OpenTap with IFF_VNET_HDR: each read and write starts with
 // a VnetHdrSize-byte virtio-net header (TUNSETVNETHDRSZ), so a writer can
 // hand the kernel partial checksums and TSO segments to finish. Offloads
-// towards the reader are off (TUNSETOFFLOAD 0): reads are whole,
-// checksummed frames. The tap must not be open elsewhere.
+// towards the reader start off (TUNSETOFFLOAD 0): reads are whole,
+// checksummed frames until SetTapOffload says otherwise. The tap must not
+// be open elsewhere.
 func OpenTapVnet(netns, name string) (*os.File, error) { return openIn(netns, name, true) }
 
 func openIn(netns, name string, vnet bool) (*os.File, error) {
@@ -146,7 +147,7 @@ func open(name string, vnet bool) (*os.File, error) {
 			syscall.Close(fd)
 			return nil, fmt.Errorf("tap: TUNSETVNETHDRSZ %q: %w", name, e)
 		}
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetOffload, 0); e != 0 {
+		if e := setOffload(uintptr(fd), 0); e != 0 {
 			syscall.Close(fd)
 			return nil, fmt.Errorf("tap: TUNSETOFFLOAD %q: %w", name, e)
 		}
@@ -157,6 +158,44 @@ func open(name string, vnet bool) (*os.File, error) {
 		return nil, errors.New("tap: bad file descriptor")
 	}
 	return f, nil
+}
+
+// setOffload is TUNSETOFFLOAD: its argument is the flags themselves, not a
+// pointer to them.
+func setOffload(fd uintptr, flags uint32) syscall.Errno {
+	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, tunSetOffload, uintptr(flags))
+	return e
+}
+
+// SetTapOffload sets which offloads the kernel may leave to the reader of
+// f, a tap opened with IFF_VNET_HDR (OpenTapVnet), as a hypervisor does for
+// the receive offloads its guest negotiated: a TunF* set; 0 for whole,
+// checksummed frames. The kernel refuses TSO without TunFCsum and
+// TunFTSOECN without TSO (tun's set_offload). A tap without IFF_VNET_HDR
+// is refused anything but 0 here, as the kernel does not: its reader could
+// not tell a partial checksum or a joined packet.
+func SetTapOffload(f *os.File, flags uint32) error {
+	if flags != 0 {
+		_, fl, err := TapName(f)
+		if err != nil {
+			return err
+		}
+		if fl&iffVnet == 0 {
+			return errors.New("tap: offloads without IFF_VNET_HDR")
+		}
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var e syscall.Errno
+	if err := rc.Control(func(fd uintptr) { e = setOffload(fd, flags) }); err != nil {
+		return err
+	}
+	if e != 0 {
+		return fmt.Errorf("tap: TUNSETOFFLOAD %#x: %w", flags, e)
+	}
+	return nil
 }
 
 // OpenTap returns a file for the namespace's tap (see the function OpenTap).

@@ -105,3 +105,38 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatal("accepted a namespace path")
 	}
 }
+
+// TestSetTapOffload: the kernel takes every combination a hypervisor sets
+// for a guest's receive offloads and refuses the ones if_tun.h rules out;
+// a tap without IFF_VNET_HDR takes only 0.
+func TestSetTapOffload(t *testing.T) {
+	ns, plain := ForTest(t, "tamanet-tap-test")
+	defer plain.Close()
+	if err := SetTapOffload(plain, TunFCsum); err == nil {
+		t.Error("TUN_F_CSUM set on a tap without IFF_VNET_HDR")
+	}
+	plain.Close()
+	f, err := ns.OpenTapVnet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, c := range []struct {
+		flags uint32
+		ok    bool
+	}{
+		{0, true},
+		{TunFCsum, true},
+		{TunFCsum | TunFTSO4, true},
+		{TunFCsum | TunFTSO6, true},
+		{TunFCsum | TunFTSO4 | TunFTSO6 | TunFTSOECN, true},
+		{TunFTSO4, false},
+		{TunFCsum | TunFTSOECN, false},
+		{0x10000, false},
+		{0, true},
+	} {
+		if err := SetTapOffload(f, c.flags); (err == nil) != c.ok {
+			t.Errorf("TUNSETOFFLOAD %#x: %v", c.flags, err)
+		}
+	}
+}

@@ -85,6 +85,9 @@ const (
 	FeatureGuestTSO6 = 1 << 8
 	FeatureMrgRxBuf  = 1 << 15
 	RxOffloads       = FeatureGuestCSUM | FeatureGuestTSO4 | FeatureGuestTSO6 | FeatureMrgRxBuf
+	// FeatureGuestECN is VIRTIO_NET_F_GUEST_ECN (9): only a tap
+	// (AttachTapVnet) writes GSO_ECN, so it is not in RxOffloads.
+	FeatureGuestECN = 1 << 9
 
 	// MaxGSOPacket is the longest joined packet the model writes: 65562
 	// bytes with the header (§5.1.6.3.1).
@@ -182,8 +185,17 @@ type Stats struct {
 
 	BadLengths, BadIDs uint64
 	// NumBufferLies counts Faults.NumBuffers injections; Joined counts
-	// frames written as GSO packets (longer than the MTU).
-	NumBufferLies, Joined uint64
+	// frames written as GSO packets (longer than the MTU), JoinedBytes
+	// their bytes; RxCsum counts frames written with NEEDS_CSUM or
+	// DATA_VALID.
+	NumBufferLies, Joined, JoinedBytes, RxCsum uint64
+
+	// A tap with IFF_VNET_HDR (AttachTapVnet): TapOffloads is the
+	// TUN_F_* set it was last given, TapOffloadErrors counts settings
+	// the kernel refused; RxBadHeaders counts frames dropped because the
+	// kernel's header has flags or a GSO type the negotiated features
+	// do not allow.
+	TapOffloads, TapOffloadErrors, RxBadHeaders uint64
 
 	// Transmit offloads: TxChains counts packets posted as a chain of
 	// more than one descriptor, TxGSO packets the model segmented
@@ -260,6 +272,7 @@ type Device struct {
 	rawHdr [hdrSize]byte
 	w      wire.Port // backends, backlog, frame faults, interrupt hook
 	tx     txState   // transmit offloads (offload.go)
+	vt     vnetTap   // a tap with IFF_VNET_HDR (offload.go)
 	faults Faults
 	rng    *rand.Rand // w.Rand()
 	stats  Stats
@@ -303,7 +316,9 @@ func New(mem []byte, opt Options) *Device {
 	d.cfg[8] = 1 // max_virtqueue_pairs
 	binary.LittleEndian.PutUint16(d.cfg[10:], opt.MTU)
 	d.w.Init(&d.mu, &d.stats.Stats, wire.Config{
-		MaxFrame: opt.MaxPacket,
+		// Room for the kernel's header before each frame from a tap
+		// (AttachTapVnet); writeRxLocked holds frames to MaxPacket.
+		MaxFrame: hdrSize + opt.MaxPacket,
 		Backlog:  opt.Backlog,
 		WriteRx:  d.writeRxLocked,
 		RxDone:   d.finishRxLocked,
@@ -389,9 +404,15 @@ func (d *Device) DeliverRaw(hdr, frame []byte) {
 // owns f from here; Close closes it.
 func (d *Device) AttachTap(f *os.File) { d.w.AttachTap(f) }
 
-// Close detaches and closes a tap attached with AttachTap and waits for its
-// reader to stop.
-func (d *Device) Close() error { return d.w.Close() }
+// Close detaches and closes a tap attached with AttachTap or AttachTapVnet
+// and waits for its reader to stop.
+func (d *Device) Close() error {
+	err := d.w.Close()
+	if e := d.closeVnet(); err == nil {
+		err = e
+	}
+	return err
+}
 
 // Read32 reads a register. A real device works its rings in the background;
 // the model does its held-back work (completions waiting for the driver to
@@ -556,6 +577,7 @@ func (d *Device) writeStatusLocked(v uint32) {
 		d.q = [2]vq{}
 		d.tx.active = false
 		d.w.ResetLocked()
+		d.setTapOffloadLocked(0)
 		return
 	}
 	if v&statusFeaturesOK != 0 && d.status&statusFeaturesOK == 0 {
@@ -563,6 +585,8 @@ func (d *Device) writeStatusLocked(v uint32) {
 		// VERSION_1 (§3.1.1 step 5, §6.1).
 		if d.drvFeatures&^d.opt.Features != 0 || d.drvFeatures&featureVersion1 == 0 {
 			v &^= statusFeaturesOK
+		} else {
+			d.setTapOffloadLocked(tapOffloads(d.drvFeatures))
 		}
 	}
 	// DEVICE_NEEDS_RESET is the device's to set; only a reset clears it.

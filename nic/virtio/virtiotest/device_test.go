@@ -97,3 +97,26 @@ func TestQueueAddressChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestTapOffloads: the tap gets exactly the negotiated receive offloads,
+// and only combinations Linux takes (TSO needs CSUM, ECN needs TSO).
+func TestTapOffloads(t *testing.T) {
+	const csum, tso4, tso6, ecn = 1, 2, 4, 8 // TUN_F_* (<linux/if_tun.h>)
+	for _, c := range []struct {
+		f    uint64
+		want uint32
+	}{
+		{0, 0},
+		{FeatureMrgRxBuf, 0},
+		{FeatureGuestTSO4 | FeatureGuestTSO6 | FeatureGuestECN, 0},
+		{FeatureGuestCSUM, csum},
+		{FeatureGuestCSUM | FeatureGuestECN, csum},
+		{FeatureGuestCSUM | FeatureGuestTSO4, csum | tso4},
+		{FeatureGuestCSUM | FeatureGuestTSO6 | FeatureGuestECN, csum | tso6 | ecn},
+		{RxOffloads | TxOffloads | FeatureGuestECN, csum | tso4 | tso6 | ecn},
+	} {
+		if got := tapOffloads(c.f); got != c.want {
+			t.Errorf("features %#x: tap offloads %#x, want %#x", c.f, got, c.want)
+		}
+	}
+}

@@ -3,6 +3,9 @@ package virtiotest
 import (
 	"encoding/binary"
 	"os"
+	"sync"
+
+	"github.com/tamanet/tamanet/internal/netns"
 )
 
 // Transmit offload feature bits (virtio 1.2 §5.1.3), for Options.Features.
@@ -30,6 +33,7 @@ const (
 	hdrCsumOffset = 8
 
 	hdrFNeedsCsum = 1    // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	hdrFDataValid = 2    // VIRTIO_NET_HDR_F_DATA_VALID
 	gsoNone       = 0    // VIRTIO_NET_HDR_GSO_NONE
 	gsoTCPv4      = 1    // VIRTIO_NET_HDR_GSO_TCPV4
 	gsoTCPv6      = 4    // VIRTIO_NET_HDR_GSO_TCPV6
@@ -325,17 +329,155 @@ func fold(s uint32) uint16 {
 	return uint16(s)
 }
 
+// vnetTap is the device's tap with IFF_VNET_HDR (AttachTapVnet).
+type vnetTap struct {
+	f  *os.File       // nil when none is attached, or after Close
+	rx bool           // frames from the wire start with a virtio-net header
+	wg sync.WaitGroup // the reader
+}
+
+// tapReadSize holds anything one read of a tap returns: the header and a
+// GSO packet of up to 64 KiB of IP (the kernel's GSO_LEGACY_MAX_SIZE) with
+// its link header, with room to spare.
+const tapReadSize = 1 << 17
+
 // AttachTapVnet makes f, a tap opened with IFF_VNET_HDR and a 12-byte
 // header (netns.OpenTapVnet), the device's wire, as AttachTap does, but
-// with the virtio-net header passed through: a transmitted packet goes to
-// the kernel with the driver's header, so Linux itself checks it, fills
-// checksums and segments TSO packets. Frames read from f lose their header
-// (the kernel was told, TUNSETOFFLOAD 0, to hand over only whole,
-// checksummed frames).
+// with the virtio-net header passed through both ways, as QEMU does with a
+// tap. A transmitted packet goes to the kernel with the driver's header,
+// so Linux itself checks it, fills checksums and segments TSO packets. On
+// receive, the tap is given the receive offloads the driver negotiated
+// (TUNSETOFFLOAD: GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN), set again on every
+// FEATURES_OK and cleared on reset, and the kernel's header goes with its
+// frame into the receive ring; a header the features do not allow is
+// counted in RxBadHeaders and the frame dropped. With GUEST_TSO4/6 offered,
+// Options.MaxPacket should be MaxGSOPacket, or joined packets are dropped
+// as Oversize. From here on, frames given to Deliver start with a header
+// too, as the kernel's do.
 func (d *Device) AttachTapVnet(f *os.File) {
 	d.w.SetStageSize(hdrSize + MaxTxPacket)
 	d.mu.Lock()
 	d.tx.vnet = true
+	d.vt.f, d.vt.rx = f, true
+	var off uint32
+	if d.status&statusFeaturesOK != 0 {
+		off = tapOffloads(d.drvFeatures) // negotiated before the tap came
+	}
+	d.setTapOffloadLocked(off)
 	d.mu.Unlock()
-	d.w.AttachTapHdr(f, hdrSize)
+	d.w.SetOutput(func(p []byte) { f.Write(p) })
+	d.vt.wg.Add(1)
+	go d.readTap(f)
+}
+
+// readTap delivers what the kernel hands over on f, header and frame, until
+// f is closed.
+func (d *Device) readTap(f *os.File) {
+	defer d.vt.wg.Done()
+	buf := make([]byte, tapReadSize)
+	for {
+		n, err := f.Read(buf)
+		if err != nil {
+			return
+		}
+		switch {
+		case n > len(buf):
+			// tun returns the packet's length even when only what
+			// fit was copied.
+			d.mu.Lock()
+			d.stats.Oversize++
+			d.mu.Unlock()
+		case n >= hdrSize:
+			d.w.Deliver(buf[:n])
+		}
+	}
+}
+
+// closeVnet closes a tap attached with AttachTapVnet and waits for its
+// reader.
+func (d *Device) closeVnet() error {
+	d.mu.Lock()
+	f := d.vt.f
+	d.vt.f = nil
+	d.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	d.w.SetOutput(nil)
+	err := f.Close()
+	d.vt.wg.Wait()
+	return err
+}
+
+// tapOffloads maps negotiated receive features to the tap's offloads, as
+// QEMU does: GUEST_CSUM to TUN_F_CSUM, GUEST_TSO4/6 to TUN_F_TSO4/6,
+// GUEST_ECN to TUN_F_TSO_ECN (virtio 1.2 §5.1.3, <linux/if_tun.h>). The
+// kernel refuses TSO without TUN_F_CSUM and TUN_F_TSO_ECN without TSO, and
+// so does §5.1.3.1 for the features: those are left out.
+func tapOffloads(f uint64) uint32 {
+	if f&FeatureGuestCSUM == 0 {
+		return 0
+	}
+	o := uint32(netns.TunFCsum)
+	if f&FeatureGuestTSO4 != 0 {
+		o |= netns.TunFTSO4
+	}
+	if f&FeatureGuestTSO6 != 0 {
+		o |= netns.TunFTSO6
+	}
+	if f&FeatureGuestECN != 0 && o != netns.TunFCsum {
+		o |= netns.TunFTSOECN
+	}
+	return o
+}
+
+// setTapOffloadLocked gives the tap, if one is attached, the offloads o.
+func (d *Device) setTapOffloadLocked(o uint32) {
+	if d.vt.f == nil {
+		return
+	}
+	if err := netns.SetTapOffload(d.vt.f, o); err != nil {
+		d.stats.TapOffloadErrors++
+		return
+	}
+	d.stats.TapOffloads = uint64(o)
+}
+
+// tapHeaderOK reports whether the kernel's header h for an n-byte frame is
+// one the device may write with the negotiated features (virtio 1.2
+// §5.1.6.4.1): flags only with GUEST_CSUM, and only NEEDS_CSUM and
+// DATA_VALID (RSC_INFO needs RSC_EXT); a checksum field inside the frame;
+// GSO only TCPV4 or TCPV6 with GUEST_TSO4 or GUEST_TSO6, GSO_ECN with
+// GUEST_ECN, NEEDS_CSUM and a gso_size. The tap's offloads should keep the
+// kernel from sending anything else.
+func (d *Device) tapHeaderOK(h []byte, n int) bool {
+	flags, gt := h[hdrFlags], h[hdrGSOType]
+	if flags&^(hdrFNeedsCsum|hdrFDataValid) != 0 || flags != 0 && !d.has(FeatureGuestCSUM) {
+		return false
+	}
+	if flags&hdrFNeedsCsum != 0 {
+		start := int(binary.LittleEndian.Uint16(h[hdrCsumStart:]))
+		off := int(binary.LittleEndian.Uint16(h[hdrCsumOffset:]))
+		if start+off+2 > n {
+			return false
+		}
+	}
+	switch gt &^ gsoECN {
+	case gsoNone:
+		return gt == gsoNone
+	case gsoTCPv4:
+		if !d.has(FeatureGuestTSO4) {
+			return false
+		}
+	case gsoTCPv6:
+		if !d.has(FeatureGuestTSO6) {
+			return false
+		}
+	default:
+		return false
+	}
+	if gt&gsoECN != 0 && !d.has(FeatureGuestECN) {
+		return false
+	}
+	return flags&hdrFNeedsCsum != 0 && binary.LittleEndian.Uint16(h[hdrGSOSize:]) != 0
 }

@@ -62,7 +62,8 @@ func (d *Device) wantNotifyAt(q *vq, idx uint16) {
 // writeRxLocked writes frame into the next posted receive buffer, or with
 // MRG_RXBUF into as many as it needs. It reports false when no buffer can
 // take it now (the frame should wait), and true when the frame was written
-// or dropped for good (counted).
+// or dropped for good (counted). From a tap with IFF_VNET_HDR the frame
+// starts with the kernel's header, which is written with it.
 func (d *Device) writeRxLocked(frame []byte) bool {
 	q := &d.q[queueRx]
 	if d.w.Stalled() || !d.live(q) || !q.canComplete() {
@@ -73,13 +74,33 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 	}
 	// struct virtio_net_hdr_v1 (§5.1.6.4): num_buffers 1 unless merged.
 	var hdr [hdrSize]byte
+	if d.vt.rx {
+		if len(frame) < hdrSize {
+			d.stats.RxBadHeaders++
+			return true
+		}
+		// The kernel writes struct virtio_net_hdr and skips
+		// num_buffers, which is the device's to set.
+		copy(hdr[:10], frame)
+		frame = frame[hdrSize:]
+	}
 	binary.LittleEndian.PutUint16(hdr[10:], 1)
+	if len(frame) > d.opt.MaxPacket {
+		d.stats.Oversize++
+		return true
+	}
 	csum, ok := partial{at: -1}, true
-	if d.raw != nil {
+	switch {
+	case d.vt.rx:
+		if !d.tapHeaderOK(hdr[:], len(frame)) {
+			d.stats.RxBadHeaders++
+			return true
+		}
+	case d.raw != nil:
 		copy(hdr[:], d.raw)
 		binary.LittleEndian.PutUint16(hdr[10:], 1)
 		d.raw = nil
-	} else {
+	default:
 		csum, ok = d.rxHeader(hdr[:], frame)
 	}
 	if !ok {
@@ -105,12 +126,21 @@ func (d *Device) writeRxLocked(frame []byte) bool {
 	d.scatter(q, hdr[:], frame)
 	d.poke(q, 0, csum)
 	d.complete(q, uint32(head), uint32(hdrSize+len(frame)))
-	d.stats.RxFrames++
-	d.stats.RxBytes += uint64(len(frame))
-	if hdr[1] != 0 {
-		d.stats.Joined++
-	}
+	d.countRx(hdr[:], len(frame))
 	return true
+}
+
+// countRx counts a frame of n bytes written with hdr.
+func (d *Device) countRx(hdr []byte, n int) {
+	d.stats.RxFrames++
+	d.stats.RxBytes += uint64(n)
+	if hdr[hdrGSOType] != gsoNone {
+		d.stats.Joined++
+		d.stats.JoinedBytes += uint64(n)
+	}
+	if hdr[hdrFlags] != 0 {
+		d.stats.RxCsum++
+	}
 }
 
 // mrgHead is one buffer a merged packet takes: its head id and length.
@@ -181,11 +211,7 @@ func (d *Device) writeMergedLocked(q *vq, hdr, frame []byte, csum partial) bool 
 		pos += w
 		d.completeN(q, uint32(h.id), uint32(w), i == 0)
 	}
-	d.stats.RxFrames++
-	d.stats.RxBytes += uint64(len(frame))
-	if hdr[1] != 0 {
-		d.stats.Joined++
-	}
+	d.countRx(hdr, len(frame))
 	return true
 }
 
