@@ -76,6 +76,28 @@ func TestStacksTxOffloads(t *testing.T) {
 			if v6 := a.model.Stats().TxGSO - gso; tc.tso != (v6 > 0) {
 				t.Errorf("%d TSO packets over IPv6", v6)
 			}
+			// UDP, whole and fragmented, over both: with CSUM gVisor
+			// leaves every checksum to the link, and the endpoint sums
+			// the fragmented datagrams itself (stack/link txcsum.go).
+			csum := a.model.Stats().TxCsum
+			sizes := []int{1, 100, 1472, 1473, 3000, 8000, 20000, 65000}
+			if tc.faults {
+				sizes = sizes[:6]
+			}
+			for _, dst := range []netip.Addr{stacktest.AddrB.Addr(), stacktest.Addr6B.Addr()} {
+				stacktest.UDPEcho(t, a.s, stacktest.UDPCheck{Addr: netip.AddrPortFrom(dst, 7).String(), Sizes: sizes,
+					Wait: 2 * time.Second, Lossy: tc.faults})
+			}
+			if n := a.model.Stats().TxCsum - csum; tc.csum != (n > 0) {
+				t.Errorf("%d UDP checksums filled by the device", n)
+			}
+			for _, n := range []*vnode{a, b} {
+				st := n.s.Stats().Endpoint
+				// (The faults corrupt frames: those fail their checksum.)
+				if g := n.s.GVisor().Stats().UDP.ChecksumErrors.Value(); g != 0 && !tc.faults || st.TxFragDropped != 0 {
+					t.Errorf("%v: %d UDP checksum errors, %d fragmented datagrams dropped", n.s.Config().Addr, g, st.TxFragDropped)
+				}
+			}
 
 			for _, n := range []*vnode{a, b} {
 				st := n.model.Stats()

@@ -103,8 +103,16 @@ type Endpoint struct {
 	off     nic.Offloads
 	hostGSO bool
 	tso     bool
-	txBufs  []*alloc.Buffer
-	txMeta  nic.TxMeta // the packet's TxMeta, here so it does not escape
+	// txCsum: gVisor leaves transport checksums to the link, and the
+	// endpoint to the device (txcsum.go). frags are the fragmented UDP
+	// datagrams being summed (under txMu), fragAge orders them, and
+	// fragDropped counts those given up (Stats.TxFragDropped).
+	txCsum      bool
+	frags       [MaxFragmented]pendingDatagram
+	fragAge     uint64
+	fragDropped atomic.Uint64
+	txBufs      []*alloc.Buffer
+	txMeta      nic.TxMeta // the packet's TxMeta, here so it does not escape
 
 	rx, tx nic.RingCounters
 
@@ -198,11 +206,16 @@ func (e *Endpoint) SetLinkAddress(addr tcpip.LinkAddress) {
 	e.mu.Unlock()
 }
 
-// Capabilities implements stack.LinkEndpoint. gVisor computes checksums,
-// and verifies them on every received packet but those the device vouched
-// for (rxCaps, rxoffload.go).
+// Capabilities implements stack.LinkEndpoint. gVisor computes transport
+// checksums unless the device fills them (txcsum.go), and verifies them on
+// every received packet but those the device vouched for (rxCaps,
+// rxoffload.go).
 func (e *Endpoint) Capabilities() stack.LinkEndpointCapabilities {
-	return stack.CapabilityResolutionRequired | e.rxCaps()
+	c := stack.CapabilityResolutionRequired | e.rxCaps()
+	if e.txCsum {
+		c |= stack.CapabilityTXChecksumOffload
+	}
+	return c
 }
 
 // Attach implements stack.LinkEndpoint. A nil dispatcher detaches; frames
@@ -246,11 +259,12 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 	return true
 }
 
-// Close implements stack.LinkEndpoint. Packets still held back are
-// released.
+// Close implements stack.LinkEndpoint. Packets still held back, and first
+// fragments held for their checksum, are released.
 func (e *Endpoint) Close() {
 	e.txMu.Lock()
 	e.releaseHeld()
+	e.releaseFragments()
 	e.txMu.Unlock()
 }
 
@@ -654,6 +668,10 @@ type Stats struct {
 	// TxCut counts the frames the endpoint cut from TCP segments longer
 	// than one frame that the device could not cut itself (segment.go).
 	TxCut uint64 `json:"tx_cut"`
+	// TxFragDropped counts fragmented UDP datagrams whose held first
+	// fragment was dropped (also counted as malformed): more than
+	// MaxFragmented sent at once, or fragments out of order.
+	TxFragDropped uint64 `json:"tx_frag_dropped"`
 }
 
 // Stats fills s.
@@ -662,4 +680,5 @@ func (e *Endpoint) Stats(s *Stats) {
 	e.tx.Snapshot(&s.Tx)
 	s.TxHeld = e.heldTotal.Load()
 	s.TxCut = e.cutTotal.Load()
+	s.TxFragDropped = e.fragDropped.Load()
 }

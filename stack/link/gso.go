@@ -18,15 +18,9 @@ import (
 // leaves each frame's checksum to the device (segment.go). With gVisor's
 // own GSO instead, gVisor would cut them and sum every byte itself.
 //
-// The endpoint does not claim stack.CapabilityTXChecksumOffload, even when
-// the device fills checksums (Offloads.TxChecksum): with it, gVisor leaves
-// the UDP checksum of every datagram to the link, then fragments the ones
-// longer than the MTU (ipv4 and ipv6 handleFragments, one fragment per
-// WritePacket). No single frame holds the whole datagram, so neither this
-// endpoint nor the device can sum it: an IPv6 datagram would leave with
-// checksum 0, which receivers drop (RFC 8200 §8.1), an IPv4 one
-// unprotected. TCP, which never fragments, gets its checksum offloaded
-// through host GSO as above; UDP is summed by gVisor.
+// A device that fills checksums has the endpoint claim
+// stack.CapabilityTXChecksumOffload too, for UDP and the TCP packets sent
+// without GSO options (txcsum.go).
 func (e *Endpoint) initOffloads() {
 	ol, ok := e.dev.(nic.Offloader)
 	if !ok {
@@ -37,6 +31,7 @@ func (e *Endpoint) initOffloads() {
 	e.tso = e.off.TSO4 && e.off.TSO6 && e.off.TxChecksum && e.off.TxPartial &&
 		e.off.MaxTxPacket > header.EthernetMinimumSize+int(e.mtu)
 	e.hostGSO = e.off.TxChecksum
+	e.txCsum = e.off.TxChecksum
 	e.txBufs = make([]*alloc.Buffer, 0, max(e.off.MaxTxBuffers, 1))
 	e.rxBufs = make([]*alloc.Buffer, max(e.off.MaxRxBuffers, 1))
 }
@@ -113,6 +108,33 @@ func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool,
 	if !ok {
 		return cause, false
 	}
+	if e.txCsum && !m.NeedsCsum && len(bufs) == 1 {
+		// gVisor left the transport checksum to the link (txcsum.go).
+		if fr, ok := e.askChecksum(bufs[0].Bytes(), len(pkt.LinkHeader().Slice()), m); ok {
+			return e.writeFragment(bufs[0], &fr, full)
+		}
+	}
+	return e.post(bufs, m, size, full)
+}
+
+// post hands bufs, one packet of size bytes, to TransmitPacket with m,
+// kicking and reclaiming once when the ring is full. It frees them if the
+// driver refuses them. Caller holds txMu.
+func (e *Endpoint) post(bufs []*alloc.Buffer, m *nic.TxMeta, size int, full *bool) (nic.Cause, bool) {
+	cause, ok := e.transmit(bufs, m, size, full)
+	if !ok {
+		// A refusal: the buffers are still ours, nothing counted.
+		freeAll(bufs)
+	}
+	return cause, ok
+}
+
+// transmit is post without the freeing: on a refusal the buffers are
+// still the caller's.
+func (e *Endpoint) transmit(bufs []*alloc.Buffer, m *nic.TxMeta, size int, full *bool) (nic.Cause, bool) {
+	if *full {
+		return nic.RingFull, false
+	}
 	// The buffers are ours until TransmitPacket succeeds.
 	err := e.ol.TransmitPacket(bufs, m)
 	if err == nic.ErrRingFull {
@@ -124,8 +146,6 @@ func (e *Endpoint) writeChain(pkt *stack.PacketBuffer, maxFrame int, full *bool,
 		*full = err == nic.ErrRingFull
 	}
 	if err != nil {
-		// A refusal: the buffers are still ours, nothing counted.
-		freeAll(bufs)
 		return nic.CauseOf(err), false
 	}
 	e.inflight += len(bufs)

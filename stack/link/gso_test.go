@@ -55,7 +55,8 @@ func gsoPacket(ep *Endpoint, payload int, mss uint16) *stack.PacketBuffer {
 
 // TestSupportedGSO: host GSO over a device that fills checksums, limited
 // to what the device cuts when it cuts TCP over IPv4 and IPv6; gVisor's
-// GSO otherwise; never CapabilityTXChecksumOffload (see initOffloads).
+// GSO otherwise; CapabilityTXChecksumOffload exactly when the device fills
+// checksums (txcsum.go).
 func TestSupportedGSO(t *testing.T) {
 	for _, tc := range []struct {
 		features uint64
@@ -72,7 +73,8 @@ func TestSupportedGSO(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ep.SupportedGSO() != tc.want || ep.GSOMaxSize() != tc.max || ep.Capabilities()&stack.CapabilityTXChecksumOffload != 0 {
+		if ep.SupportedGSO() != tc.want || ep.GSOMaxSize() != tc.max ||
+			(ep.Capabilities()&stack.CapabilityTXChecksumOffload != 0) != (tc.features&virtiotest.FeatureCSUM != 0) {
 			t.Errorf("features %#x: SupportedGSO %v, GSOMaxSize %d, capabilities %#x", tc.features, ep.SupportedGSO(), ep.GSOMaxSize(), ep.Capabilities())
 		}
 		drv.Close()
