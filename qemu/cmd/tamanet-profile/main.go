@@ -11,17 +11,22 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/qemu/profile"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
@@ -158,10 +163,29 @@ func run() int {
 	// just booted is not yet at its pace (mcimx6ul-evk's first seconds
 	// of bulk were several times slower than the rest).
 	if *baseline > 0 && *workload != "idle" {
-		if b, err := runLoad(ctx, *workload, v, guest, secs(*baseline)); err != nil {
+		var s0, s1 map[string]float64
+		var err0, err1 error
+		b, err := runLoad(ctx, *workload, v, guest, secs(*baseline), func(end bool) {
+			if end {
+				s1, err1 = guestStats(v.Netns().Name, guest)
+			} else {
+				s0, err0 = guestStats(v.Netns().Name, guest)
+			}
+		})
+		if err != nil {
 			logf("without sampling: %v", err)
 		} else {
 			logf("without sampling: %v", b)
+			// What the guest did per operation, from /stats (which the
+			// two fetches add a little to).
+			if err := errors.Join(err0, err1); err != nil {
+				logf("/stats: %v", err)
+			} else if b.Ops > 0 {
+				logf("per %s operation (round trip, read or write), counted by the guest:", *workload)
+				for _, k := range perOpStats {
+					logf("  %-22s %8.2f", k, (s1[k]-s0[k])/float64(b.Ops))
+				}
+			}
 		}
 	}
 	logf("%d samples (%d lost) in %v, %.0f/s; guest stopped %.1f%% of the time, %v a sample; stack depth mean %.1f, max %d",
@@ -201,17 +225,75 @@ func run() int {
 const warmup = time.Second
 
 // runLoad runs workload name for warmup, then measures it for d.
-func runLoad(ctx context.Context, name string, v *vm.VM, guest string, d time.Duration) (profile.Result, error) {
+func runLoad(ctx context.Context, name string, v *vm.VM, guest string, d time.Duration, at func(end bool)) (profile.Result, error) {
 	l, err := profile.StartLoad(name, v.Netns().Name, guest)
 	if err != nil {
 		return profile.Result{}, err
 	}
 	sleep(ctx, warmup)
+	at(false)
 	before := l.Snapshot()
 	sleep(ctx, d)
 	r := l.Snapshot().Since(before)
+	at(true)
 	_, err = l.Stop()
 	return r, err
+}
+
+// perOpStats are the /stats counters the unsampled run reports per
+// operation: how often the poll loop stepped, found work, slept and was
+// woken, read the clock and notified the device, and what crossed it.
+var perOpStats = []string{"poll.steps", "poll.busy", "poll.sleeps", "poll.wakes", "poll.clock_reads",
+	"nic.tx.kicks", "nic.rx.kicks", "endpoint.rx.packets", "endpoint.tx.packets", "endpoint.tx_held"}
+
+// guestStats fetches the guest's /stats and returns its numeric leaves by
+// dotted path. The connection is dialled inside namespace ns, on the
+// thread netns.Do runs on (an http.Client would dial from another
+// goroutine, outside the namespace); the request is made on it after.
+func guestStats(ns, guest string) (map[string]float64, error) {
+	var c net.Conn
+	err := netns.Do(ns, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", net.JoinHostPort(guest, "80"), 10*time.Second)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET /stats HTTP/1.0\r\nHost: "+guest+"\r\n\r\n"); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/stats: %s", resp.Status)
+	}
+	var v map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	flatten("", v, out)
+	return out, nil
+}
+
+func flatten(prefix string, v any, out map[string]float64) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if prefix != "" {
+				k = prefix + "." + k
+			}
+			flatten(k, e, out)
+		}
+	case float64:
+		out[prefix] = x
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
