@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tamanet/tamanet/internal/netns"
@@ -206,16 +205,14 @@ func StartDnsmasq(ctx context.Context, ns *netns.Netns, o DnsmasqOptions) (*Dnsm
 	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name}, d.args...)...)
 	var stderr strings.Builder
 	d.cmd.Stdout, d.cmd.Stderr = &stderr, &stderr
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	d.cmd.WaitDelay = 2 * time.Second
-	if err := d.cmd.Start(); err != nil {
+	if err := startLocked(d.cmd, func(err error) {
+		d.waitErr = err
+		close(d.done)
+	}); err != nil {
 		d.cleanup()
 		return nil, fmt.Errorf("start dnsmasq: %w", err)
 	}
-	go func() {
-		d.waitErr = d.cmd.Wait()
-		close(d.done)
-	}()
 	// dnsmasq logs "started" once its sockets are bound.
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()

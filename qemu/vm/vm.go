@@ -157,20 +157,18 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	}
 	v.cmd.Stdout = serialWriter{v}
 	v.cmd.Stderr = stderrWriter{v}
-	// If this process dies without cleaning up, QEMU goes too.
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	// If this process dies without cleaning up, QEMU goes too
+	// (startLocked).
 	v.cmd.WaitDelay = 2 * time.Second
-	if err := v.cmd.Start(); err != nil {
-		v.ns.Delete()
-		return nil, fmt.Errorf("start %s: %w", qemu, err)
-	}
-	go func() {
-		err := v.cmd.Wait()
+	if err := startLocked(v.cmd, func(err error) {
 		v.mu.Lock()
 		v.waitErr = err
 		v.mu.Unlock()
 		close(v.done)
-	}()
+	}); err != nil {
+		v.ns.Delete()
+		return nil, fmt.Errorf("start %s: %w", qemu, err)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
