@@ -55,9 +55,6 @@ func (e *Endpoint) writeSegments(pkt *stack.PacketBuffer, maxFrame int, full *bo
 	m := &e.txMeta
 	*m = nic.TxMeta{NeedsCsum: true, CsumStart: uint16(l2 + l3), CsumOffset: header.TCPChecksumOffset}
 	for *sent < total {
-		if *full {
-			return nic.RingFull, false
-		}
 		n := min(mss, total-*sent)
 		size := hdr + n
 		b := e.pool.Get()
@@ -81,22 +78,9 @@ func (e *Endpoint) writeSegments(pkt *stack.PacketBuffer, maxFrame int, full *bo
 			return nic.Malformed, false
 		}
 		cutFrame(f[l2:], l3, l4, n, *sent, *sent+n == total, *sent/mss)
-		bufs := append(e.txBufs[:0], b)
-		// b is ours until TransmitPacket succeeds.
-		err = e.ol.TransmitPacket(bufs, m)
-		if err == nic.ErrRingFull {
-			e.kickPosted()
-			e.reclaim()
-			err = e.ol.TransmitPacket(bufs, m)
-			*full = err == nic.ErrRingFull
+		if cause, ok := e.post(append(e.txBufs[:0], b), m, size, full); !ok {
+			return cause, false // post freed b
 		}
-		if err != nil {
-			_ = b.Free()
-			return nic.CauseOf(err), false
-		}
-		e.inflight++
-		e.unkicked.Add(1)
-		e.tx.Count(size)
 		e.cutTotal.Add(1)
 		*sent += n
 	}
