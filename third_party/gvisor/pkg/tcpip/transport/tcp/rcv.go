@@ -67,17 +67,25 @@ func newReceiver(ep *Endpoint, irs seqnum.Value, rcvWnd seqnum.Size, rcvWndScale
 
 // acceptable checks if the segment sequence number range is acceptable
 // according to the table on page 26 of RFC 793.
+//
+// Modified by tamanet: the right edge is RcvAcc, the furthest edge ever
+// advertised, not RcvNxt plus the latest window rounded down to the window
+// scale. The rounding moves the advertised edge back by up to 2^scale-1
+// bytes as the window closes; data a peer sent up to an earlier edge was
+// then dropped, and once the window was advertised as zero none of the
+// peer's segments, whose sequence number is past RcvNxt, were acceptable
+// again, so their acknowledgments were never processed (RFC 9293 §3.8.6:
+// a receiver must not shrink the window).
 func (r *receiver) acceptable(segSeq seqnum.Value, segLen seqnum.Size) bool {
-	// r.rcvWnd could be much larger than the window size we advertised in our
-	// outgoing packets, we should use what we have advertised for acceptability
-	// test.
-	scaledWindowSize := r.rcvWnd >> r.RcvWndScale
-	if scaledWindowSize > math.MaxUint16 {
-		// This is what we actually put in the Window field.
-		scaledWindowSize = math.MaxUint16
+	acc := r.RcvAcc
+	// No further than the window field can reach from RcvNxt.
+	if edge := r.RcvNxt.Add(seqnum.Size(math.MaxUint16) << r.RcvWndScale); edge.LessThan(acc) {
+		acc = edge
 	}
-	advertisedWindowSize := scaledWindowSize << r.RcvWndScale
-	return header.Acceptable(segSeq, segLen, r.RcvNxt, r.RcvNxt.Add(advertisedWindowSize))
+	if acc.LessThan(r.RcvNxt) {
+		acc = r.RcvNxt
+	}
+	return header.Acceptable(segSeq, segLen, r.RcvNxt, acc)
 }
 
 // currentWindow returns the available space in the window that was advertised
