@@ -93,6 +93,13 @@ type Endpoint struct {
 	heldTotal atomic.Uint64
 	// cutTotal counts the frames writeSegments cut (Stats.TxCut).
 	cutTotal atomic.Uint64
+	// acks are the plain ACKs Post keeps for Flush (ack.go), oldest
+	// first; guarded by txMu. npending mirrors nacks for Flush's
+	// lock-free check; acksMerged counts those a later segment replaced.
+	acks       [MaxPendingAcks]pendingAck
+	nacks      int
+	npending   atomic.Int32
+	acksMerged atomic.Uint64
 
 	// ol is the driver's nic.Offloader, nil when it has none; off its
 	// Offloads, hostGSO whether gVisor is asked for host GSO, tso
@@ -263,6 +270,7 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 // fragments held for their checksum, are released.
 func (e *Endpoint) Close() {
 	e.txMu.Lock()
+	e.releaseAcks()
 	e.releaseHeld()
 	e.releaseFragments()
 	e.txMu.Unlock()
@@ -396,6 +404,24 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 	maxFrame := e.overhead + int(e.mtu)
 	e.mu.RUnlock()
 	e.txMu.Lock()
+	if ti, ok := ackInfo(pkt); ok {
+		if i := e.findAck(&ti.flow); i >= 0 {
+			if ti.supersedes(&e.acks[i]) {
+				e.dropAck(i)
+			} else {
+				// The kept ACK goes first: it may be a
+				// duplicate ACK the peer counts.
+				ack := e.acks[i].pkt
+				e.removeAck(i)
+				e.postOne(ack, maxFrame)
+				ack.DecRef()
+			}
+		}
+		if ti.plainACK() && e.keepAck(pkt, &ti) {
+			e.txMu.Unlock()
+			return true, nil
+		}
+	}
 	if e.held.n > 0 {
 		// Packets held back go first, in order.
 		e.drainHeld(maxFrame)
@@ -443,7 +469,7 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 // unkicked, if any. It takes the transmit lock only when there are some,
 // so an idle poll step writes no register and takes no lock.
 func (e *Endpoint) Flush() {
-	if e.unkicked.Load() == 0 && e.nheld.Load() == 0 {
+	if e.unkicked.Load() == 0 && e.nheld.Load() == 0 && e.npending.Load() == 0 {
 		return
 	}
 	e.mu.RLock()
@@ -453,6 +479,7 @@ func (e *Endpoint) Flush() {
 	if e.held.n > 0 {
 		e.drainHeld(maxFrame)
 	}
+	e.postAcks(maxFrame)
 	e.kickPosted()
 	e.txMu.Unlock()
 }
@@ -543,6 +570,7 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	maxFrame := e.overhead + int(mtu)
 
 	e.txMu.Lock()
+	e.postAcks(maxFrame) // in order: what Post kept goes first
 	sent := 0
 	full := false
 	var terr tcpip.Error
@@ -672,6 +700,10 @@ type Stats struct {
 	// fragment was dropped (also counted as malformed): more than
 	// MaxFragmented sent at once, or fragments out of order.
 	TxFragDropped uint64 `json:"tx_frag_dropped"`
+	// TxAcksMerged counts plain ACKs Post kept for the step's Flush that
+	// a later segment of the same connection replaced (ack.go): frames
+	// and doorbells not spent.
+	TxAcksMerged uint64 `json:"tx_acks_merged"`
 }
 
 // Stats fills s.
@@ -681,4 +713,5 @@ func (e *Endpoint) Stats(s *Stats) {
 	s.TxHeld = e.heldTotal.Load()
 	s.TxCut = e.cutTotal.Load()
 	s.TxFragDropped = e.fragDropped.Load()
+	s.TxAcksMerged = e.acksMerged.Load()
 }
