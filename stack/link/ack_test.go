@@ -10,7 +10,6 @@ import (
 	"github.com/tamanet/tamanet/stack/stacktest"
 
 	"gvisor.dev/gvisor/pkg/buffer"
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -28,15 +27,8 @@ func tcpSegment(ep *Endpoint, sport uint16, ack uint32, flags header.TCPFlags, p
 		Flags: flags, WindowSize: 512})
 	copy(tcp[header.TCPMinimumSize:], opts)
 	pkt.TransportProtocolNumber = header.TCPProtocolNumber
-	ip := header.IPv4(pkt.NetworkHeader().Push(header.IPv4MinimumSize))
-	ip.Encode(&header.IPv4Fields{TotalLength: uint16(header.IPv4MinimumSize + hl + payload),
+	return ipv4Out(ep, pkt, header.IPv4Fields{TotalLength: uint16(header.IPv4MinimumSize + hl + payload),
 		TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: srcIP, DstAddr: dstIP})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
-	pkt.EgressRoute.LocalLinkAddress = tcpip.LinkAddress(ourMAC[:])
-	pkt.EgressRoute.RemoteLinkAddress = tcpip.LinkAddress(peerMAC[:])
-	ep.AddHeader(pkt)
-	return pkt
 }
 
 // ackRig is an endpoint over the virtio model that records, per frame

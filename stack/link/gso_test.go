@@ -40,13 +40,20 @@ func gsoPacket(ep *Endpoint, payload int, mss uint16) *stack.PacketBuffer {
 		Flags: header.TCPFlagAck | header.TCPFlagPsh, WindowSize: 65535})
 	tcp.SetChecksum(header.PseudoHeaderChecksum(header.TCPProtocolNumber, srcIP, dstIP, uint16(header.TCPMinimumSize+payload)))
 	pkt.TransportProtocolNumber = header.TCPProtocolNumber
-	ip := header.IPv4(pkt.NetworkHeader().Push(header.IPv4MinimumSize))
-	ip.Encode(&header.IPv4Fields{TotalLength: uint16(header.IPv4MinimumSize + header.TCPMinimumSize + payload),
-		ID: 0x100, TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: srcIP, DstAddr: dstIP})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
 	pkt.GSOOptions = stack.GSO{Type: stack.GSOTCPv4, NeedsCsum: true, CsumOffset: header.TCPChecksumOffset,
 		MSS: mss, L3HdrLen: header.IPv4MinimumSize, MaxSize: ep.GSOMaxSize()}
+	return ipv4Out(ep, pkt, header.IPv4Fields{TotalLength: uint16(header.IPv4MinimumSize + header.TCPMinimumSize + payload),
+		ID: 0x100, TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: srcIP, DstAddr: dstIP})
+}
+
+// ipv4Out finishes pkt as gVisor hands it to the link: an IPv4 header of
+// f with its checksum pushed, the route's link addresses, the Ethernet
+// header.
+func ipv4Out(ep *Endpoint, pkt *stack.PacketBuffer, f header.IPv4Fields) *stack.PacketBuffer {
+	ip := header.IPv4(pkt.NetworkHeader().Push(header.IPv4MinimumSize))
+	ip.Encode(&f)
+	ip.SetChecksum(^ip.CalculateChecksum())
+	pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
 	pkt.EgressRoute.LocalLinkAddress = tcpip.LinkAddress(ourMAC[:])
 	pkt.EgressRoute.RemoteLinkAddress = tcpip.LinkAddress(peerMAC[:])
 	ep.AddHeader(pkt)

@@ -35,19 +35,12 @@ func fragPacket(ep *Endpoint, id uint16, d []byte, off, n int, more bool) *stack
 		ReserveHeaderBytes: int(ep.MaxHeaderLength()) + header.IPv4MinimumSize,
 		Payload:            buffer.MakeWithData(bytes.Clone(d[off : off+n])),
 	})
-	ip := header.IPv4(pkt.NetworkHeader().Push(header.IPv4MinimumSize))
 	var flags uint8
 	if more {
 		flags = header.IPv4FlagMoreFragments
 	}
-	ip.Encode(&header.IPv4Fields{TotalLength: uint16(header.IPv4MinimumSize + n), ID: id, Flags: flags,
+	return ipv4Out(ep, pkt, header.IPv4Fields{TotalLength: uint16(header.IPv4MinimumSize + n), ID: id, Flags: flags,
 		FragmentOffset: uint16(off), TTL: 64, Protocol: uint8(header.UDPProtocolNumber), SrcAddr: srcIP, DstAddr: dstIP})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
-	pkt.EgressRoute.LocalLinkAddress = tcpip.LinkAddress(ourMAC[:])
-	pkt.EgressRoute.RemoteLinkAddress = tcpip.LinkAddress(peerMAC[:])
-	ep.AddHeader(pkt)
-	return pkt
 }
 
 // fragments cuts d into IPv4 fragments of at most 1480 bytes.
