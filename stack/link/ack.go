@@ -20,10 +20,11 @@ import (
 // until the step's Flush, and a later segment of the same connection that
 // carries data (or a FIN) and acknowledges as much, or a later plain ACK
 // that acknowledges more, takes its place: the ACK is released, counted in
-// Stats.TxAcksMerged. Post wakes the runner for the ACK, so it waits for
-// one step at most, as a frame behind another in flight always did; a
-// reply written before that step goes out alone, kicked at once on an idle
-// ring.
+// Stats.TxAcksMerged. Post wakes the runner for the ACK, which goes out at
+// that step's Flush or, at the latest, its Reclaim, before the step
+// receives more: a reply written before then goes out alone, kicked at
+// once on an idle ring. (Held behind a receive batch, a receiver's ACKs
+// came late and bunched, and the sender's bursts overflowed the ring.)
 //
 // An ACK with SACK blocks reports out-of-order data (RFC 2018) and a
 // repeated acknowledgment number may be a duplicate ACK the peer counts

@@ -74,13 +74,23 @@ func (r *ackRig) post(t *testing.T, pkts ...*stack.PacketBuffer) {
 	}
 }
 
+// check compares what the device sent with want, then reclaims, so the
+// ring is idle (a frame posted next is kicked at once) and nothing kept
+// waits any more: Reclaim, the poll step's start, posts kept ACKs.
 func (r *ackRig) check(t *testing.T, what string, want ...string) {
+	t.Helper()
+	r.checkSent(t, what, want...)
+	r.ep.Reclaim()
+	r.checkSent(t, what+", then Reclaim")
+}
+
+// checkSent compares what the device sent with want and forgets it.
+func (r *ackRig) checkSent(t *testing.T, what string, want ...string) {
 	t.Helper()
 	if fmt.Sprint(r.sent) != fmt.Sprint(want) {
 		t.Fatalf("%s: sent %v, want %v", what, r.sent, want)
 	}
 	r.sent = r.sent[:0]
-	r.ep.Reclaim() // an idle ring: a frame posted next is kicked at once
 }
 
 // TestPlainAckWaitsForFlush: a plain ACK waits for Flush, and goes out
@@ -94,9 +104,14 @@ func TestPlainAckWaitsForFlush(t *testing.T) {
 	ack, psh := header.TCPFlagAck, header.TCPFlagAck|header.TCPFlagPsh
 
 	r.post(t, tcpSegment(r.ep, 1, 100, ack, 0, nil))
-	r.check(t, "a plain ACK before Flush")
+	r.checkSent(t, "a plain ACK before Flush")
 	r.ep.Flush()
 	r.check(t, "a plain ACK at Flush", "1/100/A/0")
+
+	r.post(t, tcpSegment(r.ep, 1, 150, ack, 0, nil))
+	r.checkSent(t, "a plain ACK before Reclaim")
+	r.ep.Reclaim()
+	r.check(t, "a plain ACK at Reclaim, the next step's start", "1/150/A/0")
 
 	r.post(t, tcpSegment(r.ep, 1, 200, ack, 0, nil), tcpSegment(r.ep, 1, 200, psh, 10, nil))
 	r.ep.Flush()
@@ -107,7 +122,7 @@ func TestPlainAckWaitsForFlush(t *testing.T) {
 	gsoAck.GSOOptions = stack.GSO{Type: stack.GSOTCPv4, NeedsCsum: true, CsumOffset: header.TCPChecksumOffset,
 		MSS: 1460, L3HdrLen: header.IPv4MinimumSize, MaxSize: 65536}
 	r.post(t, gsoAck)
-	r.check(t, "a plain ACK with GSO options, before Flush")
+	r.checkSent(t, "a plain ACK with GSO options, before Flush")
 	r.post(t, tcpSegment(r.ep, 1, 250, psh, 10, nil))
 	r.ep.Flush()
 	r.check(t, "a GSO-typed ACK and the reply", "1/250/PA/10")

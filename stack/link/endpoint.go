@@ -364,10 +364,18 @@ func (e *Endpoint) SetGroups(groups [][6]byte) bool {
 	return true
 }
 
-// Reclaim returns completed transmit buffers to the pool. Frames Post left
-// unkicked are kicked first, under the same lock.
+// Reclaim returns completed transmit buffers to the pool. Plain ACKs Post
+// kept are posted and frames Post left unkicked are kicked first, under
+// the same lock: the poll step starts with Reclaim, so a kept ACK never
+// waits behind the step's receive batch.
 func (e *Endpoint) Reclaim() int {
 	e.txMu.Lock()
+	if e.nacks > 0 {
+		e.mu.RLock()
+		maxFrame := e.overhead + int(e.mtu)
+		e.mu.RUnlock()
+		e.postAcks(maxFrame)
+	}
 	e.kickPosted()
 	n := e.reclaim()
 	e.txMu.Unlock()
