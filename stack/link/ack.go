@@ -3,8 +3,6 @@ package link
 import (
 	"encoding/binary"
 
-	"github.com/tamanet/tamanet/nic"
-
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -177,11 +175,19 @@ func (e *Endpoint) keepAck(pkt *stack.PacketBuffer, ti *tcpInfo) bool {
 // like any packet if the ring is full. Caller holds txMu.
 func (e *Endpoint) postAcks(maxFrame int) {
 	for e.nacks > 0 {
-		pkt := e.acks[0].pkt
-		e.removeAck(0)
-		e.postOne(pkt, maxFrame)
-		pkt.DecRef()
+		e.postAck(0, maxFrame)
 	}
+}
+
+// postAck takes pending ACK i off the list and posts it (postOne),
+// counting a drop. Caller holds txMu.
+func (e *Endpoint) postAck(i, maxFrame int) {
+	pkt := e.acks[i].pkt
+	e.removeAck(i)
+	if cause, ok, _ := e.postOne(pkt, maxFrame); !ok {
+		e.tx.Drop(cause)
+	}
+	pkt.DecRef()
 }
 
 // releaseAcks drops every pending ACK's reference, uncounted: the
@@ -190,24 +196,5 @@ func (e *Endpoint) releaseAcks() {
 	for e.nacks > 0 {
 		e.acks[0].pkt.DecRef()
 		e.removeAck(0)
-	}
-}
-
-// postOne posts pkt behind the packets held for a full ring, or holds it
-// too, as Post does, and counts a drop. Caller holds txMu.
-func (e *Endpoint) postOne(pkt *stack.PacketBuffer, maxFrame int) {
-	if e.held.n > 0 {
-		e.drainHeld(maxFrame)
-	}
-	if e.held.n > 0 {
-		if !e.hold(pkt, 0) {
-			e.tx.Drop(nic.RingFull)
-		}
-		return
-	}
-	full, sent := false, 0
-	cause, ok := e.writeOne(pkt, maxFrame, &full, &sent)
-	if !ok && !(cause == nic.RingFull && e.hold(pkt, sent)) {
-		e.tx.Drop(cause)
 	}
 }

@@ -412,64 +412,70 @@ func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
 	maxFrame := e.overhead + int(e.mtu)
 	e.mu.RUnlock()
 	e.txMu.Lock()
-	if ti, ok := ackInfo(pkt); ok {
-		if i := e.findAck(&ti.flow); i >= 0 {
-			if ti.supersedes(&e.acks[i]) {
-				e.dropAck(i)
-			} else {
-				// The kept ACK goes first: it may be a
-				// duplicate ACK the peer counts.
-				ack := e.acks[i].pkt
-				e.removeAck(i)
-				e.postOne(ack, maxFrame)
-				ack.DecRef()
+	// A data segment can neither be kept nor replace a kept ACK when
+	// none is kept: the common case of a bulk transfer skips the parse.
+	if e.nacks > 0 || pkt.Data().Size() == 0 {
+		if ti, ok := ackInfo(pkt); ok {
+			if i := e.findAck(&ti.flow); i >= 0 {
+				if ti.supersedes(&e.acks[i]) {
+					e.dropAck(i)
+				} else {
+					// The kept ACK goes first: it may be a
+					// duplicate ACK the peer counts.
+					e.postAck(i, maxFrame)
+				}
 			}
-		}
-		if ti.plainACK() && e.keepAck(pkt, &ti) {
-			e.txMu.Unlock()
-			return true, nil
-		}
-	}
-	if e.held.n > 0 {
-		// Packets held back go first, in order.
-		e.drainHeld(maxFrame)
-		if e.held.n > 0 {
-			ok := e.hold(pkt, 0)
-			e.txMu.Unlock()
-			if !ok {
-				e.tx.Drop(nic.RingFull)
-				return false, txError(nic.RingFull)
+			if ti.plainACK() && e.keepAck(pkt, &ti) {
+				e.txMu.Unlock()
+				return true, nil
 			}
-			return true, nil
 		}
 	}
 	idle := e.inflight == 0
 	before := e.unkicked.Load()
-	full := false
-	sent := 0
-	cause, ok := e.writeOne(pkt, maxFrame, &full, &sent)
+	cause, ok, held := e.postOne(pkt, maxFrame)
 	if n := e.unkicked.Load(); n > 0 {
 		first = before == 0
-		if (ok && idle) || n >= MaxUnkicked {
+		if (ok && !held && idle) || n >= MaxUnkicked {
 			e.kickPosted()
 			first = false
 		}
 	}
-	if !ok && cause == nic.RingFull && e.hold(pkt, sent) {
-		// The ring stayed full after a kick and a reclaim: hold the
-		// packet (or the part of it not yet cut into frames) for the
-		// next step rather than drop it, as a queueing discipline
-		// holds one for a stopped Linux queue. Dropping it would be a
-		// loss TCP has to recover from.
-		e.txMu.Unlock()
-		return true, nil
-	}
 	e.txMu.Unlock()
-	if !ok {
+	switch {
+	case held:
+		return true, nil
+	case !ok:
 		e.tx.Drop(cause)
 		return false, txError(cause)
 	}
 	return first, nil
+}
+
+// postOne posts pkt behind the packets held back for a full ring, or holds
+// it too: held reports that it waits for the next step. A packet the ring
+// stays full for after a kick and a reclaim is held (the part of it not
+// yet cut into frames) rather than dropped, as a queueing discipline holds
+// one for a stopped Linux queue: dropping it would be a loss TCP has to
+// recover from. ok is false, with the cause, for a packet refused, or one
+// more than MaxHeld; the caller counts it. Caller holds txMu.
+func (e *Endpoint) postOne(pkt *stack.PacketBuffer, maxFrame int) (cause nic.Cause, ok, held bool) {
+	if e.held.n > 0 {
+		// Packets held back go first, in order.
+		e.drainHeld(maxFrame)
+		if e.held.n > 0 {
+			if !e.hold(pkt, 0) {
+				return nic.RingFull, false, false
+			}
+			return 0, true, true
+		}
+	}
+	full, sent := false, 0
+	cause, ok = e.writeOne(pkt, maxFrame, &full, &sent)
+	if !ok && cause == nic.RingFull && e.hold(pkt, sent) {
+		return 0, true, true
+	}
+	return cause, ok, false
 }
 
 // Flush posts the packets Post held back while the ring was full, as far
