@@ -102,7 +102,7 @@ func (p *rawPeer) send(seq, ack seqnum.Value, flags header.TCPFlags, window uint
 	p.n.model.Deliver(ether(false, ip))
 }
 
-// next returns the next segment B sent, or fails the test after wait.
+// next returns the next segment B sent, or false after wait.
 func (p *rawPeer) next(t *testing.T, wait time.Duration) (segment, bool) {
 	t.Helper()
 	select {
