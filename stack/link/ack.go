@@ -1,8 +1,6 @@
 package link
 
 import (
-	"encoding/binary"
-
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -61,37 +59,49 @@ type pendingAck struct {
 // ackInfo reads the TCP fields of pkt; ok is false for anything that is
 // not a whole TCP segment over IPv4 or IPv6 with its headers in place.
 func ackInfo(pkt *stack.PacketBuffer) (ti tcpInfo, ok bool) {
-	if pkt.TransportProtocolNumber != header.TCPProtocolNumber {
+	th, ok := outTCP(pkt, &ti.flow)
+	if !ok {
 		return ti, false
 	}
-	nh := pkt.NetworkHeader().Slice()
-	switch pkt.NetworkProtocolNumber {
-	case header.IPv4ProtocolNumber:
-		if len(nh) < header.IPv4MinimumSize {
-			return ti, false
-		}
-		copy(ti.flow.addr[:8], nh[12:20])
-	case header.IPv6ProtocolNumber:
-		if len(nh) < header.IPv6MinimumSize {
-			return ti, false
-		}
-		ti.flow.v6 = true
-		copy(ti.flow.addr[:], nh[8:40])
-	default:
-		return ti, false
-	}
-	th := header.TCP(pkt.TransportHeader().Slice())
-	if len(th) < header.TCPMinimumSize || int(th.DataOffset()) > len(th) || int(th.DataOffset()) < header.TCPMinimumSize {
-		return ti, false
-	}
-	copy(ti.flow.port[:], th[:4])
-	ti.ack = seqnum.Value(binary.BigEndian.Uint32(th[8:12]))
+	ti.ack = seqnum.Value(th.AckNumber())
 	ti.flags = th.Flags()
 	// Not GSOOptions: with host GSO gVisor sets them on every segment,
 	// plain ACKs included.
 	ti.data = pkt.Data().Size() > 0
 	ti.sack = hasSACK(th.Options())
 	return ti, true
+}
+
+// outTCP returns the TCP header of pkt, a segment gVisor sends, and sets
+// *flow to its connection; ok is false for anything that is not TCP over
+// IPv4 or IPv6 with its headers in place.
+func outTCP(pkt *stack.PacketBuffer, flow *flowKey) (th header.TCP, ok bool) {
+	if pkt.TransportProtocolNumber != header.TCPProtocolNumber {
+		return nil, false
+	}
+	nh := pkt.NetworkHeader().Slice()
+	*flow = flowKey{}
+	switch pkt.NetworkProtocolNumber {
+	case header.IPv4ProtocolNumber:
+		if len(nh) < header.IPv4MinimumSize {
+			return nil, false
+		}
+		copy(flow.addr[:8], nh[12:20])
+	case header.IPv6ProtocolNumber:
+		if len(nh) < header.IPv6MinimumSize {
+			return nil, false
+		}
+		flow.v6 = true
+		copy(flow.addr[:], nh[8:40])
+	default:
+		return nil, false
+	}
+	th = header.TCP(pkt.TransportHeader().Slice())
+	if len(th) < header.TCPMinimumSize || int(th.DataOffset()) > len(th) || int(th.DataOffset()) < header.TCPMinimumSize {
+		return nil, false
+	}
+	copy(flow.port[:], th[:4])
+	return th, true
 }
 
 // hasSACK reports whether TCP options opts hold a SACK block option

@@ -28,6 +28,12 @@
 // into frames whose checksums the device fills (segment.go). Otherwise
 // gVisor's own GSO batches the segment work.
 //
+// The endpoint reads TCP headers in two places. Post keeps a plain ACK
+// back for the step's Flush, so that a reply sent before then carries it
+// instead (ack.go). And a plain ACK that arrives past a receive window
+// gVisor announced as zero, which gVisor's TCP would drop unprocessed, is
+// delivered at the window's edge (zerowindow.go).
+//
 // Drops are counted by cause (nic.Cause) in the endpoint's own counters,
 // apart from the driver's. A frame the driver refuses (nic.Refusal) is
 // counted here, once: the driver does not count it.
@@ -100,6 +106,17 @@ type Endpoint struct {
 	nacks      int
 	npending   atomic.Int32
 	acksMerged atomic.Uint64
+	// zero notes the connections whose latest segment out announced a
+	// zero receive window (zerowindow.go), oldest first; guarded by zmu,
+	// not txMu, since the receive path reads them. nzero mirrors nzeroW
+	// for the lock-free checks; zeroAcks and zeroEvicted are
+	// Stats.RxZeroWindowAcks and Stats.ZeroWindowsEvicted.
+	zmu         sync.Mutex
+	zero        [MaxZeroWindows]zeroWindow
+	nzeroW      int
+	nzero       atomic.Int32
+	zeroAcks    atomic.Uint64
+	zeroEvicted atomic.Uint64
 
 	// ol is the driver's nic.Offloader, nil when it has none; off its
 	// Offloads, hostGSO whether gVisor is asked for host GSO, tso
@@ -408,6 +425,7 @@ const MaxUnkicked = 32
 // that pkt waits as the first frame since the last kick: the caller then
 // makes sure a Flush comes.
 func (e *Endpoint) Post(pkt *stack.PacketBuffer) (first bool, err tcpip.Error) {
+	e.noteWindow(pkt)
 	e.mu.RLock()
 	maxFrame := e.overhead + int(e.mtu)
 	e.mu.RUnlock()
@@ -561,6 +579,7 @@ func (e *Endpoint) deliver(d stack.NetworkDispatcher, mac *[6]byte, mtu uint32, 
 	v := buffer.NewViewWithData(frame)
 	e.rx.Count(len(frame))
 	_ = b.Free()
+	e.zeroWindowAck(v.AsSlice()[header.EthernetMinimumSize:], v.Size()-header.EthernetMinimumSize, proto, false)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	pkt.NetworkProtocolNumber = proto
@@ -589,6 +608,7 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	full := false
 	var terr tcpip.Error
 	for _, pkt := range pkts.AsSlice() {
+		e.noteWindow(pkt)
 		cut := 0
 		cause, ok := e.writeOne(pkt, maxFrame, &full, &cut)
 		if ok {
@@ -718,6 +738,13 @@ type Stats struct {
 	// a later segment of the same connection replaced (ack.go): frames
 	// and doorbells not spent.
 	TxAcksMerged uint64 `json:"tx_acks_merged"`
+	// RxZeroWindowAcks counts plain ACKs that arrived past a zero receive
+	// window and were delivered at its edge, so that gVisor's TCP takes
+	// them (zerowindow.go).
+	RxZeroWindowAcks uint64 `json:"rx_zero_window_acks"`
+	// ZeroWindowsEvicted counts connections with a zero window that lost
+	// that allowance because MaxZeroWindows others had one.
+	ZeroWindowsEvicted uint64 `json:"zero_windows_evicted"`
 }
 
 // Stats fills s.
@@ -728,4 +755,6 @@ func (e *Endpoint) Stats(s *Stats) {
 	s.TxCut = e.cutTotal.Load()
 	s.TxFragDropped = e.fragDropped.Load()
 	s.TxAcksMerged = e.acksMerged.Load()
+	s.RxZeroWindowAcks = e.zeroAcks.Load()
+	s.ZeroWindowsEvicted = e.zeroEvicted.Load()
 }

@@ -159,6 +159,7 @@ func (e *Endpoint) deliverPacket(d stack.NetworkDispatcher, mac *[6]byte, mtu ui
 		}
 		return
 	}
+	e.zeroWindowAck(v.AsSlice()[header.EthernetMinimumSize:], total-header.EthernetMinimumSize, proto, meta.NeedsCsum)
 	e.rx.Count(total)
 	payload := buffer.MakeWithView(v)
 	if v2 != nil {
