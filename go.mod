@@ -17,5 +17,3 @@ require (
 	golang.org/x/sys v0.45.0 // indirect
 	golang.org/x/time v0.12.0 // indirect
 )
-
-replace gvisor.dev/gvisor => ./third_party/gvisor

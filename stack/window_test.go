@@ -1,8 +1,8 @@
 package stack
 
-// The receive window's right edge, as gVisor's TCP advertises it while its
-// reader stalls: data the peer sends up to an edge once advertised is
-// taken, even after later, rounded-down advertisements put the edge lower.
+// A zero receive window with the peer ahead of it: gVisor's TCP still
+// takes the peer's acknowledgments and window updates (link's zero-window
+// ACK allowance), so the connection does not wedge.
 
 import (
 	"encoding/binary"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tamanet/tamanet/nic/virtio/virtiotest"
+	"github.com/tamanet/tamanet/stack/link"
 	"github.com/tamanet/tamanet/stack/stacktest"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -113,31 +114,32 @@ func (p *rawPeer) next(t *testing.T, wait time.Duration) (segment, bool) {
 	}
 }
 
-// TestShrunkEdgeDataTaken: gVisor advertises its receive window rounded
+// TestZeroWindowAckTaken: gVisor advertises its receive window rounded
 // down to the window scale, so while B's reader stalls the edge it
-// announces moves back and forth by up to 2^scale-1 bytes. A peer that
-// sent up to an edge announced earlier is within the window (RFC 9293
-// §3.8.6: a receiver should not shrink it, and must take such data). Once
-// B announces a zero window, those bytes must still be taken: if they were
-// dropped, B's next expected byte would stay below the peer's next
-// sequence number, and no segment of the peer, whose acknowledgments carry
-// that number, would be acceptable to a zero window again. B would never
-// see its own data acknowledged, and an application that writes before it
-// reads (an echo) would wait forever: this wedged TestOutageRecovery.
-func TestShrunkEdgeDataTaken(t *testing.T) {
+// announces moves back by up to 2^scale-1 bytes. A peer that sent up to an
+// edge announced earlier (as RFC 9293 §3.8.6 allows) is then ahead of B's
+// RCV.NXT; gVisor drops those bytes, and once it announces a zero window
+// it finds none of the peer's segments acceptable, since they carry the
+// peer's sequence number. Here B has data to send that the peer's zero
+// window holds back; the peer's ACK that opens its window must reach B's
+// TCP all the same (RFC 9293 §3.10.7.4: special allowance for ACKs at a
+// zero window), or B never sends. Without that allowance an application
+// that writes before it reads (an echo) waits forever: this wedged
+// TestOutageRecovery.
+func TestZeroWindowAckTaken(t *testing.T) {
 	// Segment sizes that are no multiple of the scale's 128 bytes, so the
 	// rounded edge moves back as the window closes.
 	for _, size := range []int{1000, 1100, 700} {
-		if shrunkEdgeDataTaken(t, size) {
+		if zeroWindowAckTaken(t, size) {
 			return
 		}
 	}
 	t.Fatal("no segment size made B announce a lower edge than before its window closed: the scenario was not reached")
 }
 
-// shrunkEdgeDataTaken runs the check with data segments of size bytes and
+// zeroWindowAckTaken runs the check with data segments of size bytes and
 // reports whether the scenario arose.
-func shrunkEdgeDataTaken(t *testing.T, size int) bool {
+func zeroWindowAckTaken(t *testing.T, size int) bool {
 	n := newVnode(t, virtiotest.Options{MAC: stacktest.MACB}, Config{Addr: addrB, Gateway: addrA.Addr()})
 	defer n.close()
 	p := newRawPeer(t, n)
@@ -147,15 +149,19 @@ func shrunkEdgeDataTaken(t *testing.T, size int) bool {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	reply := []byte("written before anything was read")
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := l.Accept()
-		if err == nil {
-			accepted <- c // held open, never read
+		if err != nil {
+			return
 		}
+		accepted <- c // never read
+		_, _ = c.Write(reply)
 	}()
 
 	// Handshake: MSS 1460, window scale 7 offered so B scales its own.
+	// The peer's window is zero, so B holds its reply back.
 	opts := make([]byte, 8)
 	header.EncodeMSSOption(1460, opts)
 	opts[4] = header.TCPOptionNOP
@@ -179,7 +185,7 @@ func shrunkEdgeDataTaken(t *testing.T, size int) bool {
 	}
 	scale := uint(so.WS)
 	sndNxt, rcvNxt := iss+1, synack.seq+1
-	p.send(sndNxt, rcvNxt, header.TCPFlagAck, 512, nil, nil)
+	p.send(sndNxt, rcvNxt, header.TCPFlagAck, 0, nil, nil)
 	var c net.Conn
 	select {
 	case c = <-accepted:
@@ -207,7 +213,7 @@ func shrunkEdgeDataTaken(t *testing.T, size int) bool {
 		}
 		for sndNxt.LessThan(target) {
 			k := min(seqnum.Size(size), sndNxt.Size(target))
-			p.send(sndNxt, rcvNxt, header.TCPFlagAck|header.TCPFlagPsh, 512, nil, payload[:k])
+			p.send(sndNxt, rcvNxt, header.TCPFlagAck|header.TCPFlagPsh, 0, nil, payload[:k])
 			sndNxt = sndNxt.Add(k)
 		}
 		// Take B's acknowledgments until it has all that was sent.
@@ -215,6 +221,9 @@ func shrunkEdgeDataTaken(t *testing.T, size int) bool {
 			s, ok := p.next(t, 2*time.Second)
 			if !ok {
 				t.Fatalf("segments of %d bytes: B acknowledged %d, %d sent, and went silent", size, last.ack, sndNxt)
+			}
+			if s.length > 0 && !s.seq.LessThan(rcvNxt) {
+				t.Fatalf("B sent %d bytes into the peer's zero window", s.length)
 			}
 			if s.flags&header.TCPFlagAck == 0 {
 				continue
@@ -236,21 +245,32 @@ func shrunkEdgeDataTaken(t *testing.T, size int) bool {
 	gap := last.ack.Size(maxEdge)
 	t.Logf("segments of %d bytes: zero window at %d, %d bytes below the edge B announced before (scale %d)", size, last.ack, gap, scale)
 
-	// The bytes up to the earlier edge: taken, acknowledged in full.
-	p.send(sndNxt, rcvNxt, header.TCPFlagAck|header.TCPFlagPsh, 512, nil, payload[:gap])
+	// The bytes up to the earlier edge put the peer ahead of B's
+	// RCV.NXT (gVisor drops them; the peer would send them again once
+	// the window opens). Then the peer opens its own window.
+	p.send(sndNxt, rcvNxt, header.TCPFlagAck|header.TCPFlagPsh, 0, nil, payload[:gap])
 	sndNxt = sndNxt.Add(gap)
+	var st0 link.Stats
+	n.s.Endpoint().Stats(&st0)
+	p.send(sndNxt, rcvNxt, header.TCPFlagAck, 512, nil, nil)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s, ok := p.next(t, time.Until(deadline))
 		if !ok {
-			t.Fatalf("B acknowledged %d after %d bytes sent up to the edge it announced at %d: it dropped them", last.ack, gap, maxEdge)
+			t.Fatalf("B did not send its reply after the peer opened its window with an ACK %d bytes past B's zero window at %d: B's TCP did not take it", gap, last.ack)
 		}
-		if s.flags&header.TCPFlagAck != 0 {
-			last = s
-			if s.ack == sndNxt {
-				break
+		// A segment before rcvNxt is B probing the peer's zero window.
+		if s.length > 0 && !s.seq.LessThan(rcvNxt) {
+			if s.seq != rcvNxt || s.length != len(reply) {
+				t.Fatalf("B sent %d bytes at %d, want its %d-byte reply at %d", s.length, s.seq, len(reply), rcvNxt)
 			}
+			break
 		}
+	}
+	var st link.Stats
+	n.s.Endpoint().Stats(&st)
+	if d := st.RxZeroWindowAcks - st0.RxZeroWindowAcks; d != 1 {
+		t.Errorf("RxZeroWindowAcks rose by %d, want 1", d)
 	}
 	return true
 }
