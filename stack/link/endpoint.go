@@ -745,6 +745,10 @@ type Stats struct {
 	// ZeroWindowsEvicted counts connections with a zero window that lost
 	// that allowance because MaxZeroWindows others had one.
 	ZeroWindowsEvicted uint64 `json:"zero_windows_evicted"`
+	// ZeroWindows is how many connections' latest segment out announced
+	// a zero receive window, now (at most MaxZeroWindows). A connection
+	// that closed at a zero window stays here until evicted.
+	ZeroWindows uint64 `json:"zero_windows"`
 }
 
 // Stats fills s.
@@ -757,4 +761,5 @@ func (e *Endpoint) Stats(s *Stats) {
 	s.TxAcksMerged = e.acksMerged.Load()
 	s.RxZeroWindowAcks = e.zeroAcks.Load()
 	s.ZeroWindowsEvicted = e.zeroEvicted.Load()
+	s.ZeroWindows = uint64(e.nzero.Load())
 }

@@ -132,8 +132,8 @@ func TestZeroWindowAck(t *testing.T) {
 	check("16383 past", ackIn(false, 5002, 5000+1<<14-1, ack, 0), 5000)
 	var st Stats
 	r.ep.Stats(&st)
-	if st.RxZeroWindowAcks != 3 {
-		t.Errorf("RxZeroWindowAcks %d, want 3", st.RxZeroWindowAcks)
+	if st.RxZeroWindowAcks != 3 || st.ZeroWindows != 1 {
+		t.Errorf("RxZeroWindowAcks %d, ZeroWindows %d; want 3 and 1", st.RxZeroWindowAcks, st.ZeroWindows)
 	}
 	check("at RCV.NXT", ackIn(false, 5002, 5000, ack, 0), 5000)
 	check("behind (a zero-window probe)", ackIn(false, 5002, 4999, ack, 0), 4999)
@@ -170,8 +170,9 @@ func TestZeroWindowAck(t *testing.T) {
 	send(windowOut(r.ep, 5005, 100, ack, 0))
 	send(windowOut(r.ep, 5005, 100, ack|header.TCPFlagRst, 0))
 	check("after a RST out", ackIn(false, 5005, 150, ack, 0), 150)
-	if r.ep.nzero.Load() != 0 {
-		t.Errorf("%d notes left after every window reopened", r.ep.nzero.Load())
+	r.ep.Stats(&st)
+	if st.ZeroWindows != 0 {
+		t.Errorf("ZeroWindows %d after every window reopened, want 0", st.ZeroWindows)
 	}
 }
 
@@ -189,8 +190,8 @@ func TestZeroWindowEvict(t *testing.T) {
 	r.ep.Flush()
 	var st Stats
 	r.ep.Stats(&st)
-	if st.ZeroWindowsEvicted != 1 {
-		t.Errorf("ZeroWindowsEvicted %d, want 1", st.ZeroWindowsEvicted)
+	if st.ZeroWindowsEvicted != 1 || st.ZeroWindows != MaxZeroWindows {
+		t.Errorf("ZeroWindowsEvicted %d, ZeroWindows %d; want 1 and %d", st.ZeroWindowsEvicted, st.ZeroWindows, MaxZeroWindows)
 	}
 	if seq, _ := deliveredSeq(t, r, ackIn(false, 6000, 1100, header.TCPFlagAck, 0)); seq != 1100 {
 		t.Errorf("the evicted connection's ACK delivered at %d, want 1100 (unchanged)", seq)
