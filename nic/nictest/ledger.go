@@ -39,10 +39,40 @@ func (l *Ledger) Holds(b *alloc.Buffer) bool { return l.held[b] }
 // the buffer.
 func (l *Ledger) HandOut(t testing.TB, b *alloc.Buffer) {
 	t.Helper()
+	l.take(t, b, 14)
+}
+
+// HandOutPacket records the buffers of one packet an offloading driver's
+// ReceivePacket returned, in order, as held by the test. Each must be a
+// buffer of the pool the test does not hold already, with its body inside
+// it; the packet must hold at least an Ethernet header (14 bytes), and
+// every buffer after the first at least one byte. The first buffer may
+// hold less than the Ethernet header: the stack, not the driver, drops a
+// packet whose header a device split over buffers.
+func (l *Ledger) HandOutPacket(t testing.TB, bufs []*alloc.Buffer) {
+	t.Helper()
+	total := 0
+	for i, b := range bufs {
+		least := 1
+		if i == 0 {
+			least = 0
+		}
+		l.take(t, b, least)
+		total += b.Len()
+	}
+	if total < 14 {
+		t.Fatalf("a packet of %d bytes in %d buffers handed out", total, len(bufs))
+	}
+}
+
+// take records b as held, failing t unless it is a buffer of the pool not
+// held already whose body of at least least bytes lies inside it.
+func (l *Ledger) take(t testing.TB, b *alloc.Buffer, least int) {
+	t.Helper()
 	if !l.pool.Owns(b) || l.held[b] {
 		t.Fatalf("the driver handed out a foreign or already held buffer %d", b.Index())
 	}
-	if b.Len() < 14 || b.Offset() < 0 || b.Offset()+b.Len() > b.Cap() {
+	if b.Len() < least || b.Offset() < 0 || b.Offset()+b.Len() > b.Cap() {
 		t.Fatalf("buffer %d handed out with a frame at %d+%d in a buffer of %d", b.Index(), b.Offset(), b.Len(), b.Cap())
 	}
 	l.held[b] = true

@@ -109,3 +109,55 @@ func TestLedger(t *testing.T) {
 		t.Fatalf("close: %q, held %d, in use %d", msg, l2.Len(), pool2.InUse())
 	}
 }
+
+// TestLedgerPacket: a packet over buffers may put less than an Ethernet
+// header in its first buffer and a single byte in a later one, as a
+// merged-buffer device may, but not an empty later buffer, a packet shorter
+// than an Ethernet header, or a buffer twice.
+func TestLedgerPacket(t *testing.T) {
+	pool, err := alloc.New(make([]byte, 8*2048+64), alloc.Config{Count: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	packet := func(lens ...int) []*alloc.Buffer {
+		bufs := make([]*alloc.Buffer, len(lens))
+		for i, n := range lens {
+			bufs[i] = pool.Get()
+			if err := bufs[i].SetBody(pool.DefaultHeadroom(), n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return bufs
+	}
+	for _, c := range []struct {
+		name string
+		lens []int
+		want string // "" for accepted
+	}{
+		{"one frame", []int{60}, ""},
+		{"short first, one byte last", []int{4, 9, 1}, ""},
+		{"empty first", []int{0, 14}, ""},
+		{"empty later", []int{20, 0}, "frame at"},
+		{"runt", []int{6, 7}, "packet of 13 bytes in 2 buffers"},
+	} {
+		l := NewLedger(pool)
+		bufs := packet(c.lens...)
+		msg := fails(t, func(tb testing.TB) { l.HandOutPacket(tb, bufs) })
+		switch {
+		case c.want == "" && (msg != "" || l.Len() != len(bufs)):
+			t.Errorf("%s: failure %q, holds %d of %d", c.name, msg, l.Len(), len(bufs))
+		case c.want != "" && !strings.Contains(msg, c.want):
+			t.Errorf("%s: failure %q, want %q", c.name, msg, c.want)
+		}
+		for _, b := range bufs {
+			pool.Put(b)
+		}
+	}
+	l := NewLedger(pool)
+	bufs := packet(30)
+	if msg := fails(t, func(tb testing.TB) { l.HandOutPacket(tb, []*alloc.Buffer{bufs[0], bufs[0]}) }); !strings.Contains(msg, "already held") {
+		t.Errorf("a buffer twice in a packet: failure %q", msg)
+	}
+	pool.Put(bufs[0])
+	CheckEmpty(t, pool, "after the cases")
+}

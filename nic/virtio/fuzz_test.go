@@ -925,8 +925,8 @@ func FuzzRxPacket(f *testing.F) {
 						if want == 0 {
 							t.Fatal("a buffer the device did not complete")
 						}
-						held.HandOut(t, b)
 					}
+					held.HandOutPacket(t, bufs[:n])
 					switch {
 					case total < 14:
 						t.Fatalf("%d-byte packet", total)
