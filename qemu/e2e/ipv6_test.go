@@ -31,6 +31,8 @@ var (
 type ipv6Link struct {
 	dnsmasq *exec.Cmd
 	log     *lockedBuffer
+	dir     string        // dnsmasq's pid file; removed by stopIPv6Link
+	exited  chan struct{} // closed once dnsmasq has been waited for
 }
 
 var (
@@ -71,7 +73,7 @@ func startIPv6Link() (*ipv6Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &ipv6Link{log: &lockedBuffer{}}
+	l := &ipv6Link{log: &lockedBuffer{}, dir: dir, exited: make(chan struct{})}
 	// Router advertisements only: no DNS (port 0), no DHCP, this tap only.
 	l.dnsmasq = exec.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
 		"--port=0", "--interface="+tapName, "--bind-interfaces", "--user=root",
@@ -82,17 +84,28 @@ func startIPv6Link() (*ipv6Link, error) {
 	// Killed with this process should stopIPv6Link not run.
 	l.dnsmasq.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := l.dnsmasq.Start(); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start dnsmasq: %v", err)
 	}
-	go l.dnsmasq.Wait()
+	go func() {
+		l.dnsmasq.Wait()
+		close(l.exited)
+	}()
 	return l, nil
 }
 
-// stopIPv6Link ends dnsmasq (TestMain's inner run calls it at the end).
+// stopIPv6Link ends dnsmasq and removes its directory (TestMain's inner
+// run calls it at the end).
 func stopIPv6Link() {
-	if link6 != nil && link6.dnsmasq.Process != nil {
-		link6.dnsmasq.Process.Kill()
+	if link6 == nil {
+		return
 	}
+	link6.dnsmasq.Process.Kill()
+	select {
+	case <-link6.exited:
+	case <-time.After(5 * time.Second):
+	}
+	os.RemoveAll(link6.dir)
 }
 
 type lockedBuffer struct {
