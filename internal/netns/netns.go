@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -61,6 +62,78 @@ func FreeName(prefix string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free namespace name %s0..%s99: delete stale ones with `ip netns del`", prefix, prefix)
+}
+
+// RunPrefix returns the name prefix, base followed by this process's PID
+// and a dash, for FreeName to number the namespaces of this run: ReapStale
+// can then tell the namespaces of a run that was killed before its
+// clean-up from those of a run still going.
+func RunPrefix(base string) string {
+	return fmt.Sprintf("%s%d-", base, os.Getpid())
+}
+
+// ReapStale deletes the namespaces that a RunPrefix(base) run left behind
+// when it was killed: those named base, a PID, a dash and a number, whose
+// process no longer exists and which hold no process. It returns the
+// names it deleted. A namespace whose name does not parse, whose process
+// is alive (or whose PID was reused), or that still holds a process is
+// left alone.
+func ReapStale(base string) ([]string, error) {
+	ents, err := os.ReadDir(Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var reaped []string
+	for _, e := range ents {
+		pid, ok := runPID(e.Name(), base)
+		if !ok {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // the run is alive, or its PID was reused
+		}
+		out, err := exec.Command("ip", "netns", "pids", e.Name()).Output()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			continue // unreadable, or something still runs inside
+		}
+		if err := ip(context.Background(), "netns", "del", e.Name()); err != nil {
+			return reaped, err
+		}
+		reaped = append(reaped, e.Name())
+	}
+	return reaped, nil
+}
+
+// runPID parses name as base, a PID, a dash and a number.
+func runPID(name, base string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, base)
+	if !ok {
+		return 0, false
+	}
+	p, n, ok := strings.Cut(rest, "-")
+	if !ok || !allDigits(p) || !allDigits(n) {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(p)
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, true
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ip runs one iproute2 command and returns its error with its output.

@@ -29,7 +29,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/vm"
 )
@@ -193,7 +192,7 @@ func measureVM(t *testing.T, ctx context.Context, o vm.Options, nic string, idle
 		t.Fatal(err)
 	}
 	defer serial.Close()
-	ns, err := netns.FreeName(fmt.Sprintf("tamanet-cmp-%d-", os.Getpid()))
+	ns, err := runNetns("tamanet-cmp-")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,7 +126,7 @@ func dhcpBoot(ctx, runCtx context.Context, target vm.Target, accel vm.Accel, ima
 		return failf("%v", err)
 	}
 	defer serial.Close()
-	ns, err := netns.FreeName(fmt.Sprintf("tamanet-e2e-dhcp-%d-", os.Getpid()))
+	ns, err := runNetns("tamanet-e2e-dhcp-")
 	if err != nil {
 		return failf("%v", err)
 	}

@@ -26,7 +26,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tamanet/tamanet/internal/netns"
 	"github.com/tamanet/tamanet/internal/prereq"
 	"github.com/tamanet/tamanet/qemu/linuxguest"
 	"github.com/tamanet/tamanet/qemu/vm"
@@ -231,7 +230,7 @@ func linuxPhase(ctx, runCtx context.Context, target vm.Target, accel vm.Accel) i
 		return failf("%v", err)
 	}
 	defer serial.Close()
-	ns, err := netns.FreeName(fmt.Sprintf("tamanet-e2e-linux-%d-", os.Getpid()))
+	ns, err := runNetns("tamanet-e2e-linux-")
 	if err != nil {
 		return failf("%v", err)
 	}

@@ -141,7 +141,7 @@ func outer(m *testing.M) int {
 	}
 	defer serial.Close()
 
-	ns, err := netns.FreeName(fmt.Sprintf("tamanet-e2e-%d-", os.Getpid()))
+	ns, err := runNetns("tamanet-e2e-")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: e2e: %v\n", err)
 		return 1
@@ -455,4 +455,17 @@ func skipArgs(args []string, pattern string) []string {
 		out = append(out, "-test.skip="+pattern)
 	}
 	return out
+}
+
+// runNetns deletes the namespaces of base that killed runs left behind,
+// saying so, and returns a free name for this run's next one.
+func runNetns(base string) (string, error) {
+	reaped, err := netns.ReapStale(base)
+	for _, n := range reaped {
+		fmt.Printf("e2e: deleted namespace %s, left by a run that was killed\n", n)
+	}
+	if err != nil {
+		return "", err
+	}
+	return netns.FreeName(netns.RunPrefix(base))
 }
