@@ -857,8 +857,13 @@ func FuzzRxPacket(f *testing.F) {
 		base := uint64(alloc.AddrOf(mem))
 		held := nictest.NewLedger(pool)
 		bufs := make([]*alloc.Buffer, o.MaxRxBuffers)
-		// The buffers the device completed, in order, not yet returned.
-		var done []uintptr
+		// The entries the device completed, in order, that the driver
+		// has not consumed yet: used index and buffer address.
+		type completion struct {
+			idx  uint16
+			addr uintptr
+		}
+		var done []completion
 		for steps := 0; len(in.b) > 0 && steps < 64; steps++ {
 			switch in.u8() % 4 {
 			case 0: // the device writes a packet over k buffers
@@ -887,7 +892,7 @@ func FuzzRxPacket(f *testing.F) {
 					if j == 0 {
 						copy(buf, h[:])
 					}
-					done = append(done, uintptr(addr))
+					done = append(done, completion{rx.usedIdx, uintptr(addr)})
 					s := vring.UsedSlot(rx.usedIdx, uint16(rx.num-1))
 					binary.LittleEndian.PutUint32(rx.used[s+vring.UsedElemID:], uint32(head))
 					binary.LittleEndian.PutUint32(rx.used[s+vring.UsedElemLen:], uint32(in.u16()))
@@ -900,32 +905,38 @@ func FuzzRxPacket(f *testing.F) {
 			case 1: // the driver takes what it can
 				for i := 0; i < 64; i++ {
 					n, meta := d.ReceivePacket(bufs)
+					if n > o.MaxRxBuffers {
+						t.Fatalf("%d buffers, most %d", n, o.MaxRxBuffers)
+					}
+					// The driver consumes entries in order and
+					// returns as soon as it has a good packet: the
+					// packet is the last n entries it consumed, and
+					// every entry before them was dropped. (A
+					// buffer's address alone does not say which
+					// completion it came from: buffers are reposted.)
+					end := d.rx.lastUsed()
+					for len(done) > 0 && int16(end-uint16(n)-done[0].idx) > 0 {
+						done = done[1:]
+					}
 					if n == 0 {
 						break
 					}
-					if n > o.MaxRxBuffers {
-						t.Fatalf("%d buffers, most %d", n, o.MaxRxBuffers)
+					if len(done) < n {
+						t.Fatalf("a %d-buffer packet from %d completions", n, len(done))
 					}
 					total := 0
 					for j, b := range bufs[:n] {
 						total += b.Len()
-						want := uintptr(0)
-						// The buffer must be one the device
-						// completed, after any before it.
-						for len(done) > 0 {
-							want, done = done[0], done[1:]
-							if j == 0 && b.BodyAddr() == want+HeaderSize || j > 0 && b.BodyAddr() == want {
-								break
-							}
-							if j > 0 {
-								t.Fatalf("buffer %d of a packet is not the next one completed", j)
-							}
-							want = 0
+						c := done[j]
+						want := c.addr
+						if j == 0 {
+							want += HeaderSize
 						}
-						if want == 0 {
-							t.Fatal("a buffer the device did not complete")
+						if c.idx != end-uint16(n-j) || b.BodyAddr() != want {
+							t.Fatalf("buffer %d of a packet is not the entry %d the driver consumed for it", j, end-uint16(n-j))
 						}
 					}
+					done = done[n:]
 					held.HandOutPacket(t, bufs[:n])
 					switch {
 					case total < 14:
