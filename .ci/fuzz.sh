@@ -21,6 +21,14 @@ for pkg in $(go list ./...); do
 				echo "fuzz: $f: the fuzzer hit its deadline inside an input (no failing input written); running it again"
 				go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" -fuzzminimizetime 2s "$pkg" || { rm -f "$out"; exit 1; }
 			else
+				# Print the failing input: CI keeps the log, not
+				# the checkout it was written to.
+				f_in=$(sed -n 's/.*Failing input written to \(testdata[^ ]*\).*/\1/p' "$out" | tail -1)
+				dir=$(go list -f '{{.Dir}}' "$pkg")
+				if [ -n "$f_in" ] && [ -f "$dir/$f_in" ]; then
+					echo "fuzz: the failing input, $f_in in $pkg (save it there to reproduce):"
+					cat "$dir/$f_in"
+				fi
 				rm -f "$out"
 				exit 1
 			fi
