@@ -32,7 +32,6 @@ import (
 
 const (
 	envPhase   = "TAMANET_E2E_PHASE"
-	envNetns   = "TAMANET_E2E_NETNS"
 	envDnsmasq = "TAMANET_E2E_DNSMASQ_DIR"
 
 	lookupName = "host.tamanet.test"
@@ -159,7 +158,7 @@ func dhcpBoot(ctx, runCtx context.Context, target vm.Target, accel vm.Accel, ima
 	fmt.Printf("e2e: dhcp: ready after %v: ip=%s (dhcp server: %v)\n", time.Since(start).Round(time.Millisecond), ready.Prefix, server)
 
 	cmd, err := innerCommand(runCtx, v, ready, serial, image, append(os.Args[1:], "-test.run="+run),
-		envPhase+"=dhcp", envNetns+"="+ns, envDnsmasq+"="+leases)
+		envPhase+"=dhcp", envDnsmasq+"="+leases)
 	if err != nil {
 		return failf("%v", err)
 	}

@@ -1,20 +1,22 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tamanet/tamanet/internal/netns"
+	"github.com/tamanet/tamanet/qemu/vm"
 )
 
 // The IPv6 test link: the tap carries hostAddr6 in the static test prefix
@@ -29,10 +31,7 @@ var (
 // ipv6Link is the namespace side of the IPv6 tests: IPv6 on the tap and
 // dnsmasq sending router advertisements.
 type ipv6Link struct {
-	dnsmasq *exec.Cmd
-	log     *lockedBuffer
-	dir     string        // dnsmasq's pid file; removed by stopIPv6Link
-	exited  chan struct{} // closed once dnsmasq has been waited for
+	dnsmasq *vm.Dnsmasq
 }
 
 var (
@@ -55,74 +54,31 @@ func setupIPv6(t *testing.T) *ipv6Link {
 }
 
 func startIPv6Link() (*ipv6Link, error) {
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		return nil, fmt.Errorf("dnsmasq not installed (make deps installs it): %v", err)
-	}
-	conf := "/proc/sys/net/ipv6/conf/" + tapName + "/"
-	for _, kv := range [][2]string{{"accept_ra", "0"}, {"disable_ipv6", "0"}} {
-		if err := os.WriteFile(conf+kv[0], []byte(kv[1]), 0o644); err != nil {
-			return nil, fmt.Errorf("enable IPv6 on %s: %v", tapName, err)
-		}
-	}
+	ctx := context.Background()
+	ns := &netns.Netns{Name: os.Getenv(envNetns), Tap: tapName}
 	for _, a := range []netip.Prefix{hostAddr6, raHostAddr} {
-		if out, err := exec.Command("ip", "-6", "addr", "add", a.String(), "dev", tapName, "nodad").CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("ip -6 addr add %v: %v %s", a, err, out)
+		if err := ns.EnableIPv6(ctx, a.String()); err != nil {
+			return nil, err
 		}
 	}
-	dir, err := os.MkdirTemp("", "tamanet-dnsmasq-")
+	// Router advertisements every 4 s only: no DNS, no DHCP, this tap
+	// only.
+	d, err := vm.StartDnsmasq(ctx, ns, vm.DnsmasqOptions{IPv6Prefix: raPrefix, RAInterval: 4 * time.Second, DNSPort: -1})
 	if err != nil {
 		return nil, err
 	}
-	l := &ipv6Link{log: &lockedBuffer{}, dir: dir, exited: make(chan struct{})}
-	// Router advertisements only: no DNS (port 0), no DHCP, this tap only.
-	l.dnsmasq = exec.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-		"--port=0", "--interface="+tapName, "--bind-interfaces", "--user=root",
-		"--pid-file="+filepath.Join(dir, "pid"), "--log-facility=-",
-		"--enable-ra", "--ra-param="+tapName+",4,1800",
-		"--dhcp-range="+raPrefix.Addr().String()+",slaac,64,1h")
-	l.dnsmasq.Stdout, l.dnsmasq.Stderr = l.log, l.log
-	// Killed with this process should stopIPv6Link not run.
-	l.dnsmasq.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := l.dnsmasq.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start dnsmasq: %v", err)
-	}
-	go func() {
-		l.dnsmasq.Wait()
-		close(l.exited)
-	}()
-	return l, nil
+	return &ipv6Link{dnsmasq: d}, nil
 }
 
-// stopIPv6Link ends dnsmasq and removes its directory (TestMain's inner
-// run calls it at the end).
+// log is what dnsmasq has logged, for a failure message.
+func (l *ipv6Link) log() string { return l.dnsmasq.Log() }
+
+// stopIPv6Link stops dnsmasq, which removes its directory (TestMain's
+// inner run calls it at the end).
 func stopIPv6Link() {
-	if link6 == nil {
-		return
+	if link6 != nil {
+		link6.dnsmasq.Stop()
 	}
-	link6.dnsmasq.Process.Kill()
-	select {
-	case <-link6.exited:
-	case <-time.After(5 * time.Second):
-	}
-	os.RemoveAll(link6.dir)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // eui64 is the modified EUI-64 interface identifier of mac in prefix (RFC
@@ -264,7 +220,7 @@ func TestIPv6(t *testing.T) {
 				}
 			}
 			slices.Sort(ra)
-			t.Fatalf("SLAAC address %v does not answer ping -6 after 60 s; guest addresses %v, counters %v\ndnsmasq:\n%s", slaac, guestAddrs6(), ra, l.log)
+			t.Fatalf("SLAAC address %v does not answer ping -6 after 60 s; guest addresses %v, counters %v\ndnsmasq:\n%s", slaac, guestAddrs6(), ra, l.log())
 		}
 		resp, err := httpClient.Get("http://[" + slaac.String() + "]/stats")
 		if err != nil {
@@ -279,7 +235,7 @@ func TestIPv6(t *testing.T) {
 		}
 		want := netip.PrefixFrom(slaac, 64).String()
 		if !slices.Contains(st.IPv6, want) || !slices.Contains(st.IPv6, netip.PrefixFrom(ll, 64).String()) {
-			t.Fatalf("/stats ipv6 %v, want %s and the link-local address among them\ndnsmasq:\n%s", st.IPv6, want, l.log)
+			t.Fatalf("/stats ipv6 %v, want %s and the link-local address among them\ndnsmasq:\n%s", st.IPv6, want, l.log())
 		}
 		t.Logf("guest addresses %v", st.IPv6)
 	})

@@ -56,6 +56,7 @@ const (
 	envMAC    = "TAMANET_E2E_MAC"
 	envNIC    = "TAMANET_E2E_NIC"
 	envTap    = "TAMANET_E2E_TAP"
+	envNetns  = "TAMANET_E2E_NETNS" // the namespace's name
 	envImage  = "TAMANET_E2E_IMAGE"
 )
 
@@ -235,6 +236,7 @@ func innerCommand(ctx context.Context, v *vm.VM, ready vm.Ready, serial *os.File
 		envMAC+"="+ready.MAC,
 		envNIC+"="+ready.NIC,
 		envTap+"="+v.Netns().Tap,
+		envNetns+"="+v.Netns().Name,
 		envImage+"="+image,
 	), env...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
